@@ -1,0 +1,85 @@
+"""Fast single-image (and batched) inference on an exported learner.
+
+`learn.predict(img)` builds a DataLoader, runs the callback machinery and pushes fastai's tensor
+subclasses through every layer. We reuse the learner's own validation transforms (so the pixels,
+and therefore the probabilities, are the same) and call the network directly.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from fastai.vision.all import Learner, PILImage, Pipeline, TensorImage
+
+from .images import ImageInput, open_image
+from .ood import FeatureDistance
+
+
+@dataclass
+class Prediction:
+    label: str
+    probabilities: dict[str, float]
+    """Every class, in `vocab` order."""
+    out_of_domain: bool
+    ood_score: float
+
+
+class Predictor:
+    """Wraps an exported learner (see `export`) for thread-safe, low-overhead prediction."""
+
+    def __init__(self, learn: Learner, draft: bool = False):
+        self.learn = learn
+        self.model = learn.model.eval().cpu()
+        self.vocab: list[str] = list(learn.dls.vocab)
+        self.ood: FeatureDistance | None = getattr(learn, "ood", None)
+        # The validation-time transforms (split_idx=1): resize and centre crop, no augmentation.
+        valid = learn.dls.valid
+        self._after_item = Pipeline(valid.after_item.fs, split_idx=1)
+        self._after_batch = Pipeline(valid.after_batch.fs, split_idx=1)
+        # Decoding a JPEG at reduced size is far cheaper for phone photos, but changes pixels
+        # slightly compared with learn.predict; off unless asked for (BENCHMARKS.md measures it).
+        self.draft_size = 2 * self._input_size() if draft else None
+        self._lock = threading.Lock()  # the fastai transforms keep per-call state
+
+    def _input_size(self) -> int:
+        sizes = [getattr(t, "size", None) for t in self._after_item.fs]
+        return max(max(s) for s in sizes if s)
+
+    def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
+        """Decode and transform exactly as the validation set was; returns a plain float batch."""
+        pictures = [PILImage(open_image(image, draft_size=self.draft_size)) for image in images]
+        with self._lock:
+            items = [self._after_item(picture) for picture in pictures]
+            batch = self._after_batch(TensorImage(torch.stack(items)))
+        return batch.as_subclass(torch.Tensor)
+
+    @torch.inference_mode()
+    def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class probabilities and penultimate-layer features for a preprocessed batch."""
+        body, head = self.model[0], self.model[1]
+        features = head[:-1](body(batch))
+        return torch.softmax(head[-1](features), dim=1), features
+
+    def predict_batch(self, images: Sequence[ImageInput]) -> list[Prediction]:
+        probs, features = self.forward(self.preprocess(images))
+        scores = self.ood.score(features) if self.ood else torch.zeros(len(probs))
+        threshold = self.ood.threshold if self.ood else float("inf")
+        return [
+            Prediction(
+                label=self.vocab[int(p.argmax())],
+                probabilities={c: float(v) for c, v in zip(self.vocab, p)},
+                out_of_domain=bool(s > threshold),
+                ood_score=float(s),
+            )
+            for p, s in zip(probs, scores)
+        ]
+
+    def predict(self, image: ImageInput) -> Prediction:
+        return self.predict_batch([image])[0]
+
+    def features_of(self, images: Sequence[ImageInput], batch_size: int = 32) -> torch.Tensor:
+        """Penultimate-layer features of many images, a batch at a time."""
+        chunks = [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
+        return torch.cat([self.forward(self.preprocess(chunk))[1] for chunk in chunks])
