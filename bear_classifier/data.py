@@ -58,7 +58,7 @@ def verify_folder(root: Path, delete: bool = False, min_side: int = MIN_SIDE) ->
     report, seen = DataReport(), set()
     for label_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         report.counts[label_dir.name] = 0
-        for path in sorted(p for p in label_dir.rglob("*") if p.is_file()):
+        for path in sorted(p for p in label_dir.rglob("*") if p.is_file() or p.is_symlink()):
             reason = _problem(path, seen, min_side)
             if reason:
                 report.drop(reason, path)
@@ -74,7 +74,7 @@ def _problem(path: Path, seen: set[str], min_side: int) -> str | None:
     try:
         data = path.read_bytes()
         image = open_image(data)
-    except PermissionError:
+    except OSError:  # permissions, a dangling link, a vanished network mount
         return "unreadable"
     except ImageError:
         return "not a readable image"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+from PIL import Image
 from fastai.vision.all import Learner, PILImage, Pipeline, TensorImage
 
 from .images import ImageInput, open_image
@@ -47,9 +48,13 @@ class Predictor:
         sizes = [getattr(t, "size", None) for t in self._after_item.fs]
         return max(max(s) for s in sizes if s)
 
+    def decode(self, image: ImageInput) -> Image.Image:
+        """An upright RGB picture, or `ImageError` with a message for the user."""
+        return open_image(image, draft_size=self.draft_size)
+
     def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
         """Decode and transform exactly as the validation set was; returns a plain float batch."""
-        pictures = [PILImage(open_image(image, draft_size=self.draft_size)) for image in images]
+        pictures = [PILImage(self.decode(image)) for image in images]
         with self._lock:
             items = [self._after_item(picture) for picture in pictures]
             batch = self._after_batch(TensorImage(torch.stack(items)))

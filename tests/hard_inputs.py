@@ -1,0 +1,76 @@
+"""Awkward images, made in memory: the inputs users really send (phones, scanners, hostile files)."""
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+from PIL import Image
+
+
+def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def exif_rotated() -> bytes:
+    """A 60x40 JPEG whose EXIF says "rotate 90°", as phones write portrait photos."""
+    image = Image.new("RGB", (60, 40), (120, 80, 40))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return encode(image, "JPEG", exif=exif)
+
+
+def in_mode(mode: str) -> bytes:
+    """A 64x48 picture stored in `mode` (PNG, or TIFF where PNG cannot hold the mode)."""
+    rgb = Image.new("RGB", (64, 48), (130, 90, 60))
+    if mode == "RGBA":
+        image = rgb.convert("RGBA")
+        image.putpixel((0, 0), (0, 0, 0, 0))
+    elif mode == "I;16":
+        image = Image.fromarray(np.full((48, 64), 33000, np.uint16))
+    elif mode == "I":
+        image = Image.fromarray(np.full((48, 64), 33000, np.int32))
+    elif mode == "F":
+        image = Image.fromarray(np.full((48, 64), 0.5, np.float32))
+    else:
+        image = rgb.convert(mode)
+    fmt = "TIFF" if mode in ("CMYK", "I", "F") else "PNG"
+    return encode(image, fmt)
+
+
+def truncated_jpeg() -> bytes:
+    data = encode(Image.effect_noise((256, 256), 60).convert("RGB"), "JPEG")
+    return data[: len(data) // 2]
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims to be `width`x`height`: what a decompression bomb looks like before decoding."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def decompression_bomb() -> bytes:
+    """A tiny file that would decode to 40000x40000 pixels (4.8 GB)."""
+    return png_header_only(40_000, 40_000)
+
+
+def phone_photo(width: int = 4000, height: int = 3000) -> bytes:
+    """A large, detailed JPEG like a phone camera writes."""
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 255, (height // 8, width // 8, 3), dtype=np.uint8)
+    return encode(Image.fromarray(small).resize((width, height), Image.BILINEAR), "JPEG", quality=90)
+
+
+ALL_BAD = {
+    "empty": b"",
+    "text": b"not an image at all",
+    "truncated": truncated_jpeg,
+    "bomb": decompression_bomb,
+}
