@@ -25,7 +25,7 @@ def predict(images: list) -> tuple[list, list, list]:
 
 demo = gr.Interface(
     fn=predict,
-    inputs=UploadedImage(label="Photo of a bear", sources=["upload", "webcam", "clipboard"]),
+    inputs=UploadedImage(type="filepath", label="Photo of a bear", sources=["upload", "webcam", "clipboard"]),
     outputs=[
         gr.Label(label="Probabilities", num_top_classes=len(predictor.vocab)),
         gr.Markdown(label="Verdict"),

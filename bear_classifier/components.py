@@ -14,9 +14,7 @@ class UploadedImage(gr.Image):
     """
 
     is_template = True  # rendered by the frontend's ordinary Image component
-
-    def __init__(self, **kwargs):
-        super().__init__(type="filepath", image_mode=None, **kwargs)
+    # No __init__ override: Gradio reads the component's props from gr.Image's signature.
 
     def preprocess(self, payload: FileData | None) -> str | None:
         if payload is None or payload.path is None:

@@ -35,12 +35,12 @@ def library_versions() -> dict[str, str]:
 
 
 def attach_ood(learn: Learner, train_items: Sequence[Path], quantile: float = 0.99) -> FeatureDistance:
-    """Calibrate the out-of-domain detector on the training images and store it in the learner,
-    so that it travels inside model.pkl."""
-    learn.ood = None  # features only; the detector must not see itself
+    """Calibrate the out-of-domain detector on the training images and store its state in the
+    learner, so that it travels inside model.pkl."""
     features = Predictor(learn).features_of(train_items)
-    learn.ood = FeatureDistance.calibrate(features, quantile=quantile)
-    return learn.ood
+    detector = FeatureDistance.calibrate(features, quantile=quantile)
+    learn.ood_state = detector.state()
+    return detector
 
 
 def export(learn: Learner, path: Path) -> str:

@@ -66,7 +66,11 @@ def reviewed_images(folder: Path) -> list[tuple[Path, str]]:
             for row in csv.reader(f):
                 if len(row) < 2 or not row[0] or row[-2] in ("flag", NOT_A_BEAR):
                     continue
-                image = Path(row[0]) if Path(row[0]).is_absolute() else folder / row[0]
+                # Gradio stores absolute paths; after the folder moved (or came from the Hub dataset)
+                # the image is found by its last parts: <input label>/<hash>/<file name>.
+                image = Path(row[0])
+                if not image.is_file():
+                    image = folder.joinpath(*image.parts[-3:])
                 if image.is_file():
                     found.append((image, row[-2]))
     return found

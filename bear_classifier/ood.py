@@ -28,6 +28,15 @@ class FeatureDistance:
         detector.threshold = float(torch.quantile(scores, quantile))
         return detector
 
+    def state(self) -> dict:
+        """Plain tensors and numbers: stored in model.pkl so that loading it needs only fastai and
+        timm, not this package."""
+        return {"bank": self.bank, "threshold": self.threshold, "k": self.k}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "FeatureDistance":
+        return cls(state["bank"], state["threshold"], state["k"])
+
     def score(self, features: torch.Tensor, exclude_self: bool = False) -> torch.Tensor:
         """Mean cosine distance to the k nearest training features (0 = seen before, 2 = opposite)."""
         similarity = F.normalize(features.float(), dim=1) @ self.bank.float().T

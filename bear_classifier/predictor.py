@@ -34,7 +34,8 @@ class Predictor:
         self.learn = learn
         self.model = learn.model.eval().cpu()
         self.vocab: list[str] = list(learn.dls.vocab)
-        self.ood: FeatureDistance | None = getattr(learn, "ood", None)
+        state = getattr(learn, "ood_state", None)  # written by export.attach_ood
+        self.ood = FeatureDistance.from_state(state) if state else None
         # The validation-time transforms (split_idx=1): resize and centre crop, no augmentation.
         valid = learn.dls.valid
         self._after_item = Pipeline(valid.after_item.fs, split_idx=1)

@@ -1,0 +1,88 @@
+"""The shipped model.pkl and its model card: loads on CPU, three classes, honest numbers, fast predict
+that gives exactly learn.predict's probabilities."""
+import pytest
+import torch
+from PIL import Image
+
+from bear_classifier import card, export, serving
+from tests.conftest import BEARS, EXAMPLES, example
+
+VOCAB = ["black", "grizzly", "teddy"]
+
+
+def test_card_matches_the_committed_model():
+    facts = card.read_facts(serving.CARD_PATH)
+    assert facts.sha256 == export.sha256(serving.MODEL_PATH)
+    assert facts.vocab == VOCAB
+    assert facts.valid_accuracy > facts.baseline_accuracy
+    assert serving.MODEL_PATH.stat().st_size <= 25 * 2**20
+    text = serving.CARD_PATH.read_text()
+    assert f"**{facts.valid_accuracy:.1%}**" in text and f"{facts.baseline_accuracy:.1%}" in text
+
+
+def test_a_tampered_model_is_refused(tmp_path):
+    altered = tmp_path / "model.pkl"
+    altered.write_bytes(serving.MODEL_PATH.read_bytes() + b"\0")
+    with pytest.raises(export.ModelFileError, match="SHA-256"):
+        export.load(altered, expected_sha256=card.read_facts(serving.CARD_PATH).sha256)
+
+
+def test_probabilities_cover_the_vocab_and_sum_to_one(predictor):
+    prediction = predictor.predict(example("grizzly"))
+    assert list(prediction.probabilities) == VOCAB == predictor.vocab
+    assert sum(prediction.probabilities.values()) == pytest.approx(1, abs=1e-5)
+
+
+@pytest.mark.parametrize("label", VOCAB)
+def test_examples_get_their_label_and_are_in_domain(predictor, label):
+    prediction = predictor.predict(example(label))
+    assert prediction.label == label
+    assert not prediction.out_of_domain
+
+
+@pytest.mark.parametrize("name", ["cat.jpg", "coffee_cup.jpg"])
+def test_non_bear_examples_are_flagged(predictor, name):
+    assert predictor.predict(EXAMPLES / name).out_of_domain
+
+
+def test_same_probabilities_as_learn_predict(predictor):
+    images = sorted(EXAMPLES.glob("*.jpg")) + sorted(BEARS.glob("*/*_001[0-4].jpg"))
+    assert len(images) >= 15
+    for image in images:
+        _, _, expected = predictor.learn.predict(image)
+        ours = torch.tensor(list(predictor.predict(image).probabilities.values()))
+        assert torch.allclose(ours, expected, atol=1e-4), image.name
+
+
+def test_batch_equals_one_by_one(predictor):
+    images = sorted(EXAMPLES.glob("*.jpg"))
+    batched = predictor.predict_batch(images)
+    for image, together in zip(images, batched):
+        alone = predictor.predict(image)
+        assert together.label == alone.label
+        for label in VOCAB:
+            assert together.probabilities[label] == pytest.approx(alone.probabilities[label], abs=1e-5)
+
+
+def test_inputs_of_every_kind_agree(predictor):
+    path = example("teddy")
+    expected = predictor.predict(path).probabilities
+    for same in (path.read_bytes(), str(path), Image.open(path), Image.open(path).convert("RGBA")):
+        got = predictor.predict(same).probabilities
+        assert got == pytest.approx(expected, abs=1e-4)
+
+
+def test_fresh_process_loads_with_plain_fastai(tmp_path):
+    """The course's two lines work in a process that never imported this package."""
+    import subprocess
+    import sys
+
+    script = (
+        "import timm\nfrom fastai.vision.all import load_learner\n"
+        f"learn = load_learner({str(serving.MODEL_PATH)!r})\n"
+        f"label, index, probs = learn.predict({str(example('black'))!r})\n"
+        "print(label, list(learn.dls.vocab), round(float(probs.sum()), 4))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[-2] == f"black {VOCAB} 1.0"
