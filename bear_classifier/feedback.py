@@ -20,6 +20,7 @@ import gradio as gr
 from fastai.vision.all import Learner
 
 from . import data, export
+from .predictor import input_size
 
 NOT_A_BEAR = "not a bear"
 
@@ -94,8 +95,7 @@ def fine_tune_on_reviews(
             if label in vocab:
                 shutil.copy(image, root / label / f"review_{i}{image.suffix}")
         report = data.verify_folder(root)
-        size = max(learn.dls.valid.after_item.fs[0].size)
-        learn.dls = data.dataloaders(root, report, size=size, batch_size=batch_size)
+        learn.dls = data.dataloaders(root, report, size=input_size(learn), batch_size=batch_size)
         if list(learn.dls.vocab) != vocab:
             raise data.DataError(f"Reviewed data has labels {list(learn.dls.vocab)}, the model {vocab}.")
         learn.fine_tune(epochs, base_lr=lr)

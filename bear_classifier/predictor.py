@@ -27,6 +27,12 @@ class Prediction:
     ood_score: float
 
 
+def input_size(learn: Learner) -> int:
+    """The side of the square the network sees, from the learner's own resize transform."""
+    sizes = [getattr(t, "size", None) for t in learn.dls.valid.after_item.fs]
+    return max(max(s) for s in sizes if s)
+
+
 class Predictor:
     """Wraps an exported learner (see `export`) for thread-safe, low-overhead prediction."""
 
@@ -42,12 +48,8 @@ class Predictor:
         self._after_batch = Pipeline(valid.after_batch.fs, split_idx=1)
         # Decoding a JPEG at reduced size is far cheaper for phone photos, but changes pixels
         # slightly compared with learn.predict; off unless asked for (BENCHMARKS.md measures it).
-        self.draft_size = 2 * self._input_size() if draft else None
+        self.draft_size = 2 * input_size(learn) if draft else None
         self._lock = threading.Lock()  # the fastai transforms keep per-call state
-
-    def _input_size(self) -> int:
-        sizes = [getattr(t, "size", None) for t in self._after_item.fs]
-        return max(max(s) for s in sizes if s)
 
     def decode(self, image: ImageInput) -> Image.Image:
         """An upright RGB picture, or `ImageError` with a message for the user."""

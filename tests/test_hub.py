@@ -1,0 +1,151 @@
+"""bear_classifier.hub against a local stand-in for the Hub (tests/hub_standin.py): the real huggingface_hub client
+code runs (create_repo, preupload, NDJSON commit, hf_hub_download's HEAD + GET and cache), only the server is ours.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+from huggingface_hub import constants
+
+from bear_classifier import hub
+from tests.hub_standin import running_standin
+
+REPO = "bear-lab/bear-classifier"
+TOKEN = "hf_standin_write_token"
+
+
+@pytest.fixture
+def standin(tmp_path, monkeypatch):
+    """The stand-in, with huggingface_hub pointed at it and at a throw-away cache.
+
+    huggingface_hub reads HF_ENDPOINT, HF_HOME, HF_HUB_CACHE... once, in `huggingface_hub.constants`, at import
+    time, and it is already imported (bear_classifier.hub imports it). So setting the env vars now is not enough:
+    the code paths used here read the *module attributes* at call time, so those are what we patch:
+    - `constants.ENDPOINT`: `HfApi()` copies it into `self.endpoint` when built, and push builds a new HfApi per
+      call (create_repo, validate-yaml, preupload, commit all use `self.endpoint`);
+    - `constants.HUGGINGFACE_CO_URL_TEMPLATE`: `hf_hub_download` builds its /resolve/ URL from this template, which
+      was formatted from ENDPOINT at import, so patching ENDPOINT alone would still download from huggingface.co;
+    - `HF_HUB_CACHE` (download cache) and `HF_TOKEN_PATH`/`HF_STORED_TOKENS_PATH` (a token saved by `hf auth
+      login` would otherwise be sent) and `AGENT_HARNESSES_PATH` (building the user-agent header fetches
+      {ENDPOINT}/api/agent-harnesses once per process and caches it there), so nothing touches ~/.cache.
+    (The module-level `huggingface_hub.hf_api.api = HfApi()` keeps the old endpoint, but hub.py doesn't use it.)
+    The env vars are set as well, for anything that reads them at call time or in a child process.
+    Xet: the stand-in never offers it (uploadMode "regular", no X-Xet-* headers); HF_HUB_DISABLE_XET makes sure.
+    """
+    with running_standin() as server:
+        home = tmp_path / "hf_home"
+        settings = {
+            "ENDPOINT": server.url,
+            "HUGGINGFACE_CO_URL_TEMPLATE": server.url + "/{repo_id}/resolve/{revision}/{filename}",
+            "HF_HOME": str(home),
+            "HF_HUB_CACHE": str(home / "hub"),
+            "HF_TOKEN_PATH": str(home / "token"),
+            "HF_STORED_TOKENS_PATH": str(home / "stored_tokens"),
+            "AGENT_HARNESSES_PATH": str(home / ".agent_harnesses.json"),
+            "HF_HUB_DISABLE_XET": True,
+            "HF_HUB_OFFLINE": False,
+        }
+        for name, value in settings.items():
+            monkeypatch.setattr(constants, name, value)
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.setenv("HF_HOME", str(home))
+        monkeypatch.setenv("HF_HUB_CACHE", str(home / "hub"))
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        yield server
+    # Whatever the test did, nothing may have gone anywhere but the known Hub routes (no Xet, no LFS batch).
+    for request in server.requests:
+        assert re.match(r"^/(api/repos/create|api/validate-yaml|api/agent-harnesses$|"
+                        r"api/models/[^/]+/[^/]+/(preupload|commit)/|[^/]+/[^/]+/resolve/)", request.path), request
+
+
+@pytest.fixture
+def run_folder(tmp_path):
+    """What a training run leaves behind: small dummy files, so the bytes can be compared."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "model.pkl").write_bytes(b"\x80\x04not really a pickle\x00\xff" * 50)
+    (folder / "model_card.md").write_text("---\nlicense: apache-2.0\n---\n# Bear classifier\nGrizzly, black or teddy.\n")
+    (folder / "confusion_matrix.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    return folder
+
+
+def test_push_sends_all_outputs_in_one_authenticated_commit(standin, run_folder, capsys):
+    files = hub.files_to_push(run_folder)
+    assert set(files) == {"model.pkl", "README.md", "confusion_matrix.png"}
+
+    sha = hub.push(files, REPO, token=TOKEN, message="Bear classifier, run 7")
+
+    assert len(standin.commits) == 1, standin.requests
+    commit = standin.commits[0]
+    assert commit.repo_id == REPO and commit.revision == "main"
+    assert commit.message == "Bear classifier, run 7"
+    assert commit.authorization == f"Bearer {TOKEN}"
+    assert commit.files == {
+        "model.pkl": (run_folder / "model.pkl").read_bytes(),
+        "README.md": (run_folder / "model_card.md").read_bytes(),
+        "confusion_matrix.png": (run_folder / "confusion_matrix.png").read_bytes(),
+    }
+    assert sha == commit.sha and re.fullmatch(r"[0-9a-f]{40}", sha)
+    assert sha in capsys.readouterr().out
+
+    created = [r for r in standin.requests if r.path == "/api/repos/create"]
+    assert len(created) == 1 and created[0].headers.get("authorization") == f"Bearer {TOKEN}"
+    assert REPO in standin.repos
+    api_calls = [r for r in standin.requests if r.path != "/api/agent-harnesses"]  # user-agent telemetry, no token
+    assert all(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in api_calls)
+
+
+def test_pushed_files_download_at_the_returned_sha(standin, run_folder):
+    sha = hub.push(hub.files_to_push(run_folder), REPO, token=TOKEN)
+    path = hub.download(REPO, sha, "model.pkl")
+    assert path.read_bytes() == (run_folder / "model.pkl").read_bytes()
+
+
+def test_push_without_token_sends_nothing(standin, run_folder, capsys, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    assert hub.push(hub.files_to_push(run_folder), REPO) is None
+    assert standin.requests == []
+    out = capsys.readouterr().out
+    assert "HF_TOKEN is not set" in out and REPO in out
+
+
+def test_download_at_pinned_sha(standin, tmp_path):
+    data = b"model bytes \x00\x01\x02" * 100
+    sha = standin.add_commit(REPO, {"model.pkl": data})
+    standin.add_commit(REPO, {"model.pkl": b"a newer model on main"})  # main moves on; the pin must not
+
+    path = hub.download(REPO, sha)
+
+    assert path.read_bytes() == data
+    assert path.resolve().is_relative_to((tmp_path / "hf_home" / "hub").resolve())  # not ~/.cache
+    resolves = [r for r in standin.requests if "/resolve/" in r.path]
+    assert {r.method for r in resolves} == {"HEAD", "GET"}
+    assert all(r.path == f"/{REPO}/resolve/{sha}/model.pkl" for r in resolves)
+    assert all("authorization" not in r.headers for r in resolves)  # no token set, none saved in the tmp HF_HOME
+
+
+@pytest.mark.parametrize("revision", ["main", None, "v1.0", "0123abc"])
+def test_download_refuses_unpinned_revision(standin, revision):
+    standin.add_commit(REPO, {"model.pkl": b"whatever main points at"})
+    with pytest.raises(hub.HubError, match="pin a 40-character commit SHA"):
+        hub.download(REPO, revision)
+    assert standin.requests == []
+
+
+def test_download_unpinned_when_allowed(standin):
+    standin.add_commit(REPO, {"model.pkl": b"old"})
+    standin.add_commit(REPO, {"model.pkl": b"latest on main"})
+    path = hub.download(REPO, "main", allow_unpinned=True)
+    assert path.read_bytes() == b"latest on main"
+    assert any(r.method == "GET" and r.path == f"/{REPO}/resolve/main/model.pkl" for r in standin.requests)
+
+
+def test_downloaded_file_with_wrong_sha256_is_refused(standin):
+    from bear_classifier import export
+
+    sha = standin.add_commit(REPO, {"model.pkl": b"not the model you expected"})
+    path = hub.download(REPO, sha)
+    with pytest.raises(export.ModelFileError, match="SHA-256"):
+        export.load(path, expected_sha256="0" * 64)
