@@ -85,7 +85,8 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
         def _record(self) -> Request:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            request = Request(self.command, unquote(urlsplit(self.path).path), {k.lower(): v for k, v in self.headers.items()}, body)
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            request = Request(self.command, unquote(urlsplit(self.path).path), headers, body)
             hub.requests.append(request)
             return request
 
@@ -109,7 +110,7 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             request = self._record()
             if request.path == "/api/repos/create":
                 payload = json.loads(request.body)
-                repo_id = f"{payload['organization']}/{payload['name']}" if payload.get("organization") else payload["name"]
+                repo_id = "/".join(part for part in (payload.get("organization"), payload["name"]) if part)
                 hub.repos.add(repo_id)
                 self._json(200, {"url": f"{hub.url}/{repo_id}", "name": repo_id})
             elif request.path == "/api/validate-yaml":  # create_commit checks README.md's front matter first
@@ -175,7 +176,7 @@ class running_standin:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.hub))
         self.server.daemon_threads = True
         self.hub.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
         return self.hub
 

@@ -66,7 +66,7 @@ def run_folder(tmp_path):
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "model.pkl").write_bytes(b"\x80\x04not really a pickle\x00\xff" * 50)
-    (folder / "model_card.md").write_text("---\nlicense: apache-2.0\n---\n# Bear classifier\nGrizzly, black or teddy.\n")
+    (folder / "model_card.md").write_text("---\nlicense: apache-2.0\n---\n# Bear classifier\nGrizzly, black or teddy.")
     (folder / "confusion_matrix.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
     return folder
 

@@ -1,0 +1,1 @@
+"""Benchmarks and load tests. `python -m bench.run` measures everything and rewrites BENCHMARKS.md."""

@@ -1,0 +1,137 @@
+"""Single-image CPU latency: our predict vs the course's `learn.predict` vs the bare network.
+
+All variants are timed in the same process, interleaved image by image, so their ratios are fair.
+
+    python -m bench.latency
+"""
+from __future__ import annotations
+
+import functools
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from PIL import Image
+
+from bear_classifier import data, serving
+from bear_classifier.predictor import Predictor
+
+EXAMPLES = sorted((serving.ROOT / "examples").glob("*.jpg"))
+
+
+@dataclass
+class Timing:
+    name: str
+    ms: list[float]
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.ms)
+
+    @property
+    def p95(self) -> float:
+        return sorted(self.ms)[max(0, round(0.95 * len(self.ms)) - 1)]
+
+
+def phone_photo(folder: Path) -> Path:
+    """A 4000x3000 JPEG (a 12 MP phone photo) made by enlarging an example photo."""
+    path = folder / "phone.jpg"
+    Image.open(EXAMPLES[-1]).convert("RGB").resize((4000, 3000), Image.BICUBIC).save(path, quality=92)
+    return path
+
+
+def time_variants(variants: dict[str, Callable[[Path], object]], images: list[Path], rounds: int) -> list[Timing]:
+    for run in variants.values():  # warm-up: first calls allocate and pick kernels
+        for image in images[:2]:
+            run(image)
+    timings = {name: Timing(name, []) for name in variants}
+    for _ in range(rounds):
+        for image in images:
+            for name, run in variants.items():
+                start = time.perf_counter()
+                run(image)
+                timings[name].ms.append((time.perf_counter() - start) * 1000)
+    return list(timings.values())
+
+
+def variants_for(predictor: Predictor) -> dict[str, Callable[[Path], object]]:
+    """ours (decode to probabilities), the course's learn.predict, and the network alone."""
+    learn = predictor.learn
+
+    @functools.lru_cache(maxsize=None)
+    def preprocessed(image: Path) -> torch.Tensor:
+        return predictor.preprocess([image])
+
+    def network_only(image: Path) -> object:
+        with torch.inference_mode():
+            return predictor.model(preprocessed(image))
+
+    return {
+        "our predict": predictor.predict,
+        "learn.predict (course)": learn.predict,
+        "network forward only (floor)": network_only,
+    }
+
+
+def course_learner(arch: str, folder: Path):
+    """A resnet learner built the course's way (random weights: only its speed matters here)."""
+    from fastai.vision.all import models, vision_learner
+
+    for label in ("black", "grizzly", "teddy"):
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        for i in range(5):
+            Image.open(EXAMPLES[i % len(EXAMPLES)]).convert("RGB").save(folder / label / f"{i}.jpg")
+    dls = data.dataloaders(folder, data.verify_folder(folder), batch_size=4)
+    return vision_learner(dls, getattr(models, arch), pretrained=False)
+
+
+def model_size(predictor: Predictor) -> dict[str, float]:
+    return {
+        "model.pkl (MB)": serving.MODEL_PATH.stat().st_size / 2**20,
+        "parameters (M)": sum(p.numel() for p in predictor.model.parameters()) / 1e6,
+    }
+
+
+def measure(rounds: int = 10) -> dict[str, list[Timing]]:
+    predictor = serving.load_predictor()
+    drafted = Predictor(predictor.learn, draft=True)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        phone = phone_photo(Path(tmp))
+        results["shipped model, example photos"] = time_variants(variants_for(predictor), EXAMPLES, rounds)
+        phone_variants = {**variants_for(predictor), "our predict, JPEG draft decoding": drafted.predict}
+        results["shipped model, 4000x3000 phone JPEG"] = time_variants(phone_variants, [phone], rounds * 2)
+        for arch in ("resnet18", "resnet34"):
+            learner = course_learner(arch, Path(tmp) / arch)
+            results[f"{arch} (course-style learner), example photos"] = time_variants(
+                variants_for(Predictor(learner)), EXAMPLES, rounds
+            )
+    return results
+
+
+def draft_difference() -> float:
+    """Largest probability difference that JPEG draft decoding causes on the phone photo."""
+    predictor = serving.load_predictor()
+    with tempfile.TemporaryDirectory() as tmp:
+        phone = phone_photo(Path(tmp))
+        full = predictor.predict(phone).probabilities
+        drafted = Predictor(predictor.learn, draft=True).predict(phone).probabilities
+    return max(abs(full[k] - drafted[k]) for k in full)
+
+
+def table(results: dict[str, list[Timing]]) -> str:
+    lines = []
+    for title, timings in results.items():
+        ours = timings[0].p50
+        lines += [f"\n**{title}** ({len(timings[0].ms)} calls each)\n", "| variant | p50 ms | p95 ms | p50 vs our predict |", "|---|---|---|---|"]
+        lines += [f"| {t.name} | {t.p50:.1f} | {t.p95:.1f} | {t.p50 / ours:.2f}x |" for t in timings]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(table(measure()))
+    print(f"\nJPEG draft decoding changes probabilities by at most {draft_difference():.4f}")

@@ -1,0 +1,102 @@
+"""Load/soak test: many concurrent `gradio_client` callers, a share of them sending bad uploads.
+
+Checks that every good request got the right label, every bad one a clear error, none was lost,
+and the server's memory stopped growing. Bounded in requests and time; loopback only.
+
+    python -m bench.soak --requests 2000 --callers 16     # the long run (BENCHMARKS.md)
+The test suite runs a short version (tests/test_load.py).
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gradio_client import Client, handle_file
+
+from bench.appserver import ROOT, AppServer
+
+GOOD = {"black": "black_bear.jpg", "grizzly": "grizzly_bear.jpg", "teddy": "teddy_bear.jpg"}
+
+
+@dataclass
+class SoakResult:
+    requests: int
+    seconds: float
+    wrong: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+    rss_mb: list[float] = field(default_factory=list)  # server memory after each tenth of the run
+
+    @property
+    def rss_growth_last_half_mb(self) -> float:
+        """Memory growth over the second half: warm-up allocations are done by then."""
+        half = len(self.rss_mb) // 2
+        return self.rss_mb[-1] - self.rss_mb[half]
+
+
+def bad_files(folder: Path) -> list[Path]:
+    from tests import hard_inputs
+
+    samples = {"text.jpg": b"not an image", "cut.jpg": hard_inputs.truncated_jpeg(), "bomb.png": hard_inputs.decompression_bomb()}
+    for name, content in samples.items():
+        (folder / name).write_bytes(content)
+    return [folder / name for name in samples]
+
+
+def run(server: AppServer, requests: int, callers: int, bad_share: float = 0.1, seed: int = 0) -> SoakResult:
+    rng = random.Random(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        bad = bad_files(Path(tmp))
+        plan = [
+            (None, rng.choice(bad)) if rng.random() < bad_share else (label, ROOT / "examples" / name)
+            for label, name in (rng.choice(list(GOOD.items())) for _ in range(requests))
+        ]
+        client = Client(server.url, verbose=False)
+        result = SoakResult(requests, 0.0)
+
+        def one(item: tuple[str | None, Path]) -> None:
+            expected, path = item
+            try:
+                _, _, details = client.predict(handle_file(str(path)), api_name="/predict")
+            except Exception as e:  # a request that failed outright is lost
+                result.lost.append(f"{path.name}: {e}")
+                return
+            if expected is None and not details.get("error"):
+                result.wrong.append(f"{path.name}: no error reported")
+            elif expected is not None and details.get("label") != expected:
+                result.wrong.append(f"{path.name}: got {details}")
+
+        start = time.perf_counter()
+        tenth = max(1, requests // 10)
+        with ThreadPoolExecutor(max_workers=callers) as pool:
+            for i in range(0, requests, tenth):
+                list(pool.map(one, plan[i : i + tenth]))
+                result.rss_mb.append(server.rss_mb())
+        result.seconds = time.perf_counter() - start
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--callers", type=int, default=16)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = AppServer(Path(tmp))
+        try:
+            result = run(server, args.requests, args.callers)
+        finally:
+            server.stop()
+    print(
+        f"{result.requests} requests, {args.callers} callers, {result.seconds:.0f} s: "
+        f"{len(result.wrong)} wrong, {len(result.lost)} lost; server RSS (MB) per tenth: "
+        f"{[round(m) for m in result.rss_mb]}"
+    )
+
+
+if __name__ == "__main__":
+    main()
