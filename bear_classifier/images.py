@@ -89,6 +89,8 @@ def _from_array(array: np.ndarray) -> Image.Image:
 
 def _rescale_to_uint8(array: np.ndarray) -> np.ndarray:
     array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        raise ImageError("The image contains NaN or infinite values.")
     if array.max() <= 1.0 and array.min() >= 0.0:  # float images in [0, 1]
         return np.round(array * 255).astype(np.uint8)
     high = 65535.0 if array.max() > 255 else 255.0

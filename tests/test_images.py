@@ -74,9 +74,11 @@ def test_arrays(array):
     assert open_image(array).size == (12, 10)
 
 
-def test_bad_array_shape():
+def test_bad_arrays():
     with pytest.raises(ImageError, match="shape"):
         open_image(np.zeros((2, 2, 7), np.uint8))
+    with pytest.raises(ImageError, match="NaN"):
+        open_image(np.full((4, 4), np.nan, np.float32))
 
 
 def test_draft_decodes_big_jpegs_smaller():

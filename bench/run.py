@@ -1,0 +1,69 @@
+"""Run every benchmark once and rewrite BENCHMARKS.md with the results and the machine they ran on.
+
+    python -m bench.run            # about 15 minutes on 2 CPU cores
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from bench import http, latency, ood_eval, soak
+from bench.appserver import ROOT, AppServer
+from bear_classifier import export, serving
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    versions = export.library_versions()
+    return (
+        f"{datetime.date.today()}, {cpu}, {os.cpu_count()} cores, {memory_gb:.0f} GiB, no GPU; "
+        f"torch {versions['torch']} ({torch.get_num_threads()} threads), fastai {versions['fastai']}, "
+        f"Python {versions['python']}"
+    )
+
+
+def soak_section(requests: int = 2000, callers: int = 16) -> str:
+    workdir = ROOT / "runs" / "soak"
+    workdir.mkdir(parents=True, exist_ok=True)
+    server = AppServer(workdir)
+    try:
+        result = soak.run(server, requests, callers)
+    finally:
+        server.stop()
+    return (
+        f"{result.requests} requests from {callers} concurrent callers, 10% of them bad uploads (text, truncated "
+        f"JPEG, decompression bomb), in {result.seconds:.0f} s: **{len(result.wrong)} wrong answers, "
+        f"{len(result.lost)} lost requests**. Server memory (RSS, MB) after each tenth of the run: "
+        f"{', '.join(str(round(m)) for m in result.rss_mb)}; growth over the second half "
+        f"{result.rss_growth_last_half_mb:+.0f} MB."
+    )
+
+
+def main() -> None:
+    predictor = serving.load_predictor()
+    sizes = latency.model_size(predictor)
+    del predictor
+    sections = [
+        "# Benchmarks",
+        f"One run of `python -m bench.run` on: {machine()}. Timings are wall-clock and vary by a few "
+        "percent between runs; ratios come from one process, with the variants interleaved.",
+        "## Model\n\n" + "\n".join(f"- {name}: {value:.1f}" for name, value in sizes.items()),
+        "## Single-image latency (CPU, batch of one, decode to probabilities)\n" + latency.table(latency.measure())
+        + f"\n\nJPEG draft decoding (`BEAR_DRAFT_JPEG=1`) changes the phone photo's probabilities by at most "
+        f"{latency.draft_difference():.4f}; it is off by default so that answers equal `learn.predict`'s.",
+        "## Through HTTP (`gradio_client`, loopback)\n\n" + http.table([http.measure(True), http.measure(False)]),
+        "## Out-of-domain flag (`python -m bench.ood_eval`)\n\n" + ood_eval.table(ood_eval.measure()),
+        "## Load/soak test (`python -m bench.soak`)\n\n" + soak_section(),
+    ]
+    (ROOT / "BENCHMARKS.md").write_text("\n\n".join(sections) + "\n")
+    print((ROOT / "BENCHMARKS.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
