@@ -65,10 +65,12 @@ class Predictor:
 
     @torch.inference_mode()
     def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Class probabilities and penultimate-layer features for a preprocessed batch."""
+        """Class probabilities, and the backbone's pooled features (the head's input) that the
+        out-of-domain detector compares with the training images'."""
         body, head = self.model[0], self.model[1]
-        features = head[:-1](body(batch))
-        return torch.softmax(head[-1](features), dim=1), features
+        pool, classify = head[:2], head[2:]  # fastai's head: concat-pool + flatten, then the layers
+        features = pool(body(batch))
+        return torch.softmax(classify(features), dim=1), features
 
     def predict_batch(self, images: Sequence[ImageInput]) -> list[Prediction]:
         probs, features = self.forward(self.preprocess(images))
@@ -88,6 +90,6 @@ class Predictor:
         return self.predict_batch([image])[0]
 
     def features_of(self, images: Sequence[ImageInput], batch_size: int = 32) -> torch.Tensor:
-        """Penultimate-layer features of many images, a batch at a time."""
+        """Pooled backbone features of many images, a batch at a time."""
         chunks = [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
         return torch.cat([self.forward(self.preprocess(chunk))[1] for chunk in chunks])

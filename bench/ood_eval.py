@@ -24,9 +24,9 @@ from bear_classifier.predictor import Predictor
 
 BEARS = serving.ROOT.parent / "shared" / "data" / "bears"
 STAMPS = Path("/usr/share/tuxpaint/stamps")
-SKIMAGE_PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "hubble_deep_field",
+SKIMAGE_PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle", "hubble_deep_field",
                   "immunohistochemistry", "retina", "camera", "coins", "brick", "grass", "gravel", "moon",
-                  "page", "text", "horse", "cell", "clock", "colorwheel"]
+                  "page", "text", "horse", "cell", "clock", "colorwheel", "logo"]
 
 
 @dataclass
@@ -43,6 +43,8 @@ def skimage_photos() -> list[Image.Image]:
     photos = []
     for name in SKIMAGE_PHOTOS:
         array = getattr(samples, name)()
+        if isinstance(array, tuple):  # stereo_motorcycle: (left, right, disparity)
+            array = array[0]
         if array.dtype == bool:
             array = array.astype(np.uint8) * 255
         photos.append(Image.fromarray(array))
