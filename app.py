@@ -8,11 +8,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from bear_classifier import card, feedback, serving
+from bear_classifier import feedback, serving
 from bear_classifier.components import UploadedImage
 
-predictor = serving.load_predictor()
-facts = card.read_facts(serving.CARD_PATH)
+predictor, facts = serving.load()  # load_learner once, at start-up
 EXAMPLES = sorted(str(p) for p in Path(__file__).with_name("examples").glob("*.jpg"))
 BATCH = os.environ.get("BEAR_BATCH", "1") == "1"  # BEAR_BATCH=0 serves one request at a time
 

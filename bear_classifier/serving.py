@@ -4,7 +4,7 @@ prediction into what the page and the API show, and the text around it.
 Configuration (environment variables, all optional):
   BEAR_MODEL_REPO      Hub model repo to download model.pkl from, instead of the committed file
   BEAR_MODEL_REVISION  the commit SHA to pin it to (required with BEAR_MODEL_REPO)
-  BEAR_MODEL_SHA256    expected SHA-256 of the pickle (default for the local file: the model card's)
+  BEAR_MODEL_SHA256    expected SHA-256 of the pickle (default: the one in its model card)
   BEAR_ALLOW_UNPINNED  "1" to accept a branch name as revision (not recommended: a pickle is code)
   BEAR_DRAFT_JPEG      "1" to decode large JPEGs at reduced size (faster, probabilities not bit-identical)
 """
@@ -24,21 +24,25 @@ MODEL_PATH = ROOT / "model.pkl"
 CARD_PATH = ROOT / "model_card.md"
 
 
-def model_file() -> tuple[Path, str | None]:
-    """The model to load and the SHA-256 it must have: a pinned Hub download, or the committed file."""
+def model_files() -> tuple[Path, Path]:
+    """model.pkl and its model card: from a Hub repo at a pinned commit, or the committed files."""
     repo = os.environ.get("BEAR_MODEL_REPO")
-    expected = os.environ.get("BEAR_MODEL_SHA256")
-    if repo:
-        allow = os.environ.get("BEAR_ALLOW_UNPINNED") == "1"
-        return hub.download(repo, os.environ.get("BEAR_MODEL_REVISION"), allow_unpinned=allow), expected
-    return MODEL_PATH, expected or card.read_facts(CARD_PATH).sha256
+    if not repo:
+        return MODEL_PATH, CARD_PATH
+    revision = os.environ.get("BEAR_MODEL_REVISION")
+    allow = os.environ.get("BEAR_ALLOW_UNPINNED") == "1"
+    model = hub.download(repo, revision, "model.pkl", allow_unpinned=allow)
+    return model, hub.download(repo, revision, "README.md", allow_unpinned=allow)
 
 
-def load_predictor() -> Predictor:
-    """`load_learner` once, at start-up, after checking the file's SHA-256."""
-    path, expected = model_file()
+def load() -> tuple[Predictor, card.TrainingFacts]:
+    """`load_learner` once, at start-up, after checking the file's SHA-256 (BEAR_MODEL_SHA256,
+    else the one its model card records)."""
+    model_path, card_path = model_files()
+    facts = card.read_facts(card_path)
+    expected = os.environ.get("BEAR_MODEL_SHA256") or facts.sha256
     draft = os.environ.get("BEAR_DRAFT_JPEG") == "1"
-    return Predictor(export.load(path, expected_sha256=expected), draft=draft)
+    return Predictor(export.load(model_path, expected_sha256=expected), draft=draft), facts
 
 
 @dataclass

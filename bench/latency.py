@@ -97,7 +97,7 @@ def model_size(predictor: Predictor) -> dict[str, float]:
 
 
 def measure(rounds: int = 10) -> dict[str, list[Timing]]:
-    predictor = serving.load_predictor()
+    predictor = serving.load()[0]
     drafted = Predictor(predictor.learn, draft=True)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -115,7 +115,7 @@ def measure(rounds: int = 10) -> dict[str, list[Timing]]:
 
 def draft_difference() -> float:
     """Largest probability difference that JPEG draft decoding causes on the phone photo."""
-    predictor = serving.load_predictor()
+    predictor = serving.load()[0]
     with tempfile.TemporaryDirectory() as tmp:
         phone = phone_photo(Path(tmp))
         full = predictor.predict(phone).probabilities

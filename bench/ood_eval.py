@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bear_classifier import card, data, serving
+from bear_classifier import data, serving
 from bear_classifier.predictor import Predictor
 
 BEARS = serving.ROOT.parent / "shared" / "data" / "bears"
@@ -74,8 +74,7 @@ def scores(predictor: Predictor, images: list) -> tuple[torch.Tensor, torch.Tens
 
 
 def measure() -> list[Rates]:
-    predictor = serving.load_predictor()
-    facts = card.read_facts(serving.CARD_PATH)
+    predictor, facts = serving.load()
     train, valid = bear_split(facts.image_size)
     _, train_confidence = scores(predictor, train)
     softmax_threshold = float(torch.quantile(train_confidence, 1 - facts.ood_quantile))

@@ -46,7 +46,7 @@ def soak_section(requests: int = 2000, callers: int = 16) -> str:
 
 
 def main() -> None:
-    predictor = serving.load_predictor()
+    predictor = serving.load()[0]
     sizes = latency.model_size(predictor)
     del predictor
     sections = [

@@ -30,7 +30,7 @@ def client(server):
 def predictor():
     from bear_classifier import serving
 
-    return serving.load_predictor()
+    return serving.load()[0]
 
 
 @pytest.fixture(scope="session")

@@ -149,3 +149,30 @@ def test_downloaded_file_with_wrong_sha256_is_refused(standin):
     path = hub.download(REPO, sha)
     with pytest.raises(export.ModelFileError, match="SHA-256"):
         export.load(path, expected_sha256="0" * 64)
+
+
+def test_the_app_serves_a_pinned_hub_model(standin, monkeypatch):
+    """BEAR_MODEL_REPO + BEAR_MODEL_REVISION: serving.load downloads model and card at that commit."""
+    from bear_classifier import serving
+
+    sha = standin.add_commit(
+        REPO, {"model.pkl": serving.MODEL_PATH.read_bytes(), "README.md": serving.CARD_PATH.read_bytes()}
+    )
+    standin.add_commit(REPO, {"model.pkl": b"an unreviewed push to main"})
+    monkeypatch.setenv("BEAR_MODEL_REPO", REPO)
+    monkeypatch.setenv("BEAR_MODEL_REVISION", sha)
+
+    predictor, facts = serving.load()
+
+    assert predictor.vocab == facts.vocab == ["black", "grizzly", "teddy"]
+    assert {r.path for r in standin.requests if r.method == "GET" and "/resolve/" in r.path} == {
+        f"/{REPO}/resolve/{sha}/model.pkl", f"/{REPO}/resolve/{sha}/README.md"}
+
+
+def test_the_app_refuses_an_unpinned_hub_model(standin, monkeypatch):
+    from bear_classifier import serving
+
+    monkeypatch.setenv("BEAR_MODEL_REPO", REPO)
+    monkeypatch.setenv("BEAR_MODEL_REVISION", "main")
+    with pytest.raises(hub.HubError):
+        serving.load()
