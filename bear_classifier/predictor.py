@@ -6,7 +6,7 @@ and therefore the probabilities, are the same) and call the network directly.
 """
 from __future__ import annotations
 
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -49,7 +49,11 @@ class Predictor:
         # Decoding a JPEG at reduced size is far cheaper for phone photos, but changes pixels
         # slightly compared with learn.predict; off unless asked for (BENCHMARKS.md measures it).
         self.draft_size = 2 * input_size(learn) if draft else None
-        self._lock = threading.Lock()  # the fastai transforms keep per-call state
+        # All inference runs on one thread of our own: the fastai transforms keep per-call state
+        # (not thread-safe), two cores gain nothing from parallel forward passes, and glibc gives
+        # every thread that allocates activations its own memory arena, which Gradio's pool of
+        # worker threads would otherwise multiply (BENCHMARKS.md, memory).
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
 
     def decode(self, image: ImageInput) -> Image.Image:
         """An upright RGB picture, or `ImageError` with a message for the user."""
@@ -57,16 +61,20 @@ class Predictor:
 
     def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
         """Decode and transform exactly as the validation set was; returns a plain float batch."""
-        pictures = [PILImage(self.decode(image)) for image in images]
-        with self._lock:
-            items = [self._after_item(picture) for picture in pictures]
-            batch = self._after_batch(TensorImage(torch.stack(items)))
-        return batch.as_subclass(torch.Tensor)
+        return self._worker.submit(self._preprocess, images).result()
 
-    @torch.inference_mode()
+    def _preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
+        pictures = [PILImage(self.decode(image)) for image in images]
+        items = [self._after_item(picture) for picture in pictures]
+        return self._after_batch(TensorImage(torch.stack(items))).as_subclass(torch.Tensor)
+
     def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Class probabilities, and the backbone's pooled features (the head's input) that the
         out-of-domain detector compares with the training images'."""
+        return self._worker.submit(self._forward, batch).result()
+
+    @torch.inference_mode()
+    def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         body, head = self.model[0], self.model[1]
         pool, classify = head[:2], head[2:]  # fastai's head: concat-pool + flatten, then the layers
         features = pool(body(batch))
