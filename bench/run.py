@@ -40,8 +40,8 @@ def soak_section(requests: int = 2000, callers: int = 16) -> str:
         f"{result.requests} requests from {callers} concurrent callers, 10% of them bad uploads (text, truncated "
         f"JPEG, decompression bomb), in {result.seconds:.0f} s: **{len(result.wrong)} wrong answers, "
         f"{len(result.lost)} lost requests**. Server memory (RSS, MB) after each tenth of the run: "
-        f"{', '.join(str(round(m)) for m in result.rss_mb)}; growth over the second half "
-        f"{result.rss_growth_last_half_mb:+.0f} MB."
+        f"{', '.join(str(round(m)) for m in result.rss_mb)}; growth from the first to the last three tenths "
+        f"(medians) {result.rss_growth_mb:+.0f} MB."
     )
 
 
