@@ -15,6 +15,7 @@ from PIL import Image
 from fastai.vision.all import Learner, PILImage, Pipeline, TensorImage
 
 from .images import ImageInput, open_image
+from .network import network
 from .ood import FeatureDistance
 
 
@@ -36,9 +37,10 @@ def input_size(learn: Learner) -> int:
 class Predictor:
     """Wraps an exported learner (see `export`) for thread-safe, low-overhead prediction."""
 
-    def __init__(self, learn: Learner, draft: bool = False):
+    def __init__(self, learn: Learner, draft: bool = False, backend: str | None = None):
         self.learn = learn
         self.model = learn.model.eval().cpu()
+        self.network = network(self.model, input_size(learn), backend)
         self.vocab: list[str] = list(learn.dls.vocab)
         state = getattr(learn, "ood_state", None)  # written by export.attach_ood
         self.ood = FeatureDistance.from_state(state) if state else None
@@ -75,10 +77,7 @@ class Predictor:
 
     @torch.inference_mode()
     def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        body, head = self.model[0], self.model[1]
-        pool, classify = head[:2], head[2:]  # fastai's head: concat-pool + flatten, then the layers
-        features = pool(body(batch))
-        return torch.softmax(classify(features), dim=1), features
+        return self.network(batch)
 
     def predict_batch(self, images: Sequence[ImageInput]) -> list[Prediction]:
         probs, features = self.forward(self.preprocess(images))

@@ -86,3 +86,22 @@ def test_fresh_process_loads_with_plain_fastai(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split("\n")[-2] == f"black {VOCAB} 1.0"
+
+
+def test_both_backends_agree(predictor):
+    from bear_classifier.network import OnnxNetwork
+    from bear_classifier.predictor import Predictor
+
+    assert isinstance(predictor.network, OnnxNetwork)  # the default where onnxruntime is installed
+    on_torch = Predictor(predictor.learn, backend="torch")
+    images = sorted(EXAMPLES.glob("*.jpg"))
+    for fast, reference in zip(predictor.predict_batch(images), on_torch.predict_batch(images)):
+        assert fast.probabilities == pytest.approx(reference.probabilities, abs=1e-5)
+        assert fast.out_of_domain == reference.out_of_domain
+
+
+def test_unknown_backend_is_refused(predictor):
+    from bear_classifier.predictor import Predictor
+
+    with pytest.raises(ValueError, match="BEAR_BACKEND"):
+        Predictor(predictor.learn, backend="tensorrt")
