@@ -44,7 +44,7 @@ class OnnxNetwork:
             input_names=["images"],
             output_names=["probabilities", "features"],
             dynamic_axes={name: {0: "batch"} for name in ("images", "probabilities", "features")},
-            dynamo=False,  # the TorchScript exporter: needs no extra packages, handles this CNN
+            dynamo=False,  # the TorchScript exporter: needs only `onnx`, handles this CNN
         )
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
@@ -56,7 +56,8 @@ class OnnxNetwork:
 
 
 def network(model: nn.Module, size: int, backend: str | None = None) -> TorchNetwork | OnnxNetwork:
-    """`backend` "onnx" or "torch"; by default BEAR_BACKEND, else ONNX Runtime when installed."""
+    """`backend` "onnx" or "torch"; by default BEAR_BACKEND, else ONNX Runtime when it and `onnx`
+    are installed."""
     backend = backend or os.environ.get("BEAR_BACKEND") or ("onnx" if _has_onnxruntime() else "torch")
     if backend not in ("onnx", "torch"):
         raise ValueError(f"BEAR_BACKEND must be 'onnx' or 'torch', not {backend!r}")
@@ -65,6 +66,7 @@ def network(model: nn.Module, size: int, backend: str | None = None) -> TorchNet
 
 def _has_onnxruntime() -> bool:
     try:
+        import onnx  # noqa: F401  (the exporter needs it)
         import onnxruntime  # noqa: F401
     except ImportError:
         return False

@@ -67,10 +67,3 @@ def phone_photo(width: int = 4000, height: int = 3000) -> bytes:
     small = rng.integers(0, 255, (height // 8, width // 8, 3), dtype=np.uint8)
     return encode(Image.fromarray(small).resize((width, height), Image.BILINEAR), "JPEG", quality=90)
 
-
-ALL_BAD = {
-    "empty": b"",
-    "text": b"not an image at all",
-    "truncated": truncated_jpeg,
-    "bomb": decompression_bomb,
-}

@@ -1,5 +1,4 @@
 """Fuzzing the input path: whatever bytes or arrays arrive, predict answers or raises ImageError."""
-import io
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
