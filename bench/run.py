@@ -42,6 +42,7 @@ def soak_section(requests: int = 2000, callers: int = 16) -> str:
         f"{len(result.lost)} lost requests**. Server memory (RSS, MB) after each tenth of the run: "
         f"{', '.join(str(round(m)) for m in result.rss_mb)}; growth from the first to the last three tenths "
         f"(medians) {result.rss_growth_mb:+.0f} MB."
+        + "".join(f"\n- {problem}" for problem in result.lost + result.wrong)
     )
 
 

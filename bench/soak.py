@@ -101,6 +101,8 @@ def main() -> None:
         f"{len(result.wrong)} wrong, {len(result.lost)} lost; server RSS (MB) per tenth: "
         f"{[round(m) for m in result.rss_mb]}"
     )
+    for problem in result.lost + result.wrong:
+        print(" ", problem)
 
 
 if __name__ == "__main__":
