@@ -14,6 +14,9 @@ from bear_classifier.components import UploadedImage
 predictor, facts = serving.load()  # load_learner once, at start-up
 EXAMPLES = sorted(str(p) for p in Path(__file__).with_name("examples").glob("*.jpg"))
 BATCH = os.environ.get("BEAR_BATCH", "1") == "1"  # BEAR_BATCH=0 serves one request at a time
+# Uploads are people's photos, and a Space runs for weeks: delete them after this many seconds
+# (flagged ones are copied to the review folder first).
+UPLOAD_TTL = int(os.environ.get("BEAR_UPLOAD_TTL", "3600"))
 
 
 def predict(images: list) -> tuple[list, list, list]:
@@ -41,6 +44,7 @@ demo = gr.Interface(
     flagging_options=feedback.flag_options(predictor.vocab),
     flagging_dir=str(feedback.review_dir()),
     flagging_callback=feedback.ReviewLog(hub_repo=os.environ.get("BEAR_FEEDBACK_REPO")),
+    delete_cache=(UPLOAD_TTL, UPLOAD_TTL),
 )
 
 if __name__ == "__main__":

@@ -6,9 +6,12 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
+
+from gradio_client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,6 +28,7 @@ class AppServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.review_dir = Path(workdir) / "review"
+        self.upload_dir = Path(workdir) / "uploads"  # Gradio's cache of uploaded files
         self.log_path = Path(workdir) / "server.log"
         self._log = open(self.log_path, "w")
         environment = {
@@ -33,6 +37,7 @@ class AppServer:
             "GRADIO_SERVER_PORT": str(self.port),
             "GRADIO_ANALYTICS_ENABLED": "False",
             "BEAR_REVIEW_DIR": str(self.review_dir),
+            "GRADIO_TEMP_DIR": str(self.upload_dir),
             **env,
         }
         self.process = subprocess.Popen(
@@ -79,3 +84,21 @@ class AppServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self._log.close()
+
+
+class CallerClients:
+    """A `gradio_client.Client` per calling thread, as independent users each have their own.
+
+    One Client shared by many threads loses about one answer in a few thousand to a race inside
+    gradio_client 2.7.2 (the answer is cancelled when a submission crosses the server closing that
+    session's event stream; README, "Call the API"), which a load test would blame on the server.
+    """
+
+    def __init__(self, url: str):
+        self.url = url
+        self._local = threading.local()
+
+    def predict(self, *args, **kwargs):
+        if not hasattr(self._local, "client"):
+            self._local.client = Client(self.url, verbose=False)
+        return self._local.client.predict(*args, **kwargs)
