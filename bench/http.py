@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 
-from bench.appserver import ROOT, AppServer
+from bench.appserver import ROOT, AppServer, CallerClients
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.jpg"))
 
@@ -46,7 +46,7 @@ class ServerRun:
     rows: list[LoadRow]
 
 
-def load(client: Client, batching: bool, callers: int, requests: int) -> LoadRow:
+def load(client: CallerClients, batching: bool, callers: int, requests: int) -> LoadRow:
     def one(i: int) -> float:
         start = time.perf_counter()
         client.predict(handle_file(str(EXAMPLES[i % len(EXAMPLES)])), api_name="/predict")
@@ -62,7 +62,7 @@ def measure(batching: bool, requests: int = 96, callers: tuple[int, ...] = (1, 4
     with tempfile.TemporaryDirectory() as tmp:
         server = AppServer(Path(tmp), BEAR_BATCH="1" if batching else "0")
         try:
-            client = Client(server.url, verbose=False)
+            client = CallerClients(server.url)
             client.predict(handle_file(str(EXAMPLES[0])), api_name="/predict")
             cold_start = time.perf_counter() - server.started
             load(client, batching, 4, 16)  # warm-up

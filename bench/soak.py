@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 
-from bench.appserver import ROOT, AppServer
+from bench.appserver import ROOT, AppServer, CallerClients
 
 GOOD = {"black": "black_bear.jpg", "grizzly": "grizzly_bear.jpg", "teddy": "teddy_bear.jpg"}
 
@@ -57,7 +57,7 @@ def run(server: AppServer, requests: int, callers: int, bad_share: float = 0.1, 
             (None, rng.choice(bad)) if rng.random() < bad_share else (label, ROOT / "examples" / name)
             for label, name in (rng.choice(list(GOOD.items())) for _ in range(requests))
         ]
-        client = Client(server.url, verbose=False)
+        client = CallerClients(server.url)
         result = SoakResult(requests, 0.0)
 
         def one(item: tuple[str | None, Path]) -> None:
@@ -65,7 +65,7 @@ def run(server: AppServer, requests: int, callers: int, bad_share: float = 0.1, 
             try:
                 _, _, details = client.predict(handle_file(str(path)), api_name="/predict")
             except Exception as e:  # a request that failed outright is lost
-                result.lost.append(f"{path.name}: {e}")
+                result.lost.append(f"{path.name}: {type(e).__module__}.{type(e).__name__}: {e!r}")
                 return
             if expected is None and not details.get("error"):
                 result.wrong.append(f"{path.name}: no error reported")

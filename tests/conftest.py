@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.appserver import ROOT, AppServer
+from bench.appserver import ROOT, AppServer, CallerClients
 
 EXAMPLES = ROOT / "examples"
 BEARS = ROOT.parent / "shared" / "data" / "bears"  # licensed for training and testing only
@@ -24,6 +24,12 @@ def client(server):
     from gradio_client import Client
 
     return Client(server.url, verbose=False)
+
+
+@pytest.fixture(scope="session")
+def callers(server) -> CallerClients:
+    """For concurrent calls: a client per calling thread, as separate users have."""
+    return CallerClients(server.url)
 
 
 @pytest.fixture(scope="session")

@@ -35,10 +35,10 @@ def test_out_of_domain_is_reported(client):
     assert "does not look like" in message
 
 
-def test_concurrent_calls_each_get_their_own_answer(client):
+def test_concurrent_calls_each_get_their_own_answer(callers):
     labels = VOCAB * 4
     with ThreadPoolExecutor(max_workers=len(labels)) as pool:
-        results = list(pool.map(lambda label: call(client, example(label)), labels))
+        results = list(pool.map(lambda label: call(callers, example(label)), labels))
     assert [details["label"] for _, _, details in results] == labels
 
 
@@ -82,12 +82,12 @@ def test_odd_but_valid_images_are_classified(client, tmp_path, name, content):
     assert len(probabilities["confidences"]) == 3
 
 
-def test_a_bad_upload_does_not_spoil_the_batch_it_shares(client, tmp_path):
+def test_a_bad_upload_does_not_spoil_the_batch_it_shares(callers, tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"nope")
     paths = [example("grizzly"), bad, example("black"), bad, example("teddy")] * 2
     with ThreadPoolExecutor(max_workers=len(paths)) as pool:
-        results = list(pool.map(lambda path: call(client, path), paths))
+        results = list(pool.map(lambda path: call(callers, path), paths))
     for path, (_, _, details) in zip(paths, results):
         if path == bad:
             assert details["error"]
