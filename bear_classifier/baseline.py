@@ -5,8 +5,8 @@ mean absolute difference. No learning beyond averaging, so any real model must d
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -24,7 +24,7 @@ def thumbnail(path: Path, size: int = THUMB) -> np.ndarray:
 class PixelSimilarity:
     """Nearest class-mean thumbnail by mean absolute difference."""
 
-    def fit(self, paths: Sequence[Path], labels: Sequence[str]) -> "PixelSimilarity":
+    def fit(self, paths: Sequence[Path], labels: Sequence[str]) -> PixelSimilarity:
         thumbs = np.stack([thumbnail(p) for p in paths])
         labels = np.asarray(labels)
         self.classes = sorted(set(labels))

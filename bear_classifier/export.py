@@ -11,9 +11,9 @@ import importlib.metadata
 import pathlib
 import platform
 import sys
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from fastai.vision.all import Learner, load_learner
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
 

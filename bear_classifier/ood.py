@@ -23,7 +23,7 @@ class FeatureDistance:
         self.k = k
 
     @classmethod
-    def calibrate(cls, features: torch.Tensor, quantile: float = 0.99, k: int = 5) -> "FeatureDistance":
+    def calibrate(cls, features: torch.Tensor, quantile: float = 0.99, k: int = 5) -> FeatureDistance:
         """Fit on training features; `quantile` of their leave-one-out scores becomes the threshold."""
         detector = cls(features, threshold=float("inf"), k=k)
         scores = detector.score(features, exclude_self=True)
@@ -36,7 +36,7 @@ class FeatureDistance:
         return {"bank": self.bank, "threshold": self.threshold, "k": self.k}
 
     @classmethod
-    def from_state(cls, state: dict) -> "FeatureDistance":
+    def from_state(cls, state: dict) -> FeatureDistance:
         return cls(state["bank"], state["threshold"], state["k"])
 
     def score(self, features: torch.Tensor, exclude_self: bool = False) -> torch.Tensor:

@@ -6,13 +6,13 @@ and therefore the probabilities, are the same) and call the network directly.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
-from PIL import Image
 from fastai.vision.all import Learner, PILImage, Pipeline, TensorImage
+from PIL import Image
 
 from .images import ImageInput, open_image
 from .network import network

@@ -7,8 +7,8 @@ call can be tested offline.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from fastai.vision.utils import download_images
 

@@ -12,9 +12,9 @@ import io
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from PIL import Image
@@ -65,7 +65,7 @@ def variants_for(predictor: Predictor) -> dict[str, Callable[[Path], object]]:
     network alone on each backend (the floor)."""
     on_torch = Predictor(predictor.learn, backend="torch")
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def preprocessed(image: Path) -> torch.Tensor:
         return predictor.preprocess([image])
 

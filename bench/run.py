@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
+from bear_classifier import export, serving
 from bench import http, latency, ood_eval, soak
 from bench.appserver import ROOT, AppServer
-from bear_classifier import export, serving
 
 
 def machine() -> str:

@@ -9,6 +9,7 @@ from PIL import Image
 from bear_classifier import data, search
 from tests import hard_inputs
 
+
 def photo(shade: int, fmt: str = "JPEG") -> bytes:
     return hard_inputs.encode(Image.new("RGB", (90, 70), (shade, 60, 30)), fmt)
 

@@ -55,7 +55,7 @@ def test_concurrent_calls_each_get_their_own_answer(callers):
 def test_bad_uploads_get_a_clear_message_and_the_server_goes_on(client, server, tmp_path, name, content):
     bad = tmp_path / name
     bad.write_bytes(content)
-    probabilities, message, details = call(client, bad)
+    _, message, details = call(client, bad)
     assert details["error"] and details["label"] is None
     assert message.startswith("**Could not classify this upload.**")
     assert server.alive()
