@@ -4,6 +4,11 @@ For batching on and off: cold start (process start to first answer), throughput 
 1, 4 and 16 concurrent callers, and the server's peak memory.
 
     python -m bench.http
+
+The callers share one `Client`: it keeps one event stream open for all of them, so the client side,
+which runs on the same CPU cores, costs the least and the figures are the server's. (A Client per
+caller, as the soak test uses, opens a stream per request and halved throughput here; the shared
+Client's rare lost answer, see bench/client_race.py, would stop this run with an error.)
 """
 from __future__ import annotations
 
@@ -14,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from gradio_client import handle_file
+from gradio_client import Client, handle_file
 
-from bench.appserver import ROOT, AppServer, CallerClients
+from bench.appserver import ROOT, AppServer
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.jpg"))
 
@@ -46,7 +51,7 @@ class ServerRun:
     rows: list[LoadRow]
 
 
-def load(client: CallerClients, batching: bool, callers: int, requests: int) -> LoadRow:
+def load(client: Client, batching: bool, callers: int, requests: int) -> LoadRow:
     def one(i: int) -> float:
         start = time.perf_counter()
         client.predict(handle_file(str(EXAMPLES[i % len(EXAMPLES)])), api_name="/predict")
@@ -62,7 +67,7 @@ def measure(batching: bool, requests: int = 96, callers: tuple[int, ...] = (1, 4
     with tempfile.TemporaryDirectory() as tmp:
         server = AppServer(Path(tmp), BEAR_BATCH="1" if batching else "0")
         try:
-            client = CallerClients(server.url)
+            client = Client(server.url, verbose=False)
             client.predict(handle_file(str(EXAMPLES[0])), api_name="/predict")
             cold_start = time.perf_counter() - server.started
             load(client, batching, 4, 16)  # warm-up
