@@ -65,7 +65,7 @@ def run(server: AppServer, requests: int, callers: int, bad_share: float = 0.1, 
             try:
                 _, _, details = client.predict(handle_file(str(path)), api_name="/predict")
             except Exception as e:  # a request that failed outright is lost
-                result.lost.append(f"{path.name}: {type(e).__module__}.{type(e).__name__}: {e!r}")
+                result.lost.append(f"{path.name}: {e!r}")  # repr: some (CancelledError) have no message
                 return
             if expected is None and not details.get("error"):
                 result.wrong.append(f"{path.name}: no error reported")

@@ -13,7 +13,7 @@ def uploaded(server: AppServer, name: str) -> list:
 
 
 def test_uploads_are_deleted_after_their_time_to_live(tmp_path):
-    server = AppServer(tmp_path, BEAR_UPLOAD_TTL="1")
+    server = AppServer(tmp_path, BEAR_UPLOAD_TTL="3")  # long enough to see the upload land first
     try:
         client = Client(server.url, verbose=False)
         photo = tmp_path / "my_private_bear.jpg"
