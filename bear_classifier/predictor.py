@@ -40,7 +40,8 @@ class Predictor:
     def __init__(self, learn: Learner, draft: bool = False, backend: str | None = None):
         self.learn = learn
         self.model = learn.model.eval().cpu()
-        self.network = network(self.model, input_size(learn), backend)
+        size = input_size(learn)
+        self.network = network(self.model, size, backend)
         self.vocab: list[str] = list(learn.dls.vocab)
         state = getattr(learn, "ood_state", None)  # written by export.attach_ood
         self.ood = FeatureDistance.from_state(state) if state else None
@@ -50,7 +51,7 @@ class Predictor:
         self._after_batch = Pipeline(valid.after_batch.fs, split_idx=1)
         # Decoding a JPEG at reduced size is far cheaper for phone photos, but changes pixels
         # slightly compared with learn.predict; off unless asked for (BENCHMARKS.md measures it).
-        self.draft_size = 2 * input_size(learn) if draft else None
+        self.draft_size = 2 * size if draft else None
         # All inference runs on one thread of our own: the fastai transforms keep per-call state
         # (not thread-safe), two cores gain nothing from parallel forward passes, and glibc gives
         # every thread that allocates activations its own memory arena, which Gradio's pool of
@@ -63,11 +64,14 @@ class Predictor:
 
     def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
         """Decode and transform exactly as the validation set was; returns a plain float batch."""
-        return self._worker.submit(self._preprocess, images).result()
+        return self.transform([self.decode(image) for image in images])
 
-    def _preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
-        pictures = [PILImage(self.decode(image)) for image in images]
-        items = [self._after_item(picture) for picture in pictures]
+    def transform(self, pictures: Sequence[Image.Image]) -> torch.Tensor:
+        """The validation-time transforms, on pictures that `decode` returned."""
+        return self._worker.submit(self._transform, pictures).result()
+
+    def _transform(self, pictures: Sequence[Image.Image]) -> torch.Tensor:
+        items = [self._after_item(PILImage(picture)) for picture in pictures]
         return self._after_batch(TensorImage(torch.stack(items))).as_subclass(torch.Tensor)
 
     def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,7 +84,11 @@ class Predictor:
         return self.network(batch)
 
     def predict_batch(self, images: Sequence[ImageInput]) -> list[Prediction]:
-        probs, features = self.forward(self.preprocess(images))
+        return self.predict_decoded([self.decode(image) for image in images])
+
+    def predict_decoded(self, pictures: Sequence[Image.Image]) -> list[Prediction]:
+        """Like `predict_batch`, for pictures that `decode` returned (so they are not decoded twice)."""
+        probs, features = self.forward(self.transform(pictures))
         scores = self.ood.score(features) if self.ood else torch.zeros(len(probs))
         threshold = self.ood.threshold if self.ood else float("inf")
         return [

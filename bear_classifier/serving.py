@@ -94,7 +94,7 @@ def classify_all(predictor: Predictor, images: list[ImageInput | None]) -> list[
         except ImageError as e:
             answers[i] = refusal(e)
     if good:
-        for (i, _), prediction in zip(good, predictor.predict_batch([picture for _, picture in good])):
+        for (i, _), prediction in zip(good, predictor.predict_decoded([picture for _, picture in good])):
             answers[i] = answer(prediction)
     return answers  # type: ignore[return-value]
 
