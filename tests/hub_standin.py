@@ -1,8 +1,13 @@
 """A stand-in for the Hugging Face Hub endpoint, so the real huggingface_hub client code runs offline.
 
 It is a plain `http.server.ThreadingHTTPServer` on 127.0.0.1 (port 0: the OS picks a free one) that implements
-just enough of the Hub's HTTP API for `bear_classifier.hub`: repo creation, preupload, commit (NDJSON) and
-`/resolve/` HEAD/GET for `hf_hub_download`. The real Hub is never reached in tests.
+just enough of the Hub's HTTP API for `bear_classifier.hub` and `bear_classifier.deploy`, for model and Space repos:
+repo creation, README front-matter validation, preupload, commit (NDJSON, additions and deletions), repo info and
+file listing (`snapshot_download`, `list_repo_files`), Space variables, and `/resolve/` HEAD/GET for
+`hf_hub_download`. The real Hub is never reached in tests.
+
+Repos are keyed as the Hub's URLs name them: "owner/name" for a model, "spaces/owner/name" for a Space
+("datasets/owner/name" for a dataset), so a model repo and a Space may share an id, as they do on the Hub.
 
 Xet storage is kept out of the picture on purpose: preupload answers uploadMode "regular" for every file, so
 the bytes travel inline (base64) in the commit payload, and downloads carry no X-Xet-* headers, so
@@ -14,17 +19,65 @@ anything else gets a 404 (and is logged too).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import re
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
-PREUPLOAD = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/preupload/(?P<revision>[^/]+)$")
-COMMIT = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/commit/(?P<revision>[^/]+)$")
-RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<revision>[^/]+)/(?P<filename>.+)$")
+import yaml
+
+_REPO = r"(?P<type>models|spaces|datasets)/(?P<repo>[^/]+/[^/]+)"
+PREUPLOAD = re.compile(rf"^/api/{_REPO}/preupload/(?P<revision>[^/]+)$")
+COMMIT = re.compile(rf"^/api/{_REPO}/commit/(?P<revision>[^/]+)$")
+TREE = re.compile(rf"^/api/{_REPO}/tree/(?P<revision>[^/]+)(?:/(?P<path>.+))?$")
+INFO = re.compile(rf"^/api/{_REPO}(?:/revision/(?P<revision>[^/]+))?$")
+VARIABLES = re.compile(r"^/api/spaces/(?P<repo>[^/]+/[^/]+)/variables$")
+RESOLVE = re.compile(r"^/(?P<repo>(?:spaces/|datasets/)?[^/]+/[^/]+)/resolve/(?P<revision>[^/]+)/(?P<filename>.+)$")
+# Every path the client may use against the stand-in; anything else is a bug in the code under test.
+KNOWN_ROUTES = re.compile(
+    r"^/(api/repos/create$|api/validate-yaml$|api/agent-harnesses$|"
+    r"api/(models|spaces|datasets)/[^/]+/[^/]+(/(preupload|commit|tree|revision)/.+|/variables)?$|"
+    r"((spaces|datasets)/)?[^/]+/[^/]+/resolve/)"
+)
+
+# The Hub's documented limits on a Space's README front matter (https://huggingface.co/docs/hub/spaces-config-reference)
+SPACE_COLORS = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
+SPACE_SDKS = {"gradio", "docker", "static", "streamlit"}
+SHORT_DESCRIPTION_MAX = 60
+
+
+def repo_key(repo_type: str, repo_id: str) -> str:
+    """"owner/name" for a model, "spaces/owner/name" for a Space: the Hub's own URL prefixes."""
+    return repo_id if repo_type in ("model", "models") else f"{repo_type.rstrip('s')}s/{repo_id}"
+
+
+def front_matter_errors(content: str, repo_type: str) -> list[str]:
+    """What the Hub's /api/validate-yaml refuses in a README's YAML header (for Spaces: the documented limits)."""
+    match = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", content, re.DOTALL)
+    if not match:
+        return []
+    try:
+        meta = yaml.safe_load(match[1]) or {}
+    except yaml.YAMLError as e:
+        return [f"Invalid YAML in README.md front matter: {e}"]
+    if not isinstance(meta, dict):
+        return ["README.md front matter must be a YAML mapping"]
+    errors = []
+    if repo_type == "space":
+        short = meta.get("short_description")
+        if short is not None and (not isinstance(short, str) or len(short) > SHORT_DESCRIPTION_MAX):
+            errors.append(f'"short_description" length must be less than or equal to {SHORT_DESCRIPTION_MAX} characters long')
+        for key in ("colorFrom", "colorTo"):
+            if key in meta and meta[key] not in SPACE_COLORS:
+                errors.append(f'"{key}" must be one of [{", ".join(sorted(SPACE_COLORS))}]')
+        if "sdk" in meta and meta["sdk"] not in SPACE_SDKS:
+            errors.append(f'"sdk" must be one of [{", ".join(sorted(SPACE_SDKS))}]')
+    return errors
 
 
 @dataclass
@@ -33,6 +86,7 @@ class Request:
     path: str  # without the query string, percent-decoded
     headers: dict[str, str]  # names lower-cased (HTTP header names are case-insensitive)
     body: bytes
+    query: str = ""
 
 
 @dataclass
@@ -43,6 +97,8 @@ class Commit:
     authorization: str | None
     files: dict[str, bytes]  # path in repo -> bytes, decoded from the NDJSON payload
     sha: str = ""
+    repo_type: str = "model"
+    deleted: list[str] = field(default_factory=list)  # paths the commit deleted
 
 
 @dataclass
@@ -50,20 +106,29 @@ class HubStandIn:
     url: str = ""
     requests: list[Request] = field(default_factory=list)
     commits: list[Commit] = field(default_factory=list)
-    repos: set[str] = field(default_factory=set)
-    # repo id -> commit sha -> {path: bytes}; "branches" maps (repo id, branch) -> commit sha
+    repos: set[str] = field(default_factory=set)  # repo keys (see `repo_key`)
+    created: list[dict] = field(default_factory=list)  # the JSON payloads of /api/repos/create
+    # repo key -> commit sha -> {path: bytes}; "branches" maps (repo key, branch) -> commit sha
     snapshots: dict[str, dict[str, dict[str, bytes]]] = field(default_factory=dict)
     branches: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Space repo id -> {key: {"value": ..., "description": ...}}
+    variables: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
 
-    def add_commit(self, repo_id: str, files: dict[str, bytes], branch: str = "main") -> str:
-        """Record a commit of `files` on top of `branch`; returns its (made-up but deterministic) 40-hex SHA."""
+    def add_commit(self, repo_id: str, files: dict[str, bytes], branch: str = "main", deleted: Iterable[str] = ()) -> str:
+        """Record a commit of `files` (and deletions) on top of `branch` of repo key `repo_id`; returns its
+        (made-up but deterministic) 40-hex SHA."""
         self.repos.add(repo_id)
         parent = self.branches.get((repo_id, branch), "")
         tree = dict(self.snapshots.get(repo_id, {}).get(parent, {}))
+        deleted = sorted(deleted)
+        for path in deleted:
+            tree.pop(path, None)
         tree.update(files)
         digest = hashlib.sha1(parent.encode())
         for path in sorted(files):
             digest.update(path.encode() + b"\0" + files[path])
+        for path in deleted:
+            digest.update(b"-" + path.encode() + b"\0")
         sha = digest.hexdigest()
         self.snapshots.setdefault(repo_id, {})[sha] = tree
         self.branches[(repo_id, branch)] = sha
@@ -73,6 +138,10 @@ class HubStandIn:
         if revision in self.snapshots.get(repo_id, {}):
             return revision
         return self.branches.get((repo_id, revision))
+
+    def tree(self, repo_id: str, revision: str = "main") -> dict[str, bytes]:
+        """The files of repo key `repo_id` at `revision` (empty if none)."""
+        return dict(self.snapshots.get(repo_id, {}).get(self.resolve(repo_id, revision) or "", {}))
 
 
 def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
@@ -86,7 +155,8 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             headers = {name.lower(): value for name, value in self.headers.items()}
-            request = Request(self.command, unquote(urlsplit(self.path).path), headers, body)
+            url = urlsplit(self.path)
+            request = Request(self.command, unquote(url.path), headers, body, url.query)
             hub.requests.append(request)
             return request
 
@@ -99,50 +169,109 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             if not head:
                 self.wfile.write(body)
 
-        def _json(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
+        def _json(self, status: int, payload: dict | list, headers: dict[str, str] | None = None) -> None:
             self._send(status, json.dumps(payload).encode(), headers)
 
-        def _not_found(self, message: str = "Not found", head: bool = False) -> None:
+        def _not_found(self, message: str = "Not found", head: bool = False, code: str = "EntryNotFound") -> None:
             # X-Error-Code tells huggingface_hub which error class to raise
-            self._send(404, json.dumps({"error": message}).encode(), {"X-Error-Code": "EntryNotFound"}, head)
+            self._send(404, json.dumps({"error": message}).encode(), {"X-Error-Code": code}, head)
 
         def do_POST(self) -> None:
             request = self._record()
             if request.path == "/api/repos/create":
-                payload = json.loads(request.body)
-                repo_id = "/".join(part for part in (payload.get("organization"), payload["name"]) if part)
-                hub.repos.add(repo_id)
-                self._json(200, {"url": f"{hub.url}/{repo_id}", "name": repo_id})
+                self._create(request)
             elif request.path == "/api/validate-yaml":  # create_commit checks README.md's front matter first
-                self._json(200, {"errors": [], "warnings": []})
+                payload = json.loads(request.body)
+                errors = front_matter_errors(payload.get("content", ""), payload.get("repoType") or "model")
+                if errors:
+                    self._json(400, {"error": "; ".join(errors)})
+                else:
+                    self._json(200, {"errors": [], "warnings": []})
             elif match := PREUPLOAD.match(request.path):
                 files = json.loads(request.body)["files"]
                 self._json(200, {"files": [
                     {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": None} for f in files
                 ]})
             elif match := COMMIT.match(request.path):
-                self._commit(request, match["repo"], match["revision"])
+                self._commit(request, match["type"], match["repo"], match["revision"])
+            elif match := VARIABLES.match(request.path):
+                item = json.loads(request.body)
+                variables = hub.variables.setdefault(match["repo"], {})
+                variables[item["key"]] = {"value": item["value"], **({"description": item["description"]}
+                                                                     if item.get("description") else {})}
+                self._json(200, variables)
             else:
                 self._not_found()
 
-        def _commit(self, request: Request, repo_id: str, revision: str) -> None:
-            message, files = "", {}
+        def do_DELETE(self) -> None:
+            request = self._record()
+            if match := VARIABLES.match(request.path):
+                variables = hub.variables.setdefault(match["repo"], {})
+                variables.pop(json.loads(request.body)["key"], None)
+                self._json(200, variables)
+            else:
+                self._not_found()
+
+        def _create(self, request: Request) -> None:
+            payload = json.loads(request.body)
+            hub.created.append(payload)
+            repo_id = "/".join(part for part in (payload.get("organization"), payload["name"]) if part)
+            repo_type = payload.get("type") or "model"
+            if repo_type == "space" and payload.get("sdk") not in SPACE_SDKS:
+                return self._json(400, {"error": f"Invalid sdk {payload.get('sdk')!r}"})
+            key = repo_key(repo_type, repo_id)
+            url = f"{hub.url}/{key}"
+            if key in hub.repos:  # what the Hub answers; create_repo(exist_ok=True) reads the url from it
+                return self._json(409, {"error": "You already created this repo", "url": url})
+            hub.repos.add(key)
+            if repo_type == "space":  # the Hub's first commit of a new Space: a README stub and .gitattributes
+                hub.add_commit(key, {".gitattributes": b"*.pkl filter=lfs diff=lfs merge=lfs -text\n",
+                                     "README.md": f"---\ntitle: {payload['name']}\nsdk: {payload['sdk']}\n---\n".encode()})
+            self._json(200, {"url": url, "name": repo_id})
+
+        def _commit(self, request: Request, repo_type: str, repo_id: str, revision: str) -> None:
+            message, files, deleted = "", {}, []
             for line in request.body.splitlines():
                 item = json.loads(line)
                 if item["key"] == "header":
                     message = item["value"]["summary"]
                 elif item["key"] == "file" and item["value"].get("encoding") == "base64":
                     files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
-                else:  # lfsFile/deletedFile/...: not something this project sends
+                elif item["key"] == "deletedFile":
+                    deleted.append(item["value"]["path"])
+                else:  # lfsFile/deletedFolder/...: not something this project sends
                     self._json(400, {"error": f"stand-in does not support commit line {item['key']!r}"})
                     return
-            commit = Commit(repo_id, revision, message, request.headers.get("authorization"), files)
-            commit.sha = hub.add_commit(repo_id, files, branch=revision)
+            key = repo_key(repo_type, repo_id)
+            commit = Commit(repo_id, revision, message, request.headers.get("authorization"), files,
+                            repo_type=repo_type.rstrip("s"), deleted=deleted)
+            commit.sha = hub.add_commit(key, files, branch=revision, deleted=deleted)
             hub.commits.append(commit)
-            self._json(200, {"commitUrl": f"{hub.url}/{repo_id}/commit/{commit.sha}", "commitOid": commit.sha})
+            self._json(200, {"commitUrl": f"{hub.url}/{key}/commit/{commit.sha}", "commitOid": commit.sha})
 
-        def _resolve(self, head: bool) -> None:
-            request = self._record()
+        def _tree(self, repo_type: str, repo_id: str, revision: str, path: str | None) -> None:
+            key = repo_key(repo_type, repo_id)
+            sha = hub.resolve(key, revision)
+            if sha is None:
+                return self._not_found(f"Revision {revision} not found", code="RevisionNotFound")
+            prefix = f"{path.rstrip('/')}/" if path else ""
+            entries = [
+                {"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+                for name, data in sorted(hub.snapshots[key][sha].items()) if name.startswith(prefix)
+            ]
+            self._json(200, entries)
+
+        def _info(self, repo_type: str, repo_id: str, revision: str | None) -> None:
+            key = repo_key(repo_type, repo_id)
+            if key not in hub.repos:
+                return self._not_found(f"Repository {key} not found", code="RepoNotFound")
+            sha = hub.resolve(key, revision or "main")
+            if sha is None:
+                return self._not_found(f"Revision {revision} not found", code="RevisionNotFound")
+            siblings = [{"rfilename": name} for name in sorted(hub.snapshots[key][sha])]
+            self._json(200, {"id": repo_id, "sha": sha, "private": False, "siblings": siblings})
+
+        def _resolve(self, request: Request, head: bool) -> None:
             match = RESOLVE.match(request.path)
             if not match:
                 return self._not_found(head=head)
@@ -158,12 +287,20 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             self._send(200, data, headers, head=head)
 
         def do_HEAD(self) -> None:
-            self._resolve(head=True)
+            self._resolve(self._record(), head=True)
 
         def do_GET(self) -> None:
-            # Besides /resolve/, huggingface_hub's user-agent code GETs /api/agent-harnesses (a best-effort
+            # Besides these routes, huggingface_hub's user-agent code GETs /api/agent-harnesses (a best-effort
             # registry it caches for a day): it gets the 404 of any unknown path, which the client shrugs off.
-            self._resolve(head=False)
+            request = self._record()
+            if match := TREE.match(request.path):
+                self._tree(match["type"], match["repo"], match["revision"], match["path"])
+            elif match := VARIABLES.match(request.path):
+                self._json(200, hub.variables.get(match["repo"], {}))
+            elif match := INFO.match(request.path):
+                self._info(match["type"], match["repo"], match["revision"])
+            else:
+                self._resolve(request, head=False)
 
     return Handler
 
@@ -184,3 +321,52 @@ class running_standin:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def pointed_at_standin(tmp_path, monkeypatch) -> Iterator[HubStandIn]:
+    """The stand-in, with huggingface_hub pointed at it and at a throw-away cache (for pytest fixtures).
+
+    huggingface_hub reads HF_ENDPOINT, HF_HOME, HF_HUB_CACHE... once, in `huggingface_hub.constants`, at import
+    time, and it is already imported (bear_classifier.hub imports it). So setting the env vars now is not enough:
+    the code paths used here read the *module attributes* at call time, so those are what we patch:
+    - `constants.ENDPOINT`: `HfApi()` copies it into `self.endpoint` when built, and hub/deploy build a new HfApi
+      per call (create_repo, validate-yaml, preupload, commit, variables all use `self.endpoint`);
+    - `constants.HUGGINGFACE_CO_URL_TEMPLATE`: `hf_hub_download` builds its /resolve/ URL from this template, which
+      was formatted from ENDPOINT at import, so patching ENDPOINT alone would still download from huggingface.co;
+    - `HF_HUB_CACHE` (download cache) and `HF_TOKEN_PATH`/`HF_STORED_TOKENS_PATH` (a token saved by `hf auth
+      login` would otherwise be sent; tests that want a "logged-in" user write `HF_TOKEN_PATH`) and
+      `AGENT_HARNESSES_PATH` (building the user-agent header fetches {ENDPOINT}/api/agent-harnesses once per
+      process and caches it there), so nothing touches ~/.cache.
+    (The module-level `huggingface_hub.hf_api.api = HfApi()` keeps the old endpoint, but our code doesn't use it.)
+    The env vars are set as well, for anything that reads them at call time or in a child process.
+    Xet: the stand-in never offers it (uploadMode "regular", no X-Xet-* headers); HF_HUB_DISABLE_XET makes sure
+    (it also keeps `upload_folder` on its single-commit path).
+    """
+    from huggingface_hub import constants
+
+    with running_standin() as server:
+        home = tmp_path / "hf_home"
+        settings = {
+            "ENDPOINT": server.url,
+            "HUGGINGFACE_CO_URL_TEMPLATE": server.url + "/{repo_id}/resolve/{revision}/{filename}",
+            "HF_HOME": str(home),
+            "HF_HUB_CACHE": str(home / "hub"),
+            "HF_TOKEN_PATH": str(home / "token"),
+            "HF_STORED_TOKENS_PATH": str(home / "stored_tokens"),
+            "AGENT_HARNESSES_PATH": str(home / ".agent_harnesses.json"),
+            "HF_HUB_DISABLE_XET": True,
+            "HF_HUB_OFFLINE": False,
+        }
+        for name, value in settings.items():
+            monkeypatch.setattr(constants, name, value)
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.setenv("HF_HOME", str(home))
+        monkeypatch.setenv("HF_HUB_CACHE", str(home / "hub"))
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        monkeypatch.delenv("HF_OIDC_RESOURCE", raising=False)
+        yield server
+    # Whatever the test did, nothing may have gone anywhere but the known Hub routes (no Xet, no LFS batch).
+    for request in server.requests:
+        assert KNOWN_ROUTES.match(request.path), request

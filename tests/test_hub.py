@@ -6,10 +6,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from huggingface_hub import constants
 
 from bear_classifier import hub
-from tests.hub_standin import running_standin
+from tests.hub_standin import pointed_at_standin
 
 REPO = "bear-lab/bear-classifier"
 TOKEN = "hf_standin_write_token"
@@ -17,47 +16,9 @@ TOKEN = "hf_standin_write_token"
 
 @pytest.fixture
 def standin(tmp_path, monkeypatch):
-    """The stand-in, with huggingface_hub pointed at it and at a throw-away cache.
-
-    huggingface_hub reads HF_ENDPOINT, HF_HOME, HF_HUB_CACHE... once, in `huggingface_hub.constants`, at import
-    time, and it is already imported (bear_classifier.hub imports it). So setting the env vars now is not enough:
-    the code paths used here read the *module attributes* at call time, so those are what we patch:
-    - `constants.ENDPOINT`: `HfApi()` copies it into `self.endpoint` when built, and push builds a new HfApi per
-      call (create_repo, validate-yaml, preupload, commit all use `self.endpoint`);
-    - `constants.HUGGINGFACE_CO_URL_TEMPLATE`: `hf_hub_download` builds its /resolve/ URL from this template, which
-      was formatted from ENDPOINT at import, so patching ENDPOINT alone would still download from huggingface.co;
-    - `HF_HUB_CACHE` (download cache) and `HF_TOKEN_PATH`/`HF_STORED_TOKENS_PATH` (a token saved by `hf auth
-      login` would otherwise be sent) and `AGENT_HARNESSES_PATH` (building the user-agent header fetches
-      {ENDPOINT}/api/agent-harnesses once per process and caches it there), so nothing touches ~/.cache.
-    (The module-level `huggingface_hub.hf_api.api = HfApi()` keeps the old endpoint, but hub.py doesn't use it.)
-    The env vars are set as well, for anything that reads them at call time or in a child process.
-    Xet: the stand-in never offers it (uploadMode "regular", no X-Xet-* headers); HF_HUB_DISABLE_XET makes sure.
-    """
-    with running_standin() as server:
-        home = tmp_path / "hf_home"
-        settings = {
-            "ENDPOINT": server.url,
-            "HUGGINGFACE_CO_URL_TEMPLATE": server.url + "/{repo_id}/resolve/{revision}/{filename}",
-            "HF_HOME": str(home),
-            "HF_HUB_CACHE": str(home / "hub"),
-            "HF_TOKEN_PATH": str(home / "token"),
-            "HF_STORED_TOKENS_PATH": str(home / "stored_tokens"),
-            "AGENT_HARNESSES_PATH": str(home / ".agent_harnesses.json"),
-            "HF_HUB_DISABLE_XET": True,
-            "HF_HUB_OFFLINE": False,
-        }
-        for name, value in settings.items():
-            monkeypatch.setattr(constants, name, value)
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        monkeypatch.setenv("HF_HOME", str(home))
-        monkeypatch.setenv("HF_HUB_CACHE", str(home / "hub"))
-        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-        monkeypatch.delenv("HF_TOKEN", raising=False)
+    """The stand-in, with huggingface_hub pointed at it and a throw-away cache (see `pointed_at_standin`)."""
+    with pointed_at_standin(tmp_path, monkeypatch) as server:
         yield server
-    # Whatever the test did, nothing may have gone anywhere but the known Hub routes (no Xet, no LFS batch).
-    for request in server.requests:
-        assert re.match(r"^/(api/repos/create|api/validate-yaml|api/agent-harnesses$|"
-                        r"api/models/[^/]+/[^/]+/(preupload|commit)/|[^/]+/[^/]+/resolve/)", request.path), request
 
 
 @pytest.fixture
