@@ -132,4 +132,18 @@ def write_card(facts: TrainingFacts, path: Path) -> Path:
 def read_facts(path: Path) -> TrainingFacts:
     """The facts written by `write_card`, e.g. for the app's description."""
     card = ModelCard.load(Path(path))
-    return TrainingFacts(**card.data.to_dict()["bear_classifier"])
+    facts = card.data.to_dict().get("bear_classifier")
+    if not isinstance(facts, dict):
+        raise MissingFactsError(
+            f"{path} has no `bear_classifier:` facts in its YAML front matter: it is not a model card written by this "
+            "project's training (card.write_card), e.g. a repo pushed with huggingface_hub's push_to_hub_fastai. "
+            "The app serves only models made by training.ipynb: it shows their measured accuracy, data and settings "
+            "from those facts and checks the pickle's SHA-256 against the one they record. Push such a model with "
+            "`bear_classifier.hub.push` (the notebook does, with -p hub_repo), or unset BEAR_MODEL_REPO to serve "
+            "the committed model.pkl."
+        )
+    return TrainingFacts(**facts)
+
+
+class MissingFactsError(ValueError):
+    """A model card without the facts that `write_card` records."""

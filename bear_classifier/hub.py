@@ -10,9 +10,28 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
+from huggingface_hub import CommitOperationAdd, HfApi, get_token, hf_hub_download
+from huggingface_hub.utils import get_fastai_version, get_fastcore_version, get_python_version
 
 COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
+
+NO_TOKEN_HELP = (
+    "No Hugging Face token found. Log in with `huggingface_hub.login()` (or `notebook_login()` in Jupyter/Colab, "
+    "`hf auth login` in a shell), set the HF_TOKEN environment variable (a Colab secret named HF_TOKEN works too), "
+    "or pass token=... . It needs write access: https://huggingface.co/settings/tokens"
+)
+
+
+def pyproject() -> str:
+    """The `pyproject.toml` that huggingface_hub's `push_to_hub_fastai` writes beside model.pkl: the python, fastai
+    and fastcore versions of this environment (the one that exported the model), which `from_pretrained_fastai`
+    checks before unpickling. Same format (`name=version`, one `=`: that is what it parses)."""
+    return (
+        "[build-system]\n"
+        f'requires = ["setuptools>=40.8.0", "wheel", "python={get_python_version()}", '
+        f'"fastai={get_fastai_version()}", "fastcore={get_fastcore_version()}"]\n'
+        'build-backend = "setuptools.build_meta:__legacy__"\n'
+    )
 
 
 class HubError(RuntimeError):
@@ -22,18 +41,24 @@ class HubError(RuntimeError):
 def push(files: dict[str, Path], repo_id: str, token: str | None = None, message: str = "Upload bear classifier") -> str | None:
     """Upload `files` ({name in repo: local path}) as one commit; returns the commit SHA to pin.
 
-    Without a token (argument or HF_TOKEN) nothing is sent and None is returned, so a notebook run
-    offline or by someone without a Hub account still finishes.
+    A `pyproject.toml` with this environment's python/fastai/fastcore versions goes along (unless `files` has one),
+    as `push_to_hub_fastai` writes it, so the repo also loads with `huggingface_hub.from_pretrained_fastai`.
+
+    The token is the argument, else whatever `huggingface_hub.get_token()` finds (HF_TOKEN, `login()`,
+    `notebook_login()`, `hf auth login`, a Colab secret). Without one nothing is sent and None is returned, so a
+    notebook run offline or by someone without a Hub account still finishes.
     """
-    token = token or os.environ.get("HF_TOKEN")
+    token = token or get_token()
     if not token:
-        print(f"HF_TOKEN is not set: not pushing to {repo_id}. Set it (a write token) to publish.")
+        print(f"Not pushing to {repo_id}. {NO_TOKEN_HELP}")
         return None
     api = HfApi(token=token)
     api.create_repo(repo_id, repo_type="model", exist_ok=True)
     operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files.items()]
+    if "pyproject.toml" not in files:
+        operations.append(CommitOperationAdd(path_in_repo="pyproject.toml", path_or_fileobj=pyproject().encode()))
     info = api.create_commit(repo_id, operations=operations, commit_message=message)
-    print(f"Pushed {', '.join(files)} to {repo_id} at commit {info.oid}")
+    print(f"Pushed {', '.join(op.path_in_repo for op in operations)} to {repo_id} at commit {info.oid}")
     return info.oid
 
 

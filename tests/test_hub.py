@@ -3,7 +3,10 @@ code runs (create_repo, preupload, NDJSON commit, hf_hub_download's HEAD + GET a
 """
 from __future__ import annotations
 
+import importlib.metadata
+import platform
 import re
+from pathlib import Path
 
 import pytest
 
@@ -47,6 +50,7 @@ def test_push_sends_all_outputs_in_one_authenticated_commit(standin, run_folder,
         "model.pkl": (run_folder / "model.pkl").read_bytes(),
         "README.md": (run_folder / "model_card.md").read_bytes(),
         "confusion_matrix.png": (run_folder / "confusion_matrix.png").read_bytes(),
+        "pyproject.toml": hub.pyproject().encode(),
     }
     assert sha == commit.sha and re.fullmatch(r"[0-9a-f]{40}", sha)
     assert sha in capsys.readouterr().out
@@ -69,7 +73,31 @@ def test_push_without_token_sends_nothing(standin, run_folder, capsys, monkeypat
     assert hub.push(hub.files_to_push(run_folder), REPO) is None
     assert standin.requests == []
     out = capsys.readouterr().out
-    assert "HF_TOKEN is not set" in out and REPO in out
+    assert "No Hugging Face token found" in out and REPO in out and "notebook_login()" in out and "HF_TOKEN" in out
+
+
+def test_push_uses_the_token_saved_by_login(standin, run_folder):
+    """`login()`/`notebook_login()`/`hf auth login` save the token to HF_TOKEN_PATH (the tmp HF_HOME here): push
+    finds it through huggingface_hub.get_token(), with no HF_TOKEN in the environment."""
+    from huggingface_hub import constants
+
+    Path(constants.HF_TOKEN_PATH).parent.mkdir(parents=True, exist_ok=True)
+    Path(constants.HF_TOKEN_PATH).write_text("hf_saved_by_notebook_login")
+
+    assert hub.push(hub.files_to_push(run_folder), REPO) is not None
+    commit = standin.commits[0]
+    assert commit.authorization == "Bearer hf_saved_by_notebook_login"
+
+
+def test_pyproject_is_what_push_to_hub_fastai_writes():
+    from huggingface_hub import fastai_utils
+
+    assert hub.pyproject() == fastai_utils.PYPROJECT_TEMPLATE
+    toml = pytest.importorskip("toml", reason="huggingface_hub[fastai] extra (requirements-dev.txt) not installed")
+    requires = toml.loads(hub.pyproject())["build-system"]["requires"]
+    assert f"python={platform.python_version()}" in requires
+    assert f"fastai={importlib.metadata.version('fastai')}" in requires
+    assert f"fastcore={importlib.metadata.version('fastcore')}" in requires
 
 
 def test_download_at_pinned_sha(standin, tmp_path):
@@ -137,3 +165,45 @@ def test_the_app_refuses_an_unpinned_hub_model(standin, monkeypatch):
     monkeypatch.setenv("BEAR_MODEL_REVISION", "main")
     with pytest.raises(hub.HubError):
         serving.load()
+
+
+def test_a_pushed_model_loads_with_from_pretrained_fastai(standin):
+    """The other library's way in: what hub.push publishes (model.pkl, card, pyproject.toml) is a repo that
+    huggingface_hub.from_pretrained_fastai loads (snapshot_download: tree listing + every file, then its
+    pyproject.toml version check, which needs `toml`, then load_learner)."""
+    pytest.importorskip("toml", reason="from_pretrained_fastai needs huggingface_hub[fastai] (toml): requirements-dev.txt")
+    import timm  # noqa: F401  the learner needs it (README says so)
+    from huggingface_hub import from_pretrained_fastai
+
+    from bear_classifier import serving
+
+    sha = hub.push({"model.pkl": serving.MODEL_PATH, "README.md": serving.CARD_PATH}, REPO, token=TOKEN)
+    standin.add_commit(REPO, {"model.pkl": b"an unreviewed push to main"})
+
+    learn = from_pretrained_fastai(REPO, revision=sha)
+
+    assert list(learn.dls.vocab) == ["black", "grizzly", "teddy"]
+    assert any(r.path == f"/api/models/{REPO}/tree/{sha}" for r in standin.requests)
+    downloaded = {r.path for r in standin.requests if r.method == "GET" and "/resolve/" in r.path}
+    assert f"/{REPO}/resolve/{sha}/pyproject.toml" in downloaded and f"/{REPO}/resolve/{sha}/model.pkl" in downloaded
+
+
+def test_the_app_explains_why_it_does_not_serve_a_push_to_hub_fastai_repo(standin, monkeypatch):
+    """A repo written by huggingface_hub's push_to_hub_fastai has a template README with no `bear_classifier:`
+    facts (accuracy, data, the pickle's SHA-256). serving.load refuses it with a message that says why and what to
+    do, instead of a bare KeyError('bear_classifier')."""
+    pytest.importorskip("toml", reason="push_to_hub_fastai needs huggingface_hub[fastai] (toml): requirements-dev.txt")
+    from huggingface_hub import push_to_hub_fastai
+
+    from bear_classifier import card, export, serving
+
+    learn = export.load(serving.MODEL_PATH)
+    push_to_hub_fastai(learn, repo_id=REPO, token=TOKEN)
+    commit = standin.commits[-1]
+    assert {"model.pkl", "README.md", "pyproject.toml"} <= set(commit.files)
+    monkeypatch.setenv("BEAR_MODEL_REPO", REPO)
+    monkeypatch.setenv("BEAR_MODEL_REVISION", commit.sha)
+
+    with pytest.raises(card.MissingFactsError, match="push_to_hub_fastai") as error:
+        serving.load()
+    assert "bear_classifier.hub.push" in str(error.value) and "BEAR_MODEL_REPO" in str(error.value)
