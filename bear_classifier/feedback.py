@@ -1,32 +1,50 @@
 """Human in the loop: users flag wrong answers, people review them, the model learns from them.
 
-The "Wrong?" buttons store the uploaded image, the model's answer and the user's correction in a
-review folder (Gradio's CSV flagging format). On a Space, point it at persistent storage (/data) or
-set BEAR_FEEDBACK_REPO to sync it to a Hub dataset, since a Space's own disk is wiped on restart.
-`fine_tune_on_reviews` then continues training the shipped model on the corrected images.
+The "Wrong?" buttons store the photo, the model's answer and the user's correction in a review folder
+(`flags.csv` plus `images/`). Only a prediction this server answered in the caller's own Gradio session
+can be flagged: the photo is the server's copy of that upload and the answer is the server's record, so
+a caller can neither copy server files in nor write made-up rows. Flags are limited per session,
+de-duplicated by content, and the folder is capped in bytes: once full, new flags are refused (the
+reviewed ones are the valuable ones; nothing is dropped silently). On a Space, mount a Storage Bucket at
+/data or set BEAR_FEEDBACK_REPO to sync the folder to a private Hub dataset: a Space's own disk is wiped
+on restart. `fine_tune_on_reviews` then continues training the shipped model on the corrected photos.
 
 Configuration: BEAR_REVIEW_DIR (folder), BEAR_FEEDBACK_REPO (Hub dataset id, needs HF_TOKEN).
 """
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
+import json
 import os
 import shutil
 import tempfile
+import threading
+import time
+from collections import Counter, OrderedDict
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 from fastai.vision.all import Learner
+from gradio.context import LocalContext
 
 from . import data, export
+from .images import open_image
 from .predictor import input_size
 
 NOT_A_BEAR = "not a bear"
+COLUMNS = ["time", "image", "correction", "label", "confidence", "out_of_domain", "probabilities", "sha256"]
+REVIEW_SIDE = 1024
+"""Flagged photos are stored re-encoded, at most this many pixels a side: enough to retrain on, a fraction
+of an upload's size, and without the EXIF block (a phone photo's GPS position)."""
 
 
 def review_dir() -> Path:
-    """BEAR_REVIEW_DIR, else Spaces' persistent storage when mounted, else ./review."""
+    """BEAR_REVIEW_DIR, else a Storage Bucket mounted at /data, else ./review."""
     if "BEAR_REVIEW_DIR" in os.environ:
         return Path(os.environ["BEAR_REVIEW_DIR"])
     return Path("/data/review") if Path("/data").is_dir() else Path("review")
@@ -37,44 +55,134 @@ def flag_options(vocab: list[str]) -> list[tuple[str, str]]:
     return [(f"Wrong: it is a {label} bear", label) for label in vocab] + [("Wrong: not a bear", NOT_A_BEAR)]
 
 
-class ReviewLog(gr.CSVLogger):
-    """Gradio's CSV flagging, optionally synced to a Hub dataset by a `CommitScheduler`."""
+class FlagRefused(ValueError):
+    """A flag that is not stored; the message says why."""
 
-    def __init__(self, hub_repo: str | None = None):
-        super().__init__()
+
+@dataclass
+class _Answered:
+    path: str
+    details: dict[str, Any]
+    probabilities: dict[str, float] | None
+
+
+class ReviewLog(gr.FlaggingCallback):
+    """Gradio's flagging callback, trusting nothing the caller sends but the button pressed."""
+
+    def __init__(
+        self,
+        hub_repo: str | None = None,
+        *,
+        max_bytes: int = 500 * 2**20,
+        flags_per_session: int = 10,
+        sessions_remembered: int = 10_000,
+    ):
         self.hub_repo = hub_repo
+        self.max_bytes = max_bytes
+        self.flags_per_session = flags_per_session
+        self.sessions_remembered = sessions_remembered
         self.scheduler = None
+        self._answered: OrderedDict[str, _Answered] = OrderedDict()
+        self._flags: Counter[str] = Counter()
+        self._lock = threading.Lock()
 
-    def setup(self, components, flagging_dir):
-        super().setup(components, flagging_dir)
+    def setup(self, components: Any, flagging_dir: str | Path) -> None:
+        self.folder = Path(flagging_dir)
+        (self.folder / "images").mkdir(parents=True, exist_ok=True)
+        self.table = self.folder / "flags.csv"
+        if not self.table.exists():
+            with open(self.table, "w", newline="", encoding="utf-8") as f:
+                csv.writer(f).writerow(COLUMNS)
+        with open(self.table, newline="", encoding="utf-8") as f:
+            self._stored = {row["sha256"] for row in csv.DictReader(f)}
+        self._bytes = sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())
         if self.hub_repo:
             from huggingface_hub import CommitScheduler
 
-            self.scheduler = CommitScheduler(repo_id=self.hub_repo, repo_type="dataset", folder_path=flagging_dir, every=5)
+            # private=True: flagged photos are visitors' photos, never a public dataset by default.
+            self.scheduler = CommitScheduler(
+                repo_id=self.hub_repo, repo_type="dataset", folder_path=self.folder, every=5, private=True
+            )
 
-    def flag(self, flag_data, flag_option=None, username=None) -> int:
+    def remember(self, session: str | None, path: str, details: dict[str, Any], probabilities: dict[str, float] | None) -> None:
+        """Record the answer given to `session` for the uploaded photo at `path`: what a flag may refer to."""
+        if not session:
+            return
+        with self._lock:
+            self._answered[session] = _Answered(str(Path(path).resolve()), details, probabilities)
+            self._answered.move_to_end(session)
+            while len(self._answered) > self.sessions_remembered:
+                self._answered.popitem(last=False)
+
+    def flag(self, flag_data: list[Any], flag_option: str | None = None, username: str | None = None) -> int:
+        request = LocalContext.request.get(None)  # Gradio's FlagMethod passes no session: read it from the call
+        sent = flag_data[0] if flag_data else None
+        sent_path = sent.get("path") if isinstance(sent, dict) else getattr(sent, "path", None)
+        return self.flag_answer(getattr(request, "session_hash", None), sent_path, flag_option)
+
+    def flag_answer(self, session: str | None, sent_path: str | None, correction: str | None) -> int:
+        """Store the correction of the answer this server gave `session` for the photo at `sent_path`;
+        returns the number of stored flags."""
+        with self._lock:
+            answered = self._answered.get(session or "")
+            if answered is None or not sent_path or str(Path(sent_path).resolve()) != answered.path:
+                raise FlagRefused("Only a photo this page just classified can be flagged: press Submit first.")
+            if not correction:
+                raise FlagRefused("Choose which answer is right.")
+            if self._flags[session] >= self.flags_per_session:
+                raise FlagRefused(f"At most {self.flags_per_session} flags per visit.")
+            original = Path(answered.path).read_bytes()
+            digest = hashlib.sha256(original).hexdigest()
+            if digest in self._stored:
+                return len(self._stored)  # flagged before: one copy is enough
+            jpeg = _review_copy(original)
+            if self._bytes + len(jpeg) > self.max_bytes:
+                raise FlagRefused("The review folder is full: flags are paused until it is reviewed.")
+            self._flags[session] += 1
+            self._store(digest, jpeg, correction, answered)
+            return len(self._stored)
+
+    def _store(self, digest: str, jpeg: bytes, correction: str, answered: _Answered) -> None:
+        image = Path("images") / f"{digest[:32]}.jpg"
+        row = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "image": image.as_posix(),
+            "correction": correction,
+            "label": answered.details.get("label"),
+            "confidence": answered.details.get("confidence"),
+            "out_of_domain": answered.details.get("out_of_domain"),
+            "probabilities": json.dumps(answered.probabilities),
+            "sha256": digest,
+        }
         # Hold the scheduler's lock so a sync never uploads a half-written row.
         with self.scheduler.lock if self.scheduler else nullcontext():
-            return super().flag(flag_data, flag_option, username)
+            (self.folder / image).write_bytes(jpeg)
+            with open(self.table, "a", newline="", encoding="utf-8") as f:
+                csv.DictWriter(f, COLUMNS).writerow(row)
+        self._stored.add(digest)
+        self._bytes += len(jpeg) + 200
+
+
+def _review_copy(original: bytes) -> bytes:
+    picture = open_image(original)
+    picture.thumbnail((REVIEW_SIDE, REVIEW_SIDE))
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=90)  # no exif= argument: location and camera data are dropped
+    return buffer.getvalue()
 
 
 def reviewed_images(folder: Path) -> list[tuple[Path, str]]:
-    """(image, corrected label) for every flag in `folder`, skipping "not a bear" and missing files."""
-    folder = Path(folder)
-    found = []
-    for table in folder.glob("*.csv"):
-        with open(table, newline="", encoding="utf-8") as f:
-            for row in csv.reader(f):
-                if len(row) < 2 or not row[0] or row[-2] in ("flag", NOT_A_BEAR):
-                    continue
-                # Gradio stores absolute paths; after the folder moved (or came from the Hub dataset)
-                # the image is found by its last parts: <input label>/<hash>/<file name>.
-                image = Path(row[0])
-                if not image.is_file():
-                    image = folder.joinpath(*image.parts[-3:])
-                if image.is_file():
-                    found.append((image, row[-2]))
-    return found
+    """(photo, corrected label) for every flag in `folder`'s flags.csv, leaving out "not a bear"."""
+    table = Path(folder) / "flags.csv"
+    if not table.exists():
+        return []
+    with open(table, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [
+        (Path(folder) / row["image"], row["correction"])
+        for row in rows
+        if row["correction"] != NOT_A_BEAR and (Path(folder) / row["image"]).is_file()
+    ]
 
 
 def fine_tune_on_reviews(

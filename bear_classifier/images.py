@@ -15,6 +15,10 @@ from PIL import Image, ImageOps
 MAX_PIXELS = 50_000_000
 """Largest image we decode (a 50 MP phone photo); bigger ones are refused as possible decompression bombs."""
 
+FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
+"""What we decode (MPO: phones' multi-picture JPEGs). Never EPS/PS (Pillow runs Ghostscript on them), nor the
+rarely used decoders where a crafted file raises odd errors or spins."""
+
 ImageInput = str | Path | bytes | Image.Image | np.ndarray
 
 
@@ -38,23 +42,42 @@ def open_image(source: ImageInput | None, draft_size: int | None = None) -> Imag
         # Pillow only warns between MAX_IMAGE_PIXELS and twice that; we refuse those too.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source, formats=_readable_formats())
             _check_size(image)
             if draft_size and image.format == "JPEG":
                 image.draft("RGB", (draft_size, draft_size))
             image.load()  # decode now, so truncated data fails here and not deep in the model
+            return _to_rgb(_upright(image))
         except ImageError:
             raise
         except (FileNotFoundError, IsADirectoryError) as e:
             raise ImageError(f"Could not read the file: {e.strerror}.") from e
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise ImageError(_too_large_message()) from e
-        except (OSError, SyntaxError, ValueError, EOFError, Image.UnidentifiedImageError) as e:
+        except Exception as e:  # a crafted file can make a decoder raise anything (RuntimeError, IndexError...)
             raise ImageError(
-                "This file is not an image we can read (corrupt, truncated or not an image). "
-                "Try a JPEG or PNG photo."
+                "This file is not an image we can read (corrupt, truncated, not an image, or a format other than "
+                "JPEG, PNG, WebP, GIF, BMP, TIFF or AVIF). Try a JPEG or PNG photo."
             ) from e
-    return _to_rgb(_upright(image))
+
+
+def uploaded_file(path: str | None, upload_folder: str | Path) -> str:
+    """`path` if it names a file that a caller uploaded to this server, else `ImageError`.
+
+    A caller of the raw API can name any path (or a URL, or send a data URL instead): only files in
+    Gradio's upload folder are ever read, so no server file can be classified or copied.
+    """
+    if not path:
+        raise ImageError("No image received: upload a photo file (JPEG, PNG, WebP, ...), not a URL or data URL.")
+    file = Path(path).resolve()
+    if not file.is_relative_to(Path(upload_folder).resolve()) or not file.is_file():
+        raise ImageError("This server only reads photos uploaded to it: upload the photo file.")
+    return str(file)
+
+
+def _readable_formats() -> list[str]:
+    Image.init()  # registers every plugin Pillow has, so AVIF counts only where this Pillow reads it
+    return [name for name in FORMATS if name in Image.OPEN]
 
 
 def _check_size(image: Image.Image) -> None:

@@ -11,6 +11,9 @@ Configuration (environment variables, all optional):
 from __future__ import annotations
 
 import os
+import queue
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,10 +50,10 @@ def load() -> tuple[Predictor, card.TrainingFacts]:
 
 @dataclass
 class Answer:
-    """One request's result in the three shapes the Interface outputs: probabilities for gr.Label,
-    a sentence for people, and a dict for API callers."""
+    """One request's result in the three shapes the Interface outputs: (headline, probabilities) for
+    `components.Probabilities`, a sentence for people, and a dict for API callers."""
 
-    probabilities: dict[str, float] | None
+    probabilities: tuple[str, dict[str, float]] | None
     message: str
     details: dict[str, Any]
 
@@ -60,13 +63,16 @@ class Answer:
 
 def answer(prediction: Prediction) -> Answer:
     top = prediction.probabilities[prediction.label]
+    known = ", ".join(prediction.probabilities)
     if prediction.out_of_domain:
+        # The headline must not announce a bear class for a cat: it says what the model cannot tell.
+        headline = f"Not a {known.replace(', ', ' / ')} bear?"
         message = (
-            f"**This does not look like any photo the model was trained on** (it knows only "
-            f"{', '.join(prediction.probabilities)} bears). Its best guess, *{prediction.label}* "
-            f"({top:.0%}), is not to be trusted."
+            f"**This does not look like any photo the model was trained on** (it knows only {known} bears). "
+            f"Its best guess, *{prediction.label}* ({top:.0%}), is not to be trusted."
         )
     else:
+        headline = prediction.label
         message = f"**{prediction.label}** bear ({top:.0%})."
     details = {
         "label": prediction.label,
@@ -75,7 +81,7 @@ def answer(prediction: Prediction) -> Answer:
         "ood_score": round(prediction.ood_score, 4),
         "error": None,
     }
-    return Answer(prediction.probabilities, message, details)
+    return Answer((headline, prediction.probabilities), message, details)
 
 
 def refusal(error: ImageError) -> Answer:
@@ -83,13 +89,15 @@ def refusal(error: ImageError) -> Answer:
     return Answer(None, message, {"label": None, "confidence": None, "out_of_domain": None, "ood_score": None, "error": str(error)})
 
 
-def classify_all(predictor: Predictor, images: list[ImageInput | None]) -> list[Answer]:
+def classify_all(predictor: Predictor, images: list[ImageInput | ImageError | None]) -> list[Answer]:
     """Answer every image of a batch. A bad upload gets its own refusal and never fails the
-    other requests that Gradio batched with it."""
+    other requests batched with it."""
     answers: list[Answer | None] = [None] * len(images)
     good: list[tuple[int, Any]] = []
     for i, image in enumerate(images):
         try:
+            if isinstance(image, ImageError):  # refused before decoding (components.UploadedImage)
+                raise image
             good.append((i, predictor.decode(image)))
         except ImageError as e:
             answers[i] = refusal(e)
@@ -97,6 +105,46 @@ def classify_all(predictor: Predictor, images: list[ImageInput | None]) -> list[
         for (i, _), prediction in zip(good, predictor.predict_decoded([picture for _, picture in good])):
             answers[i] = answer(prediction)
     return answers  # type: ignore[return-value]
+
+
+class Batcher:
+    """Joins the photos of concurrent requests into one forward pass.
+
+    Gradio's own batching (`batch=True`) preprocesses a whole batch in one go, so one caller's malformed
+    payload fails every request batched with it. Here Gradio handles each request alone, and the requests
+    that wait meanwhile share the next forward pass, on this one thread: decoding one photo at a time
+    also bounds memory (a 50 MP photo takes 150 MB decoded).
+    """
+
+    def __init__(self, predictor: Predictor, max_batch: int = 16):
+        self.predictor = predictor
+        self.max_batch = max_batch
+        self._waiting: queue.SimpleQueue[tuple[ImageInput | ImageError, Future]] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name="batcher", daemon=True).start()
+
+    def classify(self, image: ImageInput | ImageError | None) -> Answer:
+        """The answer for one photo, after at most one forward pass shared with other callers."""
+        done: Future = Future()
+        self._waiting.put((image, done))
+        return done.result()
+
+    def _serve(self) -> None:
+        while True:
+            batch = [self._waiting.get()]
+            while len(batch) < self.max_batch and not self._waiting.empty():
+                batch.append(self._waiting.get())
+            try:
+                answers = classify_all(self.predictor, [image for image, _ in batch])
+            except Exception:  # never expected; still, one photo must not fail the others: answer one by one
+                answers = [self._alone(image) for image, _ in batch]
+            for (_, done), result in zip(batch, answers):
+                done.set_result(result) if isinstance(result, Answer) else done.set_exception(result)
+
+    def _alone(self, image: ImageInput | ImageError | None) -> Answer | Exception:
+        try:
+            return classify_all(self.predictor, [image])[0]
+        except Exception as e:
+            return e
 
 
 def description(facts: card.TrainingFacts) -> str:
@@ -126,6 +174,7 @@ perfect. The training photos are mostly clear, centred web photos; night-time, c
 distant shots may be misread. This is a demo, not a safety tool.
 
 ### Wrong answer?
-Use the buttons below the result to tell us the right class: flagged photos go to a review folder
-and are used to fine-tune the model further.
+Use the buttons below the result to tell us the right class. **A flagged photo is stored** (re-encoded,
+without its EXIF data such as location) in a private review folder, where people look at it before it
+is used to fine-tune the model. Photos you do not flag are deleted from the server after a while.
 """

@@ -41,7 +41,7 @@ class SoakResult:
 
 
 def bad_files(folder: Path) -> list[Path]:
-    from tests import hard_inputs
+    from bench import hard_inputs
 
     samples = {"text.jpg": b"not an image", "cut.jpg": hard_inputs.truncated_jpeg(), "bomb.png": hard_inputs.decompression_bomb()}
     for name, content in samples.items():

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from bear_classifier import baseline, data
-from tests import hard_inputs
+from bench import hard_inputs
 
 
 def make_folder(root: Path, per_class: dict[str, int]) -> Path:

@@ -1,28 +1,39 @@
-"""Human in the loop: flags written by the real Gradio flagging code become training data for a
-further fine-tune of an exported model."""
-import gradio as gr
+"""Human in the loop: flags stored by the app's ReviewLog become training data for a further fine-tune of an
+exported model; a flag is stored only for an answer the server gave in the caller's own session."""
+import csv
+
+import pytest
 from PIL import Image, ImageOps
 
 from bear_classifier import export, feedback
-from bear_classifier.components import UploadedImage
 from tests.conftest import example
+
+ANSWER = {"label": "teddy", "confidence": 0.9, "out_of_domain": False}
+PROBABILITIES = {"black": 0.05, "grizzly": 0.05, "teddy": 0.9}
+
+
+def review_log(folder, **limits):
+    log = feedback.ReviewLog(**limits)
+    log.setup([], str(folder))
+    return log
+
+
+def answered_and_flagged(log, path, correction, session):
+    """What the app does on Submit (remember the answer), then what the "Wrong: ..." button does."""
+    log.remember(session, str(path), ANSWER, PROBABILITIES)
+    return log.flag_answer(session, str(path), correction)
 
 
 def flag_images(folder, tmp_path):
-    """Flag variants of the examples through ReviewLog, as the app's buttons do."""
-    log = feedback.ReviewLog()
-    log.setup([UploadedImage(type="filepath"), gr.Label(), gr.Markdown(), gr.JSON()], str(folder))
+    """Flag variants of the examples, each answered in its own visitor session."""
+    log = review_log(folder)
     for label in ("black", "grizzly", "teddy"):
         for i, variant in enumerate((lambda im: im, ImageOps.mirror, ImageOps.flip, ImageOps.grayscale)):
             path = tmp_path / f"{label}_{i}.jpg"
             variant(Image.open(example(label))).convert("RGB").save(path)
-            log.flag([uploaded(path), {"label": "teddy"}, "**teddy** bear", {"label": "teddy"}], label)
-    log.flag([uploaded(example("teddy")), {"label": "teddy"}, "", {}], feedback.NOT_A_BEAR)
-
-
-def uploaded(path):
-    """An image as the browser's upload reaches the flag callback."""
-    return {"path": str(path), "meta": {"_type": "gradio.FileData"}}
+            answered_and_flagged(log, path, label, session=f"{label}{i}")
+    answered_and_flagged(log, example("black"), feedback.NOT_A_BEAR, session="other")
+    return log
 
 
 def test_flags_are_read_back_with_their_corrections(tmp_path):
@@ -31,12 +42,48 @@ def test_flags_are_read_back_with_their_corrections(tmp_path):
     reviewed = feedback.reviewed_images(folder)
     assert [label for _, label in reviewed] == ["black"] * 4 + ["grizzly"] * 4 + ["teddy"] * 4  # "not a bear" left out
     assert all(path.is_relative_to(folder) for path, _ in reviewed)  # copies inside the review folder
+    rows = list(csv.DictReader((folder / "flags.csv").open()))
+    assert rows[0]["label"] == "teddy" and rows[0]["correction"] == "black"  # the server's answer, the user's fix
 
 
 def test_a_moved_review_folder_still_finds_its_images(tmp_path):
     flag_images(tmp_path / "review", tmp_path)
     (tmp_path / "review").rename(tmp_path / "downloaded")
     assert len(feedback.reviewed_images(tmp_path / "downloaded")) == 12
+
+
+def test_only_an_answered_photo_of_the_same_session_can_be_flagged(tmp_path):
+    log = review_log(tmp_path / "review")
+    log.remember("alice", str(example("black")), ANSWER, PROBABILITIES)
+    with pytest.raises(feedback.FlagRefused, match="Submit first"):
+        log.flag_answer("mallory", str(example("black")), "black")  # another session
+    with pytest.raises(feedback.FlagRefused, match="Submit first"):
+        log.flag_answer("alice", "/etc/passwd", "black")  # a path the server did not answer for
+    assert feedback.reviewed_images(tmp_path / "review") == []
+
+
+def test_flags_are_deduplicated_limited_per_session_and_capped_in_bytes(tmp_path):
+    log = review_log(tmp_path / "review", flags_per_session=2, max_bytes=400_000)
+    assert answered_and_flagged(log, example("black"), "grizzly", "s") == 1
+    assert answered_and_flagged(log, example("black"), "grizzly", "s") == 1  # the same photo again: not stored twice
+    assert answered_and_flagged(log, example("teddy"), "black", "s") == 2
+    with pytest.raises(feedback.FlagRefused, match="At most 2"):
+        answered_and_flagged(log, example("grizzly"), "black", "s")
+    big = tmp_path / "noise.png"
+    Image.effect_noise((1024, 1024), 120).convert("RGB").save(big)
+    with pytest.raises(feedback.FlagRefused, match="full"):
+        answered_and_flagged(log, big, "black", "t")
+
+
+def test_stored_photos_lose_their_exif_and_size(tmp_path):
+    photo = tmp_path / "phone.jpg"
+    exif = Image.Exif()
+    exif[0x8825] = {1: "N", 2: (59.0, 20.0, 0.0)}  # GPS block: where the photo was taken
+    Image.open(example("grizzly")).resize((3000, 2000)).save(photo, exif=exif)
+    log = review_log(tmp_path / "review")
+    answered_and_flagged(log, photo, "grizzly", "s")
+    stored = Image.open(feedback.reviewed_images(tmp_path / "review")[0][0])
+    assert max(stored.size) == feedback.REVIEW_SIDE and not stored.getexif()
 
 
 def test_fine_tune_on_reviews_exports_a_working_model(smoke_run, tmp_path):

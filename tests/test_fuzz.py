@@ -8,7 +8,7 @@ from PIL import Image
 
 from bear_classifier import serving
 from bear_classifier.images import ImageError
-from tests import hard_inputs
+from bench import hard_inputs
 from tests.conftest import example
 
 FORMATS = ["JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP"]

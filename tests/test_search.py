@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from bear_classifier import data, search
-from tests import hard_inputs
+from bench import hard_inputs
 
 
 def photo(shade: int, fmt: str = "JPEG") -> bytes:

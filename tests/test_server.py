@@ -4,7 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from gradio_client import handle_file
 
-from tests import hard_inputs
+from bench import hard_inputs
 from tests.conftest import EXAMPLES, example
 
 VOCAB = ["black", "grizzly", "teddy"]
