@@ -71,7 +71,7 @@ def front_matter_errors(content: str, repo_type: str) -> list[str]:
     if repo_type == "space":
         short = meta.get("short_description")
         if short is not None and (not isinstance(short, str) or len(short) > SHORT_DESCRIPTION_MAX):
-            errors.append(f'"short_description" length must be less than or equal to {SHORT_DESCRIPTION_MAX} characters long')
+            errors.append(f'"short_description" length must be at most {SHORT_DESCRIPTION_MAX} characters long')
         for key in ("colorFrom", "colorTo"):
             if key in meta and meta[key] not in SPACE_COLORS:
                 errors.append(f'"{key}" must be one of [{", ".join(sorted(SPACE_COLORS))}]')
@@ -114,7 +114,9 @@ class HubStandIn:
     # Space repo id -> {key: {"value": ..., "description": ...}}
     variables: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
 
-    def add_commit(self, repo_id: str, files: dict[str, bytes], branch: str = "main", deleted: Iterable[str] = ()) -> str:
+    def add_commit(
+        self, repo_id: str, files: dict[str, bytes], branch: str = "main", deleted: Iterable[str] = ()
+    ) -> str:
         """Record a commit of `files` (and deletions) on top of `branch` of repo key `repo_id`; returns its
         (made-up but deterministic) 40-hex SHA."""
         self.repos.add(repo_id)
@@ -225,8 +227,9 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
                 return self._json(409, {"error": "You already created this repo", "url": url})
             hub.repos.add(key)
             if repo_type == "space":  # the Hub's first commit of a new Space: a README stub and .gitattributes
+                stub = f"---\ntitle: {payload['name']}\nsdk: {payload['sdk']}\n---\n"
                 hub.add_commit(key, {".gitattributes": b"*.pkl filter=lfs diff=lfs merge=lfs -text\n",
-                                     "README.md": f"---\ntitle: {payload['name']}\nsdk: {payload['sdk']}\n---\n".encode()})
+                                     "README.md": stub.encode()})
             self._json(200, {"url": url, "name": repo_id})
 
         def _commit(self, request: Request, repo_type: str, repo_id: str, revision: str) -> None:

@@ -171,7 +171,7 @@ def test_a_pushed_model_loads_with_from_pretrained_fastai(standin):
     """The other library's way in: what hub.push publishes (model.pkl, card, pyproject.toml) is a repo that
     huggingface_hub.from_pretrained_fastai loads (snapshot_download: tree listing + every file, then its
     pyproject.toml version check, which needs `toml`, then load_learner)."""
-    pytest.importorskip("toml", reason="from_pretrained_fastai needs huggingface_hub[fastai] (toml): requirements-dev.txt")
+    pytest.importorskip("toml", reason="from_pretrained_fastai needs huggingface_hub[fastai] (toml), requirements-dev")
     import timm  # noqa: F401  the learner needs it (README says so)
     from huggingface_hub import from_pretrained_fastai
 
