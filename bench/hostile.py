@@ -1,0 +1,189 @@
+"""A hostile caller of the public Space: Gradio's raw HTTP protocol (what a browser or gradio_client send,
+spoken by hand with httpx), and the catalogue of attacks from issue 9. The test suite runs each attack at
+a small size (tests/test_hostile.py); this script runs the full sizes against `python app.py` on loopback.
+
+    python -m bench.hostile       # about 3 minutes; prints the table BENCHMARKS.md holds
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import struct
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from PIL import Image
+
+from bench import hard_inputs
+
+FILE_DATA = {"_type": "gradio.FileData"}
+
+
+@dataclass
+class Outcome:
+    """How a queued call ended: `data` (the outputs) when it succeeded, else Gradio's `error` text."""
+
+    success: bool
+    data: list[Any] | None = None
+    error: str | None = None
+
+
+class RawCaller:
+    """One visitor (one Gradio session) speaking the protocol directly: upload, queue/join, queue/data, run."""
+
+    def __init__(self, url: str, timeout: float = 180):
+        self.url = url.rstrip("/")
+        self.api = self.url + "/gradio_api"
+        self.http = httpx.Client(timeout=timeout)
+        self.session = uuid.uuid4().hex
+        config = self.http.get(self.url + "/config").raise_for_status().json()
+        self.fn_index = {d["api_name"]: d["id"] for d in config["dependencies"]}
+
+    def upload(self, *files: tuple[str, bytes]) -> httpx.Response:
+        return self.http.post(self.api + "/upload", files=[("files", (name, content)) for name, content in files])
+
+    def uploaded(self, name: str, content: bytes) -> dict[str, Any]:
+        """A file uploaded the normal way, as the FileData a browser then sends."""
+        path = self.upload((name, content)).raise_for_status().json()[0]
+        return {"path": path, "orig_name": name, "meta": FILE_DATA}
+
+    def join(self, data: list[Any], api_name: str = "predict") -> httpx.Response:
+        body = {"data": data, "fn_index": self.fn_index[api_name], "session_hash": self.session}
+        return self.http.post(self.api + "/queue/join", json=body)
+
+    def predict(self, payload: Any) -> Outcome:
+        """Queue one prediction with `payload` as the image and wait for its end."""
+        joined = self.join([payload])
+        if joined.status_code != 200:
+            return Outcome(False, error=f"{joined.status_code} {joined.text}")
+        event = joined.json()["event_id"]
+        with self.http.stream("GET", self.api + "/queue/data", params={"session_hash": self.session}) as stream:
+            for line in stream.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                message = json.loads(line[5:])
+                if message.get("event_id") == event and message.get("msg") == "process_completed":
+                    output = message.get("output") or {}
+                    return Outcome(bool(message.get("success")), output.get("data"), output.get("error"))
+        return Outcome(False, error="stream closed before the answer")
+
+    def flag(self, payload: Any, button: int = 0) -> httpx.Response:
+        """Press the `button`-th "Wrong: ..." button with `payload` as the image (label/verdict/details left empty)."""
+        name = "Flag" if button == 0 else f"Flag_{button}"
+        body = {"data": [payload, None, None, None], "fn_index": self.fn_index[name], "session_hash": self.session}
+        return self.http.post(self.api + f"/run/{name}", json=body)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+# What a hostile caller sends instead of an uploaded photo.
+def server_path(path: str | Path) -> dict[str, Any]:
+    """A FileData without "meta": Gradio then skips its "was it uploaded?" check."""
+    return {"path": str(path)}
+
+
+def data_url(content: bytes, mime: str = "image/png") -> dict[str, Any]:
+    return {"path": None, "url": f"data:{mime};base64,{base64.b64encode(content).decode()}", "meta": FILE_DATA}
+
+
+def huge_png(side: int) -> bytes:
+    """A real PNG of side x side black pixels: a few hundred KB that decode to side² x 3 bytes."""
+    return hard_inputs.encode(Image.new("L", (side, side)), "PNG", optimize=True)
+
+
+def eps_loop() -> bytes:
+    """66 bytes that keep Ghostscript busy forever, if a server hands them to it."""
+    return b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n{ } loop\n"
+
+
+def dds_unknown_format() -> bytes:
+    """A DDS header with a pixel format Pillow does not implement: NotImplementedError when decoding."""
+    header = struct.pack("<7I", 124, 0x1007, 8, 8, 0, 0, 0) + b"\0" * 44 + struct.pack("<2I", 32, 0x4) + b"ZZZZ"
+    return b"DDS " + header + b"\0" * 40 + b"\0" * 256
+
+
+def qoi_cut() -> bytes:
+    return b"qoif" + struct.pack(">II", 8, 8) + bytes([3, 0]) + b"\xfe" * 3
+
+
+def avif_damaged() -> bytes:
+    """An AVIF whose item table is broken: Pillow's AVIF decoder raises RuntimeError."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (90, 60, 30)).save(buffer, "AVIF")
+    data = bytearray(buffer.getvalue())
+    data[84] = 0
+    return bytes(data)
+
+
+def corrupt_decoder_files() -> dict[str, bytes]:
+    """Files whose decoders raise errors other than OSError, or never return."""
+    return {"x.dds": dds_unknown_format(), "x.qoi": qoi_cut(), "x.avif": avif_damaged(), "x.eps": eps_loop()}
+
+
+def flood_queue(url: str, joins: int, threads: int = 16) -> dict[int, int]:
+    """`joins` queue/join requests that never read their results; returns the count per HTTP status."""
+    callers = [RawCaller(url) for _ in range(threads)]
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            statuses = list(pool.map(lambda i: callers[i % threads].join([None]).status_code, range(joins)))
+    finally:
+        for caller in callers:
+            caller.close()
+    return {status: statuses.count(status) for status in sorted(set(statuses))}
+
+
+def oversized_body(url: str, megabytes: int, chunked: bool = False) -> int:
+    """A JSON body of `megabytes` to queue/join; with `chunked`, sent without Content-Length."""
+    body = b'{"data": ["' + b"x" * (megabytes * 2**20) + b'"], "fn_index": 0, "session_hash": "a"}'
+    content = iter([body[i : i + 2**20] for i in range(0, len(body), 2**20)]) if chunked else body
+    try:
+        response = httpx.post(url.rstrip("/") + "/gradio_api/queue/join", content=content, timeout=120,
+                              headers={"content-type": "application/json"})
+    except httpx.HTTPError:  # the server may close the connection while we are still sending: refused too
+        return 413
+    return response.status_code
+
+
+def main() -> None:
+    import tempfile
+
+    from bench.appserver import ROOT, AppServer
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        server = AppServer(Path(tmp))
+        try:
+            before = server.rss_mb()
+            start = time.perf_counter()
+            counts = flood_queue(server.url, 3000)
+            rows.append(("3,000 queue/join in a burst, results never read", f"HTTP status counts {counts}",
+                         f"{time.perf_counter() - start:.1f} s"))
+            caller = RawCaller(server.url)
+            answered = caller.predict(caller.uploaded("bear.jpg", (ROOT / "examples" / "black_bear.jpg").read_bytes()))
+            rows.append(("a normal prediction after the flood", "answered" if answered.success else answered.error, ""))
+            for megabytes, chunked in ((300, False), (300, True)):
+                status = oversized_body(server.url, megabytes, chunked)
+                rows.append((f"{megabytes} MB JSON body{' (chunked)' if chunked else ''}", f"HTTP {status}", ""))
+            upload = caller.upload(*[(f"f{i}.jpg", b"\xff\xd8" + b"\0" * (10 * 2**20 - 2)) for i in range(40)])
+            rows.append(("40 x 10 MB files in one upload request", f"HTTP {upload.status_code}", ""))
+            start = time.perf_counter()
+            outcome = caller.predict(data_url(huge_png(13_300)))
+            rows.append(("13300² PNG as a data URL", (outcome.data or [None, None, {}])[2].get("error") or outcome.error,
+                         f"{time.perf_counter() - start:.1f} s"))
+            rows.append(("server memory (RSS) growth over all of the above", f"{server.rss_mb() - before:+.0f} MB", ""))
+        finally:
+            server.stop()
+    print("| attack | outcome | time |\n|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(str(cell) for cell in row) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""A public Space meets hostile callers (issue 9): each attack spoken in Gradio's raw protocol against
+`python app.py` on loopback, at a size CI can afford (`python -m bench.hostile` runs the full sizes)."""
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from bear_classifier.limits import AROUND_THE_QUEUE, BUSY, URL_PATH
+from bench import hostile
+from bench.appserver import ROOT, AppServer
+from tests.conftest import EXAMPLES, example
+
+SERVER_FILES = ["/etc/passwd", "/proc/self/environ", str(ROOT / "app.py"), str(ROOT / "model.pkl"), str(example("black"))]
+
+
+@pytest.fixture
+def caller(server):
+    raw = hostile.RawCaller(server.url)
+    yield raw
+    raw.close()
+
+
+def label_of(outcome: hostile.Outcome) -> str | None:
+    assert outcome.success, outcome.error
+    return outcome.data[2]["label"]
+
+
+def error_of(outcome: hostile.Outcome) -> str:
+    assert outcome.success, outcome.error  # a refusal is an answer, not a failed request
+    return outcome.data[2]["error"]
+
+
+def review_bytes(server: AppServer) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(server.review_dir.rglob("*")) if p.is_file())
+
+
+def test_a_normal_raw_call_is_answered(caller):
+    assert label_of(caller.predict(caller.uploaded("g.jpg", example("grizzly").read_bytes()))) == "grizzly"
+
+
+@pytest.mark.parametrize("path", SERVER_FILES)
+def test_server_files_are_never_classified(caller, path):
+    """A FileData without "meta" naming a server file: Gradio hands it on unchecked; we refuse it."""
+    assert "only reads photos uploaded" in error_of(caller.predict(hostile.server_path(path)))
+
+
+@pytest.mark.parametrize("path", SERVER_FILES)
+def test_flags_never_copy_server_files(caller, server, path):
+    caller.predict(caller.uploaded("t.jpg", example("teddy").read_bytes()))  # a real answer in this session first
+    stored = review_bytes(server)
+    assert caller.flag(hostile.server_path(path)).json()["data"] == ["Error!"]
+    assert review_bytes(server) == stored
+
+
+def test_a_flag_needs_an_answer_in_the_same_session(server):
+    alice, mallory = hostile.RawCaller(server.url), hostile.RawCaller(server.url)
+    photo = alice.uploaded("b.jpg", (EXAMPLES / "cat.jpg").read_bytes())
+    stored = review_bytes(server)
+    assert mallory.flag(photo).json()["data"] == ["Error!"]  # mallory knows the path but was never answered
+    assert alice.flag(photo).json()["data"] == ["Error!"]  # uploaded, not yet classified
+    assert review_bytes(server) == stored
+    alice.predict(photo)
+    assert alice.flag(photo, button=3).json()["data"] != ["Error!"]
+    assert review_bytes(server) != stored
+
+
+def test_a_flag_flood_stores_one_small_copy(server):
+    caller = hostile.RawCaller(server.url)
+    photo = caller.uploaded("big.png", hard_inputs_noise_png())
+    assert len(photo["path"]) and label_of(caller.predict(photo))
+    before = sum(p.stat().st_size for p in server.review_dir.rglob("*") if p.is_file())
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda button: caller.flag(photo, button % 4), range(48)))
+    grown = sum(p.stat().st_size for p in server.review_dir.rglob("*") if p.is_file()) - before
+    assert 0 < grown < 2 * 2**20  # one re-encoded copy and one row, not 48 copies of a 9 MB upload
+
+
+def hard_inputs_noise_png() -> bytes:
+    from PIL import Image
+
+    from bench import hard_inputs
+
+    return hard_inputs.encode(Image.effect_noise((1800, 1800), 128).convert("RGB"), "PNG")  # about 9 MB
+
+
+def malformed_payloads(caller: hostile.RawCaller) -> list:
+    return [
+        "a string instead of a FileData",
+        {"path": "/etc/hostname", "meta": hostile.FILE_DATA},  # outside the upload folder, with meta
+        hostile.server_path("/etc/hostname"),
+        hostile.data_url(b"not base64 at all"),
+        {"path": 12},
+        None,
+    ]
+
+
+def test_malformed_requests_never_fail_their_neighbours(server):
+    """Each attacker request is mixed with normal ones arriving at the same time: every normal one is
+    answered with its own label, and never sees the attacker's error."""
+    normal = [hostile.RawCaller(server.url) for _ in range(8)]
+    photos = [(c, c.uploaded(f"{label}.jpg", example(label).read_bytes()), label)
+              for c, label in zip(normal, ["black", "grizzly", "teddy", "black"] * 2)]
+    attacker = hostile.RawCaller(server.url)
+    bad = malformed_payloads(attacker)
+    with ThreadPoolExecutor(16) as pool:
+        good = [pool.submit(c.predict, photo) for c, photo, _ in photos]
+        evil = [pool.submit(hostile.RawCaller(server.url).predict, payload) for payload in bad]
+        answers = [f.result() for f in good]
+        [f.result() for f in evil]
+    assert [label_of(answer) for answer in answers] == [label for _, _, label in photos]
+
+
+@pytest.mark.parametrize("name", sorted(hostile.corrupt_decoder_files()))
+def test_decoders_that_raise_odd_errors_or_spin(server, name):
+    """DDS (NotImplementedError), QOI, damaged AVIF, and an EPS that keeps Ghostscript busy: refused at
+    once, and six requests beside it are answered."""
+    content = hostile.corrupt_decoder_files()[name]
+    callers = [hostile.RawCaller(server.url) for _ in range(7)]
+    photos = [c.uploaded(f"{i}.jpg", example("teddy").read_bytes()) for i, c in enumerate(callers[1:])]
+    with ThreadPoolExecutor(7) as pool:
+        bad = pool.submit(callers[0].predict, callers[0].uploaded(name, content))
+        good = [pool.submit(c.predict, p) for c, p in zip(callers[1:], photos)]
+        assert "not an image we can read" in error_of(bad.result(timeout=60))
+        assert [label_of(f.result(timeout=60)) for f in good] == ["teddy"] * 6
+
+
+def test_data_urls_are_refused_without_decoding(caller, server):
+    """Gradio decodes a data URL before any component code: 25 MP fit in 24 KB, 177 MP in 172 KB."""
+    before = server.rss_mb()
+    assert "not a URL or data URL" in error_of(caller.predict(hostile.data_url(hostile.huge_png(5000))))
+    assert caller.join([hostile.data_url(hostile.huge_png(13_300))]).status_code == 413  # over the body cap
+    assert server.rss_mb() - before < 100
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_oversized_request_bodies_are_refused_before_reading(server, chunked):
+    before = server.rss_mb()
+    assert hostile.oversized_body(server.url, 40, chunked) == 413
+    assert server.rss_mb() - before < 100
+
+
+def test_a_large_form_field_is_refused(caller):
+    response = caller.http.post(caller.api + "/upload", files={"note": (None, b"x" * (11 * 2**20))})
+    assert response.status_code == 413
+
+
+def test_one_image_per_upload_request(caller, server):
+    response = caller.upload(*[(f"several{i}.jpg", example("black").read_bytes()) for i in range(3)])
+    assert response.status_code == 400 and "one image" in response.json()["detail"]
+    assert not list(server.upload_dir.rglob("several*.jpg"))  # the files Gradio stored are deleted again
+    assert caller.upload(("big.jpg", b"\xff\xd8" + b"\0" * (11 * 2**20))).status_code == 413
+
+
+def test_web_addresses_are_never_fetched(caller):
+    response = caller.join([{"path": "https://example.com/bear.jpg", "meta": hostile.FILE_DATA}])
+    assert response.status_code == 400 and response.json()["detail"] == URL_PATH
+
+
+def test_the_queue_cannot_be_bypassed(caller):
+    body = {"data": [None], "fn_index": caller.fn_index["predict"], "session_hash": caller.session}
+    response = caller.http.post(caller.api + "/run/predict", json=body)
+    assert response.status_code == 403 and response.json()["detail"] == AROUND_THE_QUEUE.format(name="predict")
+
+
+def test_a_queue_flood_is_turned_away_and_the_queue_keeps_serving(server, caller):
+    """Gradio's unbounded queue stopped for good after ~2,500 unread joins; ours is bounded."""
+    counts = hostile.flood_queue(server.url, 300)
+    assert counts.get(503, 0) > 0 and set(counts) <= {200, 503}, counts
+    busy = caller.join([None])
+    if busy.status_code == 503:
+        assert busy.json()["detail"] == BUSY
+    photo = caller.uploaded("b.jpg", example("black").read_bytes())
+    for _ in range(60):  # the flood's queued requests drain in seconds; then the queue takes ours again
+        outcome = caller.predict(photo)
+        if outcome.success or not outcome.error.startswith("503"):
+            break
+        time.sleep(1)
+    assert label_of(outcome) == "black"
+
+
+def test_errors_tell_callers_nothing_about_the_server(caller):
+    outcome = caller.predict("a string instead of a FileData")
+    assert not outcome.success
+    assert not any(word in (outcome.error or "") for word in ("/", "Traceback", "File ", "gs "))
+
+
+def test_monitoring_is_off(caller):
+    assert caller.http.get(caller.api + "/monitoring/summary").status_code == 404
+    assert httpx.get(caller.url + "/monitoring").status_code in (403, 404)
