@@ -1,17 +1,28 @@
 """Writing `model.pkl` and loading it back safely.
 
-fastai 2.8 exports with cloudpickle: the file can only be loaded with the same Python minor version
-and compatible fastai/timm/torch. We record those versions next to the model, and we verify a
-SHA-256 before unpickling, because unpickling runs code.
+fastai 2.8 exports with cloudpickle, which stores by value (as bytecode) every function it cannot
+find by name; bytecode only runs on the Python minor that wrote it. `export` pickles those functions
+by reference instead (see `portable_pickle_module`), so model.pkl loads and predicts on any Python
+minor with compatible fastai/timm/torch. We record those versions next to the model, `check_servable`
+refuses a model that cannot serve here, and we verify a SHA-256 before unpickling, because
+unpickling runs code.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.metadata
+import inspect
+import json
+import os
 import pathlib
+import pickletools
 import platform
+import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+import types
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -43,11 +54,27 @@ def attach_ood(learn: Learner, train_items: Sequence[Path], quantile: float = 0.
     return detector
 
 
-def export(learn: Learner, path: Path) -> str:
-    """Export a CPU learner to `path`; returns its SHA-256."""
+def export(learn: Learner, path: Path, portable: bool = True) -> str:
+    """Export a CPU learner to `path`; returns its SHA-256.
+
+    `portable` (the default): nothing in the file is Python bytecode, so it loads and predicts on any
+    Python minor (plain `load_learner`, without this package); raises `ModelFileError` if something
+    could only be stored by value (a function or class defined in a notebook or a `__main__`
+    script: move it to an importable module). `portable=False` is fastai's own `learn.export`."""
     learn.dls.cpu()
     learn.model.cpu()
-    learn.export(Path(path).absolute())
+    path = Path(path).absolute()
+    if not portable:
+        learn.export(path)
+        return sha256(path)
+    learn.export(path, pickle_module=portable_pickle_module())
+    by_value = by_value_code(path)
+    if by_value:
+        raise ModelFileError(
+            f"{path} would carry Python {sys.version_info.major}.{sys.version_info.minor} bytecode for "
+            f"{', '.join(by_value)}: it would only load on that Python minor. Define these in an importable "
+            f"module (not the notebook) and export again, or export with portable=False."
+        )
     return sha256(path)
 
 
@@ -90,3 +117,205 @@ def _posix_paths_on_windows() -> Iterator[None]:
         yield
     finally:
         pathlib.PosixPath = posix  # type: ignore[misc]
+
+
+# --- Portability across Python minors -------------------------------------------------------------
+#
+# What cloudpickle stored by value in fastai's own export: `PILBase.create`, the type transform of
+# every `ImageBlock`. It is a classmethod: the pipeline holds the bound method `PILImage.create`,
+# which cloudpickle reduces to (its function, PILImage), and that function cannot be found under
+# its name (`PILBase.create` gives a bound method, not the function), so cloudpickle ships its
+# bytecode. Loaded on another minor the bytecode is garbage: a segfault (3.12) or a nonsense
+# TypeError (3.13) at the first `learn.predict`. Plain pickle stores a bound method as
+# `getattr(PILImage, "create")`, by name: that is what we do.
+
+
+def _same_code(a: types.FunctionType, b: types.FunctionType) -> bool:
+    return a is b or (a.__code__.co_code == b.__code__.co_code and a.__code__.co_names == b.__code__.co_names)
+
+
+def _importable_twin(func: types.FunctionType) -> tuple[object, str, bool] | None:
+    """(owner, name, is_classmethod) such that `getattr(owner, name)` is `func` (or its bound
+    method), found by `func`'s module and qualified name; None if there is no such thing. A copy
+    that cloudpickle rebuilt from an older export counts when its bytecode is the same."""
+    if "<locals>" in func.__qualname__ or func.__module__ in (None, "__main__"):
+        return None
+    try:
+        owner: object = importlib.import_module(func.__module__)
+    except Exception:
+        return None
+    *path, name = func.__qualname__.split(".")
+    for part in path:
+        owner = getattr(owner, part, None)
+        if owner is None:
+            return None
+    try:
+        raw = inspect.getattr_static(owner, name)
+    except AttributeError:
+        return None
+    is_classmethod = isinstance(raw, classmethod)
+    real = raw.__func__ if isinstance(raw, (classmethod, staticmethod)) else raw
+    if not isinstance(real, types.FunctionType) or not _same_code(real, func):
+        return None
+    return owner, name, is_classmethod
+
+
+def _portable_pickler_class() -> type:
+    import cloudpickle
+    from cloudpickle.cloudpickle import _should_pickle_by_reference
+
+    class PortablePickler(cloudpickle.Pickler):
+        """cloudpickle, but functions that it would store by value are stored by name when they
+        can be found by name: bound classmethods, and copies of library functions."""
+
+        def reducer_override(self, obj):
+            if isinstance(obj, types.MethodType) and isinstance(obj.__func__, types.FunctionType):
+                func, owner = obj.__func__, obj.__self__
+                if not _should_pickle_by_reference(func):
+                    twin = getattr(owner, func.__name__, None)
+                    if isinstance(twin, types.MethodType) and twin.__self__ is owner and _same_code(twin.__func__, func):
+                        return getattr, (owner, func.__name__)
+            elif isinstance(obj, types.FunctionType) and not _should_pickle_by_reference(obj):
+                found = _importable_twin(obj)
+                if found:
+                    owner, name, is_classmethod = found
+                    if is_classmethod:  # the function itself: getattr(getattr(owner, name), "__func__")
+                        return getattr, (getattr(owner, name), "__func__")
+                    return getattr, (owner, name)
+            return super().reducer_override(obj)
+
+    return PortablePickler
+
+
+def portable_pickle_module() -> types.SimpleNamespace:
+    """A `pickle_module` for `learn.export`/`torch.save` that writes no bytecode for functions
+    that can be found by name. Loading needs nothing special: plain pickle, plain `load_learner`."""
+    import cloudpickle
+
+    return types.SimpleNamespace(__name__="portable_cloudpickle", Pickler=_portable_pickler_class(), dump=cloudpickle.dump)
+
+
+_BY_VALUE = {"_make_function", "_make_skeleton_class", "_make_skeleton_enum"}
+
+
+def by_value_code(path: Path) -> list[str]:
+    """Names of the functions and classes that `path` (a `learn.export` file) carries as bytecode,
+    read from the pickle's opcodes without unpickling it. Empty: the file has no code that depends
+    on the Python minor."""
+    with zipfile.ZipFile(path) as z:
+        data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+    maker = object()  # stands for cloudpickle's by-value constructors on the stack and in the memo
+    memo: dict[int, object] = {}
+    strings: list[str] = []  # STACK_GLOBAL's operands
+    names: list[str] = []
+    found = pending = 0  # by-value objects seen; those whose __qualname__ is still to come
+    value: object = None
+    for op, arg, _ in pickletools.genops(data):
+        if op.name in ("BINPUT", "LONG_BINPUT", "PUT"):
+            memo[int(arg)] = value
+            continue
+        if op.name == "MEMOIZE":
+            memo[len(memo)] = value
+            continue
+        previous, value = value, None
+        if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"):
+            value = arg
+        elif op.name in ("BINGET", "LONG_BINGET", "GET"):
+            value = memo.get(int(arg))
+        elif op.name == "GLOBAL" or (op.name == "STACK_GLOBAL" and len(strings) >= 2):
+            module, name = str(arg).split(" ", 1) if op.name == "GLOBAL" else strings[-2:]
+            if module.startswith("cloudpickle") and name in _BY_VALUE:
+                value = maker
+        if value is maker:
+            found += 1
+            pending += 1
+        elif isinstance(value, str):
+            strings.append(value)
+            if previous == "__qualname__" and pending:
+                pending -= 1
+                if value not in names:
+                    names.append(value)
+    return names or (["<unnamed>"] if found else [])
+
+
+def _minor(version: str) -> str:
+    return ".".join(str(version).split(".")[:2])
+
+
+def check_servable(path: Path, recorded: Mapping[str, str]) -> None:
+    """Refuse, before unpickling, a model.pkl that cannot serve in this environment, with a message
+    that says what to set. `recorded`: the versions its model card records (`versions`).
+
+    A different Python minor matters only when the file carries bytecode (`by_value_code`); the
+    libraries must match the recorded versions to the minor release (their pickled classes change
+    between releases); a different patch release is accepted."""
+    here = library_versions()
+    problems = []
+    py_recorded = recorded.get("python")
+    code = by_value_code(path) if Path(path).is_file() else []
+    if py_recorded and code and _minor(py_recorded) != _minor(here["python"]):
+        problems.append(
+            f"it was exported under Python {py_recorded} and carries bytecode for {', '.join(code)}, which only "
+            f"runs on Python {_minor(py_recorded)} (this is Python {here['python']}). Run the app on Python "
+            f"{_minor(py_recorded)} (on a Space: `python_version: \"{_minor(py_recorded)}\"` in README.md's front "
+            f"matter), or re-export it portably under Python {_minor(py_recorded)}: "
+            f"`python -c \"from bear_classifier import export; export.reexport('{path}')\"`"
+        )
+    wrong = {
+        name: (want, here[name])
+        for name, want in recorded.items()
+        if name in here and name != "python" and _minor(want) != _minor(here[name])
+    }
+    if wrong:
+        problems.append(
+            "it was exported with other library releases: "
+            + ", ".join(f"{n} {want} (installed: {have})" for n, (want, have) in wrong.items())
+            + ". Install them: `pip install " + " ".join(f"{n}=={want}" for n, (want, _) in wrong.items()) + "`"
+        )
+    if problems:
+        raise ModelFileError(f"{path} cannot serve here: " + "; ".join(problems))
+
+
+_SMOKE = """
+import json, sys, warnings
+warnings.filterwarnings("ignore")
+import timm  # noqa: F401
+from fastai.vision.all import load_learner
+learn = load_learner(sys.argv[1], cpu=True)
+_, _, probs = learn.predict(sys.argv[2])
+print(json.dumps({"vocab": [str(v) for v in learn.dls.vocab], "probs": [float(p) for p in probs]}))
+"""
+
+
+def smoke_predict(path: Path, image: Path, python: str | None = None, timeout: float = 300) -> dict[str, float]:
+    """Load `path` with plain `load_learner` and run one `learn.predict(image)`, in a separate
+    process (a segfault there cannot take the caller down); returns {class: probability}.
+    Raises `ModelFileError` with the child's last lines if it crashed or failed."""
+    cmd = [python or sys.executable, "-c", _SMOKE, str(Path(path).absolute()), str(Path(image).absolute())]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=Path(path).absolute().parent)
+    except subprocess.TimeoutExpired as e:
+        raise ModelFileError(f"{path}: one prediction took more than {timeout:.0f} s in a test process") from e
+    if done.returncode != 0:
+        how = f"was killed by signal {-done.returncode}" if done.returncode < 0 else f"exited with {done.returncode}"
+        tail = "\n".join((done.stderr or "").strip().splitlines()[-6:])
+        raise ModelFileError(
+            f"{path}: load_learner + one learn.predict {how} under Python {platform.python_version()}. "
+            f"Check its recorded versions (`check_servable`).\n{tail}"
+        )
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return dict(zip(out["vocab"], out["probs"]))
+
+
+def reexport(path: Path, target: Path | None = None) -> str:
+    """Load a model.pkl (under the Python minor that wrote it) and write it again portably, to
+    `target` (default: in place); returns the new SHA-256 (the model card's `sha256` must follow).
+    The probabilities do not change: same weights, same transforms."""
+    path = Path(path)
+    learn = load(path)
+    target = Path(target or path)
+    tmp = target.with_suffix(".portable.tmp")
+    sha = export(learn, tmp)
+    tmp.replace(target)
+    return sha

