@@ -8,8 +8,6 @@ de-duplicated by content, and the folder is capped in bytes: once full, new flag
 reviewed ones are the valuable ones; nothing is dropped silently). On a Space, mount a Storage Bucket at
 /data or set BEAR_FEEDBACK_REPO to sync the folder to a private Hub dataset: a Space's own disk is wiped
 on restart. `fine_tune_on_reviews` then continues training the shipped model on the corrected photos.
-
-Configuration: BEAR_REVIEW_DIR (folder), BEAR_FEEDBACK_REPO (Hub dataset id, needs HF_TOKEN).
 """
 from __future__ import annotations
 
@@ -17,7 +15,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 import shutil
 import tempfile
 import threading
@@ -33,21 +30,15 @@ from fastai.vision.all import Learner
 from gradio.context import LocalContext
 
 from . import data, export
-from .images import open_image
+from .images import ImageError, open_image
 from .predictor import input_size
+from .serving import Answer
 
 NOT_A_BEAR = "not a bear"
 COLUMNS = ["time", "image", "correction", "label", "confidence", "out_of_domain", "probabilities", "sha256"]
 REVIEW_SIDE = 1024
 """Flagged photos are stored re-encoded, at most this many pixels a side: enough to retrain on, a fraction
 of an upload's size, and without the EXIF block (a phone photo's GPS position)."""
-
-
-def review_dir() -> Path:
-    """BEAR_REVIEW_DIR, else a Storage Bucket mounted at /data, else ./review."""
-    if "BEAR_REVIEW_DIR" in os.environ:
-        return Path(os.environ["BEAR_REVIEW_DIR"])
-    return Path("/data/review") if Path("/data").is_dir() else Path("review")
 
 
 def flag_options(vocab: list[str]) -> list[tuple[str, str]]:
@@ -104,12 +95,14 @@ class ReviewLog(gr.FlaggingCallback):
                 repo_id=self.hub_repo, repo_type="dataset", folder_path=self.folder, every=5, private=True
             )
 
-    def remember(self, session: str | None, path: str, details: dict[str, Any], probabilities: dict[str, float] | None) -> None:
-        """Record the answer given to `session` for the uploaded photo at `path`: what a flag may refer to."""
-        if not session:
+    def remember(self, request: gr.Request | None, path: str | ImageError, answer: Answer) -> None:
+        """Record the answer given to this visitor's session for the uploaded photo at `path`: the only
+        photo and answer a flag from that session may refer to."""
+        session = getattr(request, "session_hash", None)
+        if not session or answer.probabilities is None or isinstance(path, ImageError):
             return
         with self._lock:
-            self._answered[session] = _Answered(str(Path(path).resolve()), details, probabilities)
+            self._answered[session] = _Answered(str(Path(path).resolve()), answer.details, answer.probabilities[1])
             self._answered.move_to_end(session)
             while len(self._answered) > self.sessions_remembered:
                 self._answered.popitem(last=False)

@@ -5,7 +5,6 @@ tests point this real client code at a local stand-in: the real Hub is never rea
 """
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -73,7 +72,7 @@ def download(repo_id: str, revision: str | None, filename: str = "model.pkl", al
             f"Refusing to load {repo_id}/{filename} at revision {revision!r}: pin a 40-character commit SHA "
             "(BEAR_MODEL_REVISION), or set BEAR_ALLOW_UNPINNED=1 if you really trust whatever is pushed there."
         )
-    return Path(hf_hub_download(repo_id, filename, revision=revision, token=os.environ.get("HF_TOKEN")))
+    return Path(hf_hub_download(repo_id, filename, revision=revision))  # token: huggingface_hub.get_token()
 
 
 def files_to_push(folder: Path, names: Iterable[str] = ("model.pkl", "confusion_matrix.png")) -> dict[str, Path]:

@@ -24,6 +24,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+MAX_FILE_BYTES = 10 * 2**20
+"""Largest upload (`launch(max_file_size=...)`): a phone photo is 2-8 MB."""
 API_BODY_BYTES = 64 * 1024
 """A prediction or flag request is a few hundred bytes of JSON: the photo itself arrives through an upload."""
 MULTIPART_OVERHEAD = 64 * 1024
@@ -36,7 +38,7 @@ class _TooLarge(Exception):
     pass
 
 
-def middleware(max_file_bytes: int, queued: tuple[str, ...] = ("predict",)) -> Middleware:
+def middleware(max_file_bytes: int = MAX_FILE_BYTES, queued: tuple[str, ...] = ("predict",)) -> Middleware:
     """The middleware entry for `launch(app_kwargs={"middleware": [...]})`; `queued`: the api_names of
     queued events."""
     return Middleware(BodyLimits, max_file_bytes=max_file_bytes, queued=queued)

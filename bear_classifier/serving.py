@@ -1,16 +1,8 @@
 """Everything app.py needs beyond the Interface itself: which model to load, how to turn a
 prediction into what the page and the API show, and the text around it.
-
-Configuration (environment variables, all optional):
-  BEAR_MODEL_REPO      Hub model repo to download model.pkl from, instead of the committed file
-  BEAR_MODEL_REVISION  the commit SHA to pin it to (required with BEAR_MODEL_REPO)
-  BEAR_MODEL_SHA256    expected SHA-256 of the pickle (default: the one in its model card)
-  BEAR_ALLOW_UNPINNED  "1" to accept a branch name as revision (not recommended: a pickle is code)
-  BEAR_DRAFT_JPEG      "1" to decode large JPEGs at reduced size (faster, probabilities not bit-identical)
 """
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from concurrent.futures import Future
@@ -21,31 +13,33 @@ from typing import Any
 from . import card, export, hub
 from .images import ImageError, ImageInput
 from .predictor import Prediction, Predictor
+from .settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_PATH = ROOT / "model.pkl"
 CARD_PATH = ROOT / "model_card.md"
+EXAMPLES_DIR = ROOT / "examples"
+EXAMPLES = sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
 
 
-def model_files() -> tuple[Path, Path]:
+def model_files(settings: Settings) -> tuple[Path, Path]:
     """model.pkl and its model card: from a Hub repo at a pinned commit, or the committed files."""
-    repo = os.environ.get("BEAR_MODEL_REPO")
-    if not repo:
+    if not settings.model_repo:
         return MODEL_PATH, CARD_PATH
-    revision = os.environ.get("BEAR_MODEL_REVISION")
-    allow = os.environ.get("BEAR_ALLOW_UNPINNED") == "1"
-    model = hub.download(repo, revision, "model.pkl", allow_unpinned=allow)
-    return model, hub.download(repo, revision, "README.md", allow_unpinned=allow)
+    files = [
+        hub.download(settings.model_repo, settings.model_revision, name, allow_unpinned=settings.allow_unpinned)
+        for name in ("model.pkl", "README.md")
+    ]
+    return files[0], files[1]
 
 
-def load() -> tuple[Predictor, card.TrainingFacts]:
-    """`load_learner` once, at start-up, after checking the file's SHA-256 (BEAR_MODEL_SHA256,
+def load(settings: Settings) -> tuple[Predictor, card.TrainingFacts]:
+    """`load_learner` once, at start-up, after checking the file's SHA-256 (`settings.model_sha256`,
     else the one its model card records)."""
-    model_path, card_path = model_files()
+    model_path, card_path = model_files(settings)
     facts = card.read_facts(card_path)
-    expected = os.environ.get("BEAR_MODEL_SHA256") or facts.sha256
-    draft = os.environ.get("BEAR_DRAFT_JPEG") == "1"
-    return Predictor(export.load(model_path, expected_sha256=expected), draft=draft), facts
+    learn = export.load(model_path, expected_sha256=settings.model_sha256 or facts.sha256)
+    return Predictor(learn, draft=settings.draft_jpeg, backend=settings.backend), facts
 
 
 @dataclass

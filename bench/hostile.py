@@ -151,7 +151,8 @@ def oversized_body(url: str, megabytes: int, chunked: bool = False) -> int:
     return response.status_code
 
 
-def main() -> None:
+def table() -> str:
+    """Run the full-size attacks against a fresh `python app.py`; a markdown table of what happened."""
     import tempfile
 
     from bench.appserver import ROOT, AppServer
@@ -180,9 +181,11 @@ def main() -> None:
             rows.append(("server memory (RSS) growth over all of the above", f"{server.rss_mb() - before:+.0f} MB", ""))
         finally:
             server.stop()
-    print("| attack | outcome | time |\n|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(str(cell) for cell in row) + " |")
+    return "| attack | outcome | time |\n|---|---|---|\n" + "\n".join("| " + " | ".join(map(str, row)) + " |" for row in rows)
+
+
+def main() -> None:
+    print(table())
 
 
 if __name__ == "__main__":

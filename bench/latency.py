@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from bear_classifier import data, serving
+from bear_classifier.settings import Settings
 from bear_classifier.predictor import Predictor
 
 EXAMPLES = sorted((serving.ROOT / "examples").glob("*.jpg"))
@@ -127,7 +128,7 @@ def measure(rounds: int = 10) -> dict[str, list[Timing]]:
 
 
 def _measure(rounds: int) -> dict[str, list[Timing]]:
-    predictor = serving.load()[0]
+    predictor = serving.load(Settings())[0]
     drafted = Predictor(predictor.learn, draft=True)
     results = {"shipped model, example photos: CPU settings": cheap_wins(predictor, rounds)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -146,7 +147,7 @@ def _measure(rounds: int) -> dict[str, list[Timing]]:
 def draft_difference() -> float:
     """Largest probability difference that JPEG draft decoding causes, over 4000x3000 versions of
     every example photo."""
-    predictor = serving.load()[0]
+    predictor = serving.load(Settings())[0]
     drafted = Predictor(predictor.learn, draft=True)
     worst = 0.0
     with tempfile.TemporaryDirectory() as tmp:

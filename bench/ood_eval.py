@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from bear_classifier import data, serving
+from bear_classifier.settings import Settings
 from bear_classifier.predictor import Predictor
 
 BEARS = serving.ROOT.parent / "shared" / "data" / "bears"
@@ -74,7 +75,7 @@ def scores(predictor: Predictor, images: list) -> tuple[torch.Tensor, torch.Tens
 
 
 def measure() -> list[Rates]:
-    predictor, facts = serving.load()
+    predictor, facts = serving.load(Settings())
     train, valid = bear_split(facts.image_size)
     _, train_confidence = scores(predictor, train)
     softmax_threshold = float(torch.quantile(train_confidence, 1 - facts.ood_quantile))

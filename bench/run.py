@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from bear_classifier import export, serving
-from bench import http, latency, ood_eval, soak
+from bear_classifier.settings import Settings
+from bench import hostile, http, latency, ood_eval, soak
 from bench.appserver import ROOT, AppServer
 
 
@@ -37,8 +38,9 @@ def soak_section(requests: int = 2000, callers: int = 16) -> str:
     finally:
         server.stop()
     return (
-        f"{result.requests} requests from {callers} concurrent callers, 10% of them bad uploads (text, truncated "
-        f"JPEG, decompression bomb), in {result.seconds:.0f} s: **{len(result.wrong)} wrong answers, "
+        f"{result.requests} requests from {callers} concurrent callers, 10% of them hostile (bad uploads: text, "
+        f"truncated JPEG, decompression bomb, DDS/QOI/AVIF/EPS decoder traps; raw protocol: server paths, data URLs, "
+        f"malformed payloads), in {result.seconds:.0f} s: **{len(result.wrong)} wrong answers, "
         f"{len(result.lost)} lost requests**. Server memory (RSS, MB) after each tenth of the run: "
         f"{', '.join(str(round(m)) for m in result.rss_mb)}; growth from the first to the last three tenths "
         f"(medians) {result.rss_growth_mb:+.0f} MB."
@@ -47,7 +49,7 @@ def soak_section(requests: int = 2000, callers: int = 16) -> str:
 
 
 def main() -> None:
-    predictor = serving.load()[0]
+    predictor = serving.load(Settings())[0]
     sizes = latency.model_size(predictor)
     del predictor
     sections = [
@@ -61,6 +63,7 @@ def main() -> None:
         "that answers equal `learn.predict`'s (within 1e-4).",
         "## Through HTTP (`gradio_client`, loopback)\n\n" + http.table([http.measure(True), http.measure(False)]),
         "## Out-of-domain flag (`python -m bench.ood_eval`)\n\n" + ood_eval.table(ood_eval.measure()),
+        "## Hostile callers, full sizes (`python -m bench.hostile`)\n\n" + hostile.table(),
         "## Load/soak test (`python -m bench.soak`)\n\n" + soak_section(),
     ]
     (ROOT / "BENCHMARKS.md").write_text("\n\n".join(sections) + "\n")

@@ -1,4 +1,5 @@
-"""Load/soak test: many concurrent `gradio_client` callers, a share of them sending bad uploads.
+"""Load/soak test: many concurrent `gradio_client` callers, a share of them hostile (bad uploads, and raw
+protocol requests from bench.hostile's catalogue).
 
 Checks that every good request got the right label, every bad one a clear error, none was lost,
 and the server's memory stopped growing. Bounded in requests and time; loopback only.
@@ -12,6 +13,7 @@ import argparse
 import random
 import statistics
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from gradio_client import handle_file
 
+from bench import hard_inputs, hostile
 from bench.appserver import ROOT, AppServer, CallerClients
 
 GOOD = {"black": "black_bear.jpg", "grizzly": "grizzly_bear.jpg", "teddy": "teddy_bear.jpg"}
@@ -41,27 +44,47 @@ class SoakResult:
 
 
 def bad_files(folder: Path) -> list[Path]:
-    from bench import hard_inputs
-
-    samples = {"text.jpg": b"not an image", "cut.jpg": hard_inputs.truncated_jpeg(), "bomb.png": hard_inputs.decompression_bomb()}
+    """Bad uploads, among them the files whose decoders raise odd errors or spin (bench.hostile)."""
+    samples = {"text.jpg": b"not an image", "cut.jpg": hard_inputs.truncated_jpeg(),
+               "bomb.png": hard_inputs.decompression_bomb(), **hostile.corrupt_decoder_files()}
     for name, content in samples.items():
         (folder / name).write_bytes(content)
     return [folder / name for name in samples]
 
 
+# Requests no client library would send, spoken in the raw protocol: each must be refused (an answer with
+# an error, or a failed request of its own) and must never spoil anybody else's.
+RAW_ATTACKS = {
+    "server file without meta": lambda: hostile.server_path("/etc/passwd"),
+    "path outside the uploads": lambda: {"path": str(ROOT / "app.py"), "meta": hostile.FILE_DATA},
+    "data URL": lambda: hostile.data_url(hostile.huge_png(3000)),
+    "string instead of a file": lambda: "just a string",
+}
+
+
 def run(server: AppServer, requests: int, callers: int, bad_share: float = 0.1, warmup: int = 200, seed: int = 0) -> SoakResult:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as tmp:
-        bad = bad_files(Path(tmp))
+        bad = bad_files(Path(tmp)) + list(RAW_ATTACKS)
         plan = [
             (None, rng.choice(bad)) if rng.random() < bad_share else (label, ROOT / "examples" / name)
             for label, name in (rng.choice(list(GOOD.items())) for _ in range(requests))
         ]
         client = CallerClients(server.url)
+        raw = threading.local()
         result = SoakResult(requests, 0.0)
 
-        def one(item: tuple[str | None, Path]) -> None:
+        def attack(name: str) -> None:
+            if not hasattr(raw, "caller"):
+                raw.caller = hostile.RawCaller(server.url)
+            outcome = raw.caller.predict(RAW_ATTACKS[name]())
+            if outcome.success and not outcome.data[2].get("error"):
+                result.wrong.append(f"{name}: answered {outcome.data[2]}")
+
+        def one(item: tuple[str | None, Path | str]) -> None:
             expected, path = item
+            if isinstance(path, str):
+                return attack(path)
             try:
                 _, _, details = client.predict(handle_file(str(path)), api_name="/predict")
             except Exception as e:  # a request that failed outright is lost

@@ -40,8 +40,9 @@ def callers(server) -> CallerClients:
 @pytest.fixture(scope="session")
 def predictor():
     from bear_classifier import serving
+    from bear_classifier.settings import Settings
 
-    return serving.load()[0]
+    return serving.load(Settings())[0]
 
 
 @pytest.fixture(scope="session")

@@ -1,15 +1,21 @@
 """Human in the loop: flags stored by the app's ReviewLog become training data for a further fine-tune of an
 exported model; a flag is stored only for an answer the server gave in the caller's own session."""
 import csv
+from types import SimpleNamespace
 
 import pytest
 from PIL import Image, ImageOps
 
-from bear_classifier import export, feedback
+from bear_classifier import export, feedback, serving
 from tests.conftest import example
 
-ANSWER = {"label": "teddy", "confidence": 0.9, "out_of_domain": False}
-PROBABILITIES = {"black": 0.05, "grizzly": 0.05, "teddy": 0.9}
+ANSWER = serving.Answer(("teddy", {"black": 0.05, "grizzly": 0.05, "teddy": 0.9}), "**teddy** bear (90%).",
+                        {"label": "teddy", "confidence": 0.9, "out_of_domain": False, "ood_score": 0.1, "error": None})
+
+
+def visitor(session: str) -> SimpleNamespace:
+    """What the app's function reads of Gradio's `gr.Request`: the visitor's session."""
+    return SimpleNamespace(session_hash=session)
 
 
 def review_log(folder, **limits):
@@ -20,7 +26,7 @@ def review_log(folder, **limits):
 
 def answered_and_flagged(log, path, correction, session):
     """What the app does on Submit (remember the answer), then what the "Wrong: ..." button does."""
-    log.remember(session, str(path), ANSWER, PROBABILITIES)
+    log.remember(visitor(session), str(path), ANSWER)
     return log.flag_answer(session, str(path), correction)
 
 
@@ -54,7 +60,7 @@ def test_a_moved_review_folder_still_finds_its_images(tmp_path):
 
 def test_only_an_answered_photo_of_the_same_session_can_be_flagged(tmp_path):
     log = review_log(tmp_path / "review")
-    log.remember("alice", str(example("black")), ANSWER, PROBABILITIES)
+    log.remember(visitor("alice"), str(example("black")), ANSWER)
     with pytest.raises(feedback.FlagRefused, match="Submit first"):
         log.flag_answer("mallory", str(example("black")), "black")  # another session
     with pytest.raises(feedback.FlagRefused, match="Submit first"):
@@ -96,7 +102,3 @@ def test_fine_tune_on_reviews_exports_a_working_model(smoke_run, tmp_path):
     assert list(reloaded.dls.vocab) == ["black", "grizzly", "teddy"]
     assert reloaded.ood_state["bank"].shape[0] == len(learn.dls.train_ds)
 
-
-def test_review_dir_prefers_persistent_storage(monkeypatch, tmp_path):
-    monkeypatch.setenv("BEAR_REVIEW_DIR", str(tmp_path))
-    assert feedback.review_dir() == tmp_path

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bear_classifier import hub
+from bear_classifier.settings import Settings
 from tests.hub_standin import pointed_at_standin
 
 REPO = "bear-lab/bear-classifier"
@@ -151,7 +152,7 @@ def test_the_app_serves_a_pinned_hub_model(standin, monkeypatch):
     monkeypatch.setenv("BEAR_MODEL_REPO", REPO)
     monkeypatch.setenv("BEAR_MODEL_REVISION", sha)
 
-    predictor, facts = serving.load()
+    predictor, facts = serving.load(Settings.from_env())
 
     assert predictor.vocab == facts.vocab == ["black", "grizzly", "teddy"]
     assert {r.path for r in standin.requests if r.method == "GET" and "/resolve/" in r.path} == {
@@ -164,7 +165,7 @@ def test_the_app_refuses_an_unpinned_hub_model(standin, monkeypatch):
     monkeypatch.setenv("BEAR_MODEL_REPO", REPO)
     monkeypatch.setenv("BEAR_MODEL_REVISION", "main")
     with pytest.raises(hub.HubError):
-        serving.load()
+        serving.load(Settings.from_env())
 
 
 def test_a_pushed_model_loads_with_from_pretrained_fastai(standin):
@@ -205,5 +206,5 @@ def test_the_app_explains_why_it_does_not_serve_a_push_to_hub_fastai_repo(standi
     monkeypatch.setenv("BEAR_MODEL_REVISION", commit.sha)
 
     with pytest.raises(card.MissingFactsError, match="push_to_hub_fastai") as error:
-        serving.load()
+        serving.load(Settings.from_env())
     assert "bear_classifier.hub.push" in str(error.value) and "BEAR_MODEL_REPO" in str(error.value)

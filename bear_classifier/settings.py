@@ -1,0 +1,87 @@
+"""Every BEAR_* environment variable, read in this one module with one parser per type.
+
+app.py reads `Settings.from_env()` once and passes values down; library code takes arguments. README's
+configuration table lists the same variables.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+class SettingsError(ValueError):
+    """A BEAR_* variable has a value we cannot use; the message names it and what it accepts."""
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = env.get(name)
+    if value is None:
+        return default
+    if value.strip().lower() in TRUE:
+        return True
+    if value.strip().lower() in FALSE:
+        return False
+    raise SettingsError(f"{name}={value!r}: use 1/true/yes/on or 0/false/no/off.")
+
+
+def _number(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name)
+    if value is None or not value.strip():
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SettingsError(f"{name}={value!r}: a whole number is expected.") from None
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    return env.get(name, "").strip() or None
+
+
+def _default_review_dir() -> Path:
+    """A Storage Bucket mounted at /data keeps flags across Space restarts; else ./review."""
+    return Path("/data/review") if Path("/data").is_dir() else Path("review")
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_repo: str | None = None  # BEAR_MODEL_REPO: Hub model repo to load model.pkl from
+    model_revision: str | None = None  # BEAR_MODEL_REVISION: the commit SHA to pin it to
+    model_sha256: str | None = None  # BEAR_MODEL_SHA256: expected SHA-256 of the pickle (default: its card's)
+    allow_unpinned: bool = False  # BEAR_ALLOW_UNPINNED: accept a branch name as revision
+    review_dir: Path = Path("review")  # BEAR_REVIEW_DIR: where flags go
+    review_max_mb: int = 500  # BEAR_REVIEW_MAX_MB: review folder cap; new flags are refused beyond it
+    feedback_repo: str | None = None  # BEAR_FEEDBACK_REPO: private Hub dataset the review folder syncs to
+    upload_ttl: int = 3600  # BEAR_UPLOAD_TTL: seconds before uploaded photos are deleted
+    batch: bool = True  # BEAR_BATCH: share forward passes between concurrent requests
+    draft_jpeg: bool = False  # BEAR_DRAFT_JPEG: decode large JPEGs at reduced size
+    backend: str | None = None  # BEAR_BACKEND: "onnx" or "torch" (default: ONNX Runtime when installed)
+    cache: Path = Path.home() / ".cache" / "bear_classifier"  # BEAR_CACHE: converted pretrained weights
+
+    @property
+    def max_batch_size(self) -> int:
+        return 16 if self.batch else 1
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        backend = _text(env, "BEAR_BACKEND")
+        if backend not in (None, "onnx", "torch"):
+            raise SettingsError(f"BEAR_BACKEND={backend!r}: use 'onnx' or 'torch'.")
+        return cls(
+            model_repo=_text(env, "BEAR_MODEL_REPO"),
+            model_revision=_text(env, "BEAR_MODEL_REVISION"),
+            model_sha256=_text(env, "BEAR_MODEL_SHA256"),
+            allow_unpinned=_flag(env, "BEAR_ALLOW_UNPINNED", False),
+            review_dir=Path(_text(env, "BEAR_REVIEW_DIR") or _default_review_dir()),
+            review_max_mb=_number(env, "BEAR_REVIEW_MAX_MB", cls.review_max_mb),
+            feedback_repo=_text(env, "BEAR_FEEDBACK_REPO"),
+            upload_ttl=_number(env, "BEAR_UPLOAD_TTL", cls.upload_ttl),
+            batch=_flag(env, "BEAR_BATCH", True),
+            draft_jpeg=_flag(env, "BEAR_DRAFT_JPEG", False),
+            backend=backend,
+            cache=Path(_text(env, "BEAR_CACHE") or cls.cache),
+        )
