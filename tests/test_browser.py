@@ -1,6 +1,8 @@
 """The page as a visitor sees it: Debian's Chromium, driven by Playwright, against `python app.py`.
 Screenshots land in test-artifacts/."""
 import csv
+import hashlib
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,9 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking",
     "--disable-component-update",
 ]
+TIMEOUT_MS = 60_000  # an answer can take seconds on a loaded 2-core machine
+# `page.set_default_timeout` does not reach `expect`, which gives up after 5 s by default.
+expect.set_options(timeout=TIMEOUT_MS)
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +28,39 @@ def page(server):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1400})
-        page.set_default_timeout(60_000)
+        page.set_default_timeout(TIMEOUT_MS)
         yield page
         browser.close()
 
 
 def open_app(page, server):
+    """Load the page and wait until Gradio has mounted the whole Interface, instead of racing it:
+    the file input attached, every example shown, Submit enabled."""
     page.goto(server.url)
     expect(page.get_by_text("Grizzly, black or teddy?")).to_be_visible()
+    expect(page.locator("input[type='file']").first).to_be_attached()
+    expect(examples(page)).to_have_count(len(list(EXAMPLES.glob("*.jpg"))))
+    for i in range(examples(page).count()):
+        expect(examples(page).nth(i)).to_be_enabled()
+    expect(submit(page)).to_be_enabled()
+
+
+def examples(page):
+    return page.locator(".gallery-item").filter(has=page.locator("img"))
+
+
+def submit(page):
+    return page.get_by_role("button", name="Submit", exact=True)
+
+
+def input_preview(page, name: str):
+    """The input's preview of a photo: shown once the upload (or the example's file) reached the server."""
+    return page.locator(f"[data-testid='image'] img[src*='gradio_api/file='][src$='/{name}']")
+
+
+def upload(page, path: Path) -> None:
+    page.locator("input[type='file']").first.set_input_files(str(path))
+    expect(input_preview(page, path.name)).to_be_visible()  # Submit before this would send no photo
 
 
 def result_label(page):
@@ -39,16 +69,17 @@ def result_label(page):
 
 def test_click_an_example(page, server, artifacts):
     open_app(page, server)
-    page.locator(".gallery-item, [data-testid='examples'] button").filter(has=page.locator("img")).first.click()
-    page.get_by_role("button", name="Submit").click()
-    expect(result_label(page)).to_contain_text("black")  # examples are listed alphabetically
+    examples(page).first.click()
+    expect(input_preview(page, "black_bear.jpg")).to_be_visible()  # examples are listed alphabetically
+    submit(page).click()
+    expect(result_label(page)).to_contain_text("black")
     page.screenshot(path=artifacts / "example_clicked.png", full_page=True)
 
 
 def test_upload_a_photo(page, server, artifacts):
     open_app(page, server)
-    page.locator("input[type='file']").first.set_input_files(str(example("grizzly")))
-    page.get_by_role("button", name="Submit").click()
+    upload(page, example("grizzly"))
+    submit(page).click()
     expect(result_label(page)).to_contain_text("grizzly")
     expect(page.get_by_text("Probabilities")).to_be_visible()
     page.screenshot(path=artifacts / "upload_grizzly.png", full_page=True)
@@ -56,27 +87,26 @@ def test_upload_a_photo(page, server, artifacts):
 
 def test_out_of_domain_warning_is_shown(page, server, artifacts):
     open_app(page, server)
-    page.locator("input[type='file']").first.set_input_files(str(EXAMPLES / "cat.jpg"))
-    page.get_by_role("button", name="Submit").click()
+    upload(page, EXAMPLES / "cat.jpg")
+    submit(page).click()
     expect(page.get_by_text("does not look like any photo")).to_be_visible()
     page.screenshot(path=artifacts / "out_of_domain.png", full_page=True)
 
 
 def test_flag_a_wrong_answer_stores_it_for_review(page, server):
     open_app(page, server)
-    page.locator("input[type='file']").first.set_input_files(str(example("teddy")))
-    page.get_by_role("button", name="Submit").click()
+    upload(page, example("teddy"))
+    submit(page).click()
     expect(result_label(page)).to_contain_text("teddy")
     page.get_by_role("button", name="Wrong: it is a black bear").click()
 
-    table = server.review_dir / "dataset1.csv"
-    for _ in range(50):  # the flag is written by the server after the click returns
-        if table.exists() and len(list(csv.reader(table.open()))) >= 2:
-            break
+    table = server.review_dir / "flags.csv"
+    deadline = time.monotonic() + TIMEOUT_MS / 1000  # the flag is written by the server after the click returns
+    while not (table.exists() and len(list(csv.DictReader(table.open()))) >= 1) and time.monotonic() < deadline:
         page.wait_for_timeout(200)
-    header, *rows = list(csv.reader(table.open()))
-    row = dict(zip(header, rows[-1]))
-    assert row["flag"] == "black"  # the user's correction
-    assert '"label": "teddy"' in row["Details"]  # the model's answer
-    assert Path(row["Photo of a bear"]).read_bytes() == example("teddy").read_bytes()
+    row = list(csv.DictReader(table.open()))[-1]
+    assert row["correction"] == "black"  # the user's correction
+    assert row["label"] == "teddy"  # the model's answer, as the server recorded it
+    assert row["sha256"] == hashlib.sha256(example("teddy").read_bytes()).hexdigest()  # the photo sent
+    assert (server.review_dir / row["image"]).is_file()
     assert feedback.reviewed_images(server.review_dir)[-1][1] == "black"
