@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.metadata
+import importlib.util
 import inspect
 import json
 import os
@@ -70,10 +71,12 @@ def export(learn: Learner, path: Path, portable: bool = True) -> str:
     learn.export(path, pickle_module=portable_pickle_module())
     by_value = by_value_code(path)
     if by_value:
+        path.unlink()
         raise ModelFileError(
             f"{path} would carry Python {sys.version_info.major}.{sys.version_info.minor} bytecode for "
             f"{', '.join(by_value)}: it would only load on that Python minor. Define these in an importable "
-            f"module (not the notebook) and export again, or export with portable=False."
+            f"module (not the notebook) and export again, or export with portable=False (and serve it on "
+            f"this Python minor only)."
         )
     return sha256(path)
 
@@ -160,15 +163,32 @@ def _importable_twin(func: types.FunctionType) -> tuple[object, str, bool] | Non
     return owner, name, is_classmethod
 
 
+def _public_stdlib_module(cls: type) -> str | None:
+    """The public standard-library module that also exposes `cls`, when `cls.__module__` is a
+    private submodule that other Python minors may not have (3.13 moved `pathlib.PosixPath` to
+    `pathlib._local`; a pickle naming `pathlib._local` does not load on 3.11/3.12)."""
+    module = getattr(cls, "__module__", None) or ""
+    top, _, rest = module.partition(".")
+    if not rest or top not in sys.stdlib_module_names or not any(p.startswith("_") for p in rest.split(".")):
+        return None
+    parent = sys.modules.get(top)
+    return top if parent is not None and getattr(parent, cls.__qualname__, None) is cls else None
+
+
 def _portable_pickler_class() -> type:
     import cloudpickle
     from cloudpickle.cloudpickle import _should_pickle_by_reference
 
     class PortablePickler(cloudpickle.Pickler):
         """cloudpickle, but functions that it would store by value are stored by name when they
-        can be found by name: bound classmethods, and copies of library functions."""
+        can be found by name (bound classmethods, copies of library functions), and standard-library
+        classes by their public module (3.13's `pathlib._local.PosixPath` is `pathlib.PosixPath`)."""
 
         def reducer_override(self, obj):
+            if isinstance(obj, type) and (public := _public_stdlib_module(obj)):
+                return getattr, (importlib.import_module(public), obj.__qualname__)
+            if isinstance(obj, types.ModuleType) and _should_pickle_by_reference(obj):
+                return importlib.import_module, (obj.__name__,)  # not cloudpickle's `subimport`
             if isinstance(obj, types.MethodType) and isinstance(obj.__func__, types.FunctionType):
                 func, owner = obj.__func__, obj.__self__
                 if not _should_pickle_by_reference(func):
@@ -202,12 +222,22 @@ def by_value_code(path: Path) -> list[str]:
     """Names of the functions and classes that `path` (a `learn.export` file) carries as bytecode,
     read from the pickle's opcodes without unpickling it. Empty: the file has no code that depends
     on the Python minor."""
+    return _scan(path)[0]
+
+
+def pickled_modules(path: Path) -> set[str]:
+    """The modules whose functions and classes `path` refers to by name: all must import here."""
+    return _scan(path)[1]
+
+
+def _scan(path: Path) -> tuple[list[str], set[str]]:
     with zipfile.ZipFile(path) as z:
         data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
     maker = object()  # stands for cloudpickle's by-value constructors on the stack and in the memo
     memo: dict[int, object] = {}
     strings: list[str] = []  # STACK_GLOBAL's operands
     names: list[str] = []
+    modules: set[str] = set()
     found = pending = 0  # by-value objects seen; those whose __qualname__ is still to come
     value: object = None
     for op, arg, _ in pickletools.genops(data):
@@ -224,6 +254,7 @@ def by_value_code(path: Path) -> list[str]:
             value = memo.get(int(arg))
         elif op.name == "GLOBAL" or (op.name == "STACK_GLOBAL" and len(strings) >= 2):
             module, name = str(arg).split(" ", 1) if op.name == "GLOBAL" else strings[-2:]
+            modules.add(module)
             if module.startswith("cloudpickle") and name in _BY_VALUE:
                 value = maker
         if value is maker:
@@ -235,7 +266,19 @@ def by_value_code(path: Path) -> list[str]:
                 pending -= 1
                 if value not in names:
                     names.append(value)
-    return names or (["<unnamed>"] if found else [])
+    return names or (["<unnamed>"] if found else []), modules
+
+
+def _importable(module: str) -> bool:
+    import _compat_pickle  # protocol 2 writes Python 2 names (`__builtin__`) that pickle maps back
+
+    module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+    if module in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _minor(version: str) -> str:
@@ -251,6 +294,13 @@ def check_servable(path: Path, recorded: Mapping[str, str]) -> None:
     between releases); a different patch release is accepted."""
     here = library_versions()
     problems = []
+    missing = sorted(m for m in pickled_modules(path) if not _importable(m)) if Path(path).is_file() else []
+    if missing:
+        problems.append(
+            f"it refers to modules that do not exist here: {', '.join(missing)} (written under Python "
+            f"{recorded.get('python', '?')}, this is Python {here['python']}). Serve it on the Python minor that "
+            f"wrote it, or re-export it there with this package's `export.reexport`"
+        )
     py_recorded = recorded.get("python")
     code = by_value_code(path) if Path(path).is_file() else []
     if py_recorded and code and _minor(py_recorded) != _minor(here["python"]):
@@ -306,6 +356,15 @@ def smoke_predict(path: Path, image: Path, python: str | None = None, timeout: f
         )
     out = json.loads(done.stdout.strip().splitlines()[-1])
     return dict(zip(out["vocab"], out["probs"]))
+
+
+def startup_check(path: Path, recorded: Mapping[str, str], image: Path, timeout: float = 300) -> dict[str, float]:
+    """What the app runs before serving: `check_servable` (no unpickling), then one plain
+    `load_learner` + `learn.predict(image)` in a child process (`smoke_predict`), so a model that
+    would crash or fail at its first prediction stops the start-up with a message saying what to do,
+    and takes only the child down. Returns the child's probabilities for `image`."""
+    check_servable(path, recorded)
+    return smoke_predict(path, image, timeout=timeout)
 
 
 def reexport(path: Path, target: Path | None = None) -> str:

@@ -97,8 +97,9 @@ def smoke_learner(folder: Path, pretrained: bool = True, epochs: int = 1):
     return learn
 
 
-def export_worker(out: Path) -> None:
-    """Runs under the interpreter being tested: writes {minor}-portable.pkl and {minor}-fastai.pkl."""
+def export_worker(out: Path, quick: bool = False) -> None:
+    """Runs under the interpreter being tested: writes {minor}-portable.pkl and {minor}-fastai.pkl.
+    `quick`: random weights, no training (the tests only compare one file across interpreters)."""
     import torch
 
     from bear_classifier import export
@@ -106,7 +107,7 @@ def export_worker(out: Path) -> None:
     torch.manual_seed(0)
     minor = f"{sys.version_info.major}.{sys.version_info.minor}"
     with tempfile.TemporaryDirectory() as d:
-        learn = smoke_learner(Path(d))
+        learn = smoke_learner(Path(d), pretrained=not quick, epochs=0 if quick else 1)
         export.export(learn, out / f"{minor}-portable.pkl")
         export.export(learn, out / f"{minor}-fastai.pkl", portable=False)
 
@@ -142,10 +143,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build", action="store_true", help="build the missing /tmp/py3XX venvs first")
     parser.add_argument("--export-worker", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help="keep the exported files here (default: a temp dir)")
     args = parser.parse_args()
     if args.export_worker:
-        export_worker(args.export_worker)
+        export_worker(args.export_worker, quick=args.quick)
         return
     if args.build:
         build()

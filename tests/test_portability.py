@@ -1,0 +1,122 @@
+"""model.pkl across Python minors: `export.export` writes no bytecode, so the file loads and predicts
+with plain `load_learner` on another minor; `check_servable` refuses what cannot serve here.
+
+The cross-minor tests need venvs of the other minors (`python -m bench.python_minors --build` makes
+/tmp/py312 and /tmp/py313, or set BEAR_VENVS); without them they skip, saying so."""
+from __future__ import annotations
+
+import os
+import pickletools
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from bear_classifier import export
+from bench.python_minors import ROOT, smoke_learner, venv_dir
+
+IMAGE = ROOT / "examples" / "black_bear.jpg"
+HERE = f"{sys.version_info.major}.{sys.version_info.minor}"
+OTHER_MINORS = [m for m in ("3.11", "3.12", "3.13") if m != HERE]
+
+
+def other_python(minor: str) -> str:
+    python = venv_dir(minor) / "bin" / "python"
+    if not python.exists():
+        pytest.skip(f"no Python {minor} venv at {python.parent.parent}: build it with `python -m bench.python_minors --build`")
+    return str(python)
+
+
+def pickled_modules(path: Path) -> set[str]:
+    """The modules that the pickle's globals come from (protocol 2: GLOBAL opcodes)."""
+    with zipfile.ZipFile(path) as z:
+        data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+    return {str(arg).split(" ")[0] for op, arg, _ in pickletools.genops(data) if op.name == "GLOBAL"}
+
+
+def close(a: dict[str, float], b: dict[str, float]) -> bool:
+    return a.keys() == b.keys() and all(abs(a[k] - b[k]) < 1e-5 for k in a)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    """A small learner (random weights, 64-pixel synthetic pictures) exported both ways."""
+    tmp = tmp_path_factory.mktemp("portability")
+    learn = smoke_learner(tmp / "pictures", pretrained=False, epochs=0)
+    paths = {"portable": tmp / "portable.pkl", "fastai": tmp / "fastai.pkl"}
+    export.export(learn, paths["portable"])
+    export.export(learn, paths["fastai"], portable=False)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def probabilities(files) -> dict[str, float]:
+    """learn.predict on this Python, with plain load_learner in a fresh process."""
+    return export.smoke_predict(files["portable"], IMAGE)
+
+
+def test_fastai_export_carries_bytecode_and_ours_does_not(files):
+    assert export.by_value_code(files["fastai"]) == ["PILBase.create"]
+    assert export.by_value_code(files["portable"]) == []
+    assert not any(m.startswith(("bear_classifier", "bench", "tests", "__main__")) for m in pickled_modules(files["portable"]))
+
+
+def test_portable_export_predicts_like_fastai_export(files, probabilities):
+    assert close(export.smoke_predict(files["fastai"], IMAGE), probabilities)
+
+
+def test_reexport_makes_an_old_export_portable(files, probabilities, tmp_path):
+    sha = export.reexport(files["fastai"], tmp_path / "model.pkl")
+    assert sha == export.sha256(tmp_path / "model.pkl")
+    assert export.by_value_code(tmp_path / "model.pkl") == []
+    assert close(export.smoke_predict(tmp_path / "model.pkl", IMAGE), probabilities)
+
+
+def test_export_refuses_what_only_this_minor_could_load(files, tmp_path):
+    learn = export.load(files["portable"])
+    learn.label_hook = lambda x: x  # what a notebook-defined function looks like to cloudpickle
+    with pytest.raises(export.ModelFileError, match="<lambda>.*importable module"):
+        export.export(learn, tmp_path / "model.pkl")
+    assert not (tmp_path / "model.pkl").exists()
+
+
+def test_check_servable_says_what_to_set(files):
+    here = export.library_versions()
+    export.check_servable(files["fastai"], here)
+    elsewhere = {**here, "python": "3.10.4"}
+    export.check_servable(files["portable"], elsewhere)  # no bytecode: any minor serves it
+    with pytest.raises(export.ModelFileError, match=r'python_version: "3\.10".*reexport'):
+        export.check_servable(files["fastai"], elsewhere)
+    with pytest.raises(export.ModelFileError, match=r"pip install fastai==2\.7\.19"):
+        export.check_servable(files["portable"], {**here, "fastai": "2.7.19"})
+    patch = here["pillow"].rsplit(".", 1)[0] + ".99"
+    export.check_servable(files["portable"], {**here, "pillow": patch})  # a patch release is accepted
+
+
+def test_smoke_predict_survives_a_crash(files, monkeypatch):
+    monkeypatch.setattr(export, "_SMOKE", "import ctypes; ctypes.string_at(0)")
+    with pytest.raises(export.ModelFileError, match="killed by signal"):
+        export.smoke_predict(files["portable"], IMAGE, timeout=60)
+
+
+@pytest.mark.parametrize("minor", OTHER_MINORS)
+def test_exported_here_predicts_there(files, probabilities, minor):
+    python = other_python(minor)
+    assert close(export.smoke_predict(files["portable"], IMAGE, python=python), probabilities)
+    # the failure this guards against: fastai's own export only runs on the minor that wrote it
+    with pytest.raises(export.ModelFileError):
+        export.smoke_predict(files["fastai"], IMAGE, python=python)
+
+
+@pytest.mark.parametrize("minor", OTHER_MINORS)
+def test_exported_there_predicts_here(minor, tmp_path):
+    python = other_python(minor)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [python, "-m", "bench.python_minors", "--export-worker", str(tmp_path), "--quick"]
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
+    model = tmp_path / f"{minor}-portable.pkl"
+    assert export.by_value_code(model) == []
+    there = export.smoke_predict(model, IMAGE, python=python)
+    assert close(export.smoke_predict(model, IMAGE), there)
