@@ -5,7 +5,7 @@ The measured facts live in the card's YAML front matter (`bear_classifier:` plus
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -29,6 +29,48 @@ class TrainingFacts:
     ood_threshold: float
     ood_quantile: float
     sha256: str = ""
+    recipe: str = ""
+    """How the network was trained, e.g. "linear probe" (see training.ipynb)."""
+    # From `python -m bear_classifier.evaluate` (`evaluation_facts`); None where not measured.
+    zero_shot_accuracy: float | None = None
+    zero_shot_mapping: dict = field(default_factory=dict)
+    external_accuracy: float | None = None
+    external_baseline_accuracy: float | None = None
+    external_zero_shot_accuracy: float | None = None
+    n_external: int = 0
+    valid_flagged: float | None = None
+    external_bears_flagged: float | None = None
+    not_bears_flagged: dict = field(default_factory=dict)
+    """Source folder -> share of its not-bear photos flagged out of domain."""
+    n_not_bears: dict = field(default_factory=dict)
+    ood_classes: list = field(default_factory=list)
+    """The ImageNet classes that count as in domain."""
+
+
+def evaluation_facts(result: dict) -> dict:
+    """The card's share of an `evaluate.evaluate_learner` result (the model is its last ladder entry)."""
+    *baselines, model = result["ladder"]
+    pixels = next((entry for entry in baselines if entry["name"] == "pixel similarity"), None)
+    zero_shot = next((entry for entry in baselines if "zero-shot" in entry["name"]), None)
+
+    def accuracy(entry: dict | None, split: str) -> float | None:
+        return entry[split]["accuracy"] if entry and entry.get(split) else None
+
+    ood = model["ood"] or {}
+    not_bears = ood.get("not_bears") or {}
+    return {
+        "zero_shot_accuracy": accuracy(zero_shot, "valid"),
+        "zero_shot_mapping": zero_shot.get("mapping", {}) if zero_shot else {},
+        "external_accuracy": accuracy(model, "external_bears"),
+        "external_baseline_accuracy": accuracy(pixels, "external_bears"),
+        "external_zero_shot_accuracy": accuracy(zero_shot, "external_bears"),
+        "n_external": (model.get("external_bears") or {}).get("n", 0),
+        "valid_flagged": (ood.get("valid") or {}).get("flagged"),
+        "external_bears_flagged": (ood.get("external_bears") or {}).get("flagged"),
+        "not_bears_flagged": {source: block["flagged"] for source, block in not_bears.items()},
+        "n_not_bears": {source: block["n"] for source, block in not_bears.items()},
+        "ood_classes": (result.get("guard") or {}).get("in_domain", []),
+    }
 
 
 BODY = """
@@ -44,14 +86,37 @@ learn = load_learner("model.pkl")  # only load pickles you trust: unpickling run
 label, index, probs = learn.predict("photo.jpg")
 ```
 
-## Results (validation split: {n_valid} images, seeded 20%)
+## Results
 
-| model | accuracy |
+Accuracy on the validation split ({n_valid} photos, seeded 20% of the training folders) and on
+{n_external_text} (see *External evaluation sets*); the baseline ladder first:
+
+| model | validation | external bears |
+|---|---|---|
+| pixel-similarity baseline (nearest class-mean 32x32 thumbnail) | {baseline_accuracy:.1%} | {external_baseline_text} |
+| {arch} ImageNet-pretrained, zero-shot (its ImageNet classes mapped onto ours from the training photos) | {zero_shot_text} | {external_zero_shot_text} |
+| this model | **{valid_accuracy:.1%}** | **{external_text}** |
+
+{mapping_text}
+
+Confusion matrix (validation split): `confusion_matrix.png`. Measured with
+`python -m bear_classifier.evaluate --model model.pkl`.
+
+## Out-of-domain guard
+
+The model only knows {n_classes} classes and always answers with one of them, so a photo is
+flagged *out of domain* when the ImageNet-pretrained network does not see one of the ImageNet
+classes that the training photos carry: {ood_classes_text}. Its score is the ImageNet probability
+mass outside those classes; the threshold ({ood_threshold:.4f}) is the {ood_percentile_text} of the training photos'
+scores. The training photos alone decide both; the external sets below only measure it. The ImageNet
+classifier reads the same features as our head, in the same forward pass (the body is the
+pretrained one, kept frozen). Flagged answers should not be trusted.
+
+| photos | flagged out of domain |
 |---|---|
-| this model | **{valid_accuracy:.1%}** |
-| pixel-similarity baseline (nearest class-mean 32x32 thumbnail) | {baseline_accuracy:.1%} |
-
-Confusion matrix: `confusion_matrix.png`.
+| validation bears (should be low) | {valid_flagged_text} |
+| external bears (should be low) | {external_flagged_text} |
+{not_bears_rows}
 
 ## Data
 
@@ -68,21 +133,31 @@ one animal; camera-trap, night-time, campsite or distant photos are rare or abse
 accuracy on them (domain shift). Cubs, cinnamon-coloured black bears and grizzly/brown-bear
 look-alikes are the hardest cases.
 
+### External evaluation sets (measure only: never trained or calibrated on)
+
+- **External bears**: a different web-image scrape of the same three classes (Google Images,
+  February 2019, from the fastai v1 course repository `HuangYin0514/fastai`), against the training
+  photos' Bing scrapes of 2020 or later. Photos shared with the training set were removed by
+  keypoint and perceptual-hash matching; drawings, banners and mislabelled photos were dropped by
+  eye. Mostly product shots on white for teddy, wild and captive bears for the others.
+- **Not bears**: real photos that are none of the three classes, in source folders: one ImageNet
+  training photo for each of 147 classes a user might upload (dogs, wolves, cats, pandas, a polar
+  bear, a sloth bear, hoofed animals, primates, vehicles, camping gear, everyday objects; the
+  pretrained network has seen these), PyImageSearch's animals (giant pandas, dogs, cats), Kaggle
+  Dogs vs. Cats, mugs from Google Images, polar bears from a fastai course download, and the sample
+  photos of darknet, scikit-image and YOLOv5.
+- Their licences are unknown or research-only: they are used to measure, and are not published.
+
 ## Intended use and limits
 
 A teaching demo of the full train, clean, export and deploy loop. **Not** a safety tool: do not
-use it to decide how to act around a real bear.
-
-It only knows {n_classes} classes and always answers with one of them. Images unlike the training
-photos are flagged as *out of domain* by a nearest-neighbour distance in the network's feature space
-(threshold: {ood_threshold:.4f}, the {ood_percentile}th percentile of the training images' own
-leave-one-out scores); flagged answers should not be trusted.
+use it to decide how to act around a real bear. Polar bears, pandas and other bears that are not
+one of the {n_classes} classes are out of domain.
 
 ## Training
 
 `training.ipynb` in the Space's repository: `DataBlock` with `RandomResizedCrop({image_size}, min_scale=0.5)`
-and `aug_transforms()`, ImageNet-pretrained `{arch}`, learning rate {learning_rate:.2e} from `lr_find`,
-`fine_tune({epochs})`.
+and `aug_transforms()`, ImageNet-pretrained `{arch}`, {recipe}, learning rate {learning_rate:.2e} from `lr_find`.
 
 ## Environment that wrote model.pkl
 
@@ -111,14 +186,40 @@ def write_card(facts: TrainingFacts, path: Path) -> Path:
                 metric_type="accuracy",
                 metric_value=round(facts.valid_accuracy, 4),
             )
-        ],
+        ]
+        + (
+            [
+                EvalResult(
+                    task_type="image-classification",
+                    dataset_type="bears-external",
+                    dataset_name="Bears from another web-image collection (external, evaluation only)",
+                    metric_type="accuracy",
+                    metric_value=round(facts.external_accuracy, 4),
+                )
+            ]
+            if facts.external_accuracy is not None
+            else []
+        ),
         bear_classifier=asdict(facts),
     )
     values = asdict(facts)
     values.update(
         vocab_list=", ".join(facts.vocab),
         n_classes=len(facts.vocab),
-        ood_percentile=round(facts.ood_quantile * 100),
+        ood_percentile_text=_percentile(facts.ood_quantile),
+        n_external_text=f"{facts.n_external} external bear photos" if facts.n_external else "external bear photos (not measured)",
+        external_baseline_text=_pct(facts.external_baseline_accuracy),
+        zero_shot_text=_pct(facts.zero_shot_accuracy),
+        external_zero_shot_text=_pct(facts.external_zero_shot_accuracy),
+        external_text=_pct(facts.external_accuracy),
+        mapping_text=_mapping(facts.zero_shot_mapping),
+        ood_classes_text=", ".join(f"*{name.split(',')[0]}*" for name in facts.ood_classes) or "(none recorded)",
+        valid_flagged_text=_pct(facts.valid_flagged),
+        external_flagged_text=_pct(facts.external_bears_flagged),
+        not_bears_rows="\n".join(
+            f"| not bears: `{source}` ({facts.n_not_bears.get(source, '?')} photos; should be high) | {_pct(share)} |"
+            for source, share in facts.not_bears_flagged.items()
+        ),
         count_rows="\n".join(f"| {label} | {n} |" for label, n in facts.counts.items()),
         dropped_text=", ".join(f"{n} {why}" for why, n in facts.dropped.items()) or "none",
         version_rows="\n".join(f"| {name} | {version} |" for name, version in facts.versions.items()),
@@ -127,6 +228,24 @@ def write_card(facts: TrainingFacts, path: Path) -> Path:
     path = Path(path)
     path.write_text(content, encoding="utf-8")
     return path
+
+
+def _pct(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.1%}"
+
+
+def _percentile(quantile: float) -> str:
+    return "highest" if quantile >= 1 else f"{quantile * 100:g}th percentile"
+
+
+def _mapping(mapping: dict) -> str:
+    if not mapping:
+        return ""
+    parts = [
+        f"{label} = " + (" + ".join(f"*{name.split(',')[0]}*" for name in names) if isinstance(names, list) else f"unmapped ({names})")
+        for label, names in mapping.items()
+    ]
+    return "Zero-shot mapping found from the training photos: " + "; ".join(parts) + "."
 
 
 def read_facts(path: Path) -> TrainingFacts:

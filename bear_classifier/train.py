@@ -10,9 +10,25 @@ matplotlib.use("Agg")  # headless by default; the notebook still shows figures i
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
-from fastai.vision.all import ClassificationInterpretation, DataLoaders, Learner, accuracy, error_rate, vision_learner
+from fastai.vision.all import (
+    BnFreeze,
+    ClassificationInterpretation,
+    DataLoaders,
+    Learner,
+    accuracy,
+    error_rate,
+    vision_learner,
+)
 
 from .weights import DEFAULT_ARCH, pretrained_overlay
+
+
+RECIPES = {
+    "linear_probe": "linear probe: the head trained with `freeze()` + `fit_one_cycle({epochs})` on the frozen "
+    "pretrained body (BatchNorm statistics frozen too: `train_bn=False`, `BnFreeze`)",
+    "fine_tune": "the course default, `fine_tune({epochs})`",
+}
+"""The notebook's `recipe` parameter -> how the model card describes it."""
 
 
 @dataclass
@@ -27,11 +43,16 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def make_learner(dls: DataLoaders, arch: str = DEFAULT_ARCH, pretrained: bool = True) -> Learner:
-    """A course-style `vision_learner`; any timm name works online, the default also offline."""
+def make_learner(dls: DataLoaders, arch: str = DEFAULT_ARCH, pretrained: bool = True, frozen_body: bool = False) -> Learner:
+    """A course-style `vision_learner`; any timm name works online, the default also offline.
+
+    `frozen_body`: for a linear probe, the body's BatchNorm layers are not trained either
+    (`train_bn=False`) and keep their pretrained statistics (`BnFreeze`), so while the learner is
+    frozen its body stays exactly the pretrained network."""
     dls.to(device())
     overlay = pretrained_overlay(arch) if pretrained else {}
-    return vision_learner(dls, arch, pretrained=pretrained, metrics=[accuracy, error_rate], **overlay)
+    frozen = {"train_bn": False, "cbs": [BnFreeze()]} if frozen_body else {}
+    return vision_learner(dls, arch, pretrained=pretrained, metrics=[accuracy, error_rate], **overlay, **frozen)
 
 
 def find_lr(learn: Learner, num_it: int = 50) -> float:
@@ -42,6 +63,16 @@ def find_lr(learn: Learner, num_it: int = 50) -> float:
 def fine_tune(learn: Learner, epochs: int, lr: float | None = None, freeze_epochs: int = 1) -> TrainResult:
     lr = lr if lr is not None else find_lr(learn)
     learn.fine_tune(epochs, base_lr=lr, freeze_epochs=freeze_epochs)
+    return TrainResult(learn, lr, validation_accuracy(learn))
+
+
+def linear_probe(learn: Learner, epochs: int, lr: float | None = None) -> TrainResult:
+    """Train the head only, on the frozen pretrained body (a learner from `make_learner(...,
+    frozen_body=True)`): `freeze` + `fit_one_cycle`. The body keeps what pretraining knew, and one
+    forward pass gives both our head's and the ImageNet classifier's answers (`imagenet`)."""
+    learn.freeze()
+    lr = lr if lr is not None else find_lr(learn)
+    learn.fit_one_cycle(epochs, lr)
     return TrainResult(learn, lr, validation_accuracy(learn))
 
 

@@ -1,0 +1,249 @@
+"""Measure a model.pkl and its baselines on the validation split AND on photos from elsewhere.
+
+    python -m bear_classifier.evaluate --model model.pkl [--data ../shared/data/bears]
+        [--external ../shared/data/external] [--json runs/evaluation.json]
+
+The baseline ladder, each on the validation split (the training run's: seed 42, 20%) and on the
+external bears (`<external>/bears/<label>/`): pixel similarity (`baseline`), the ImageNet-pretrained
+network read zero-shot (`imagenet.ZeroShotMapping`, found from the training split), and the model.
+The out-of-domain guard: the share of validation photos and external bears flagged (should be low)
+and the share of not-bears flagged per source folder (`<external>/not_bears/<source>/`, should be
+high), for the model's own guard and for the zero-shot network's. The external folders are
+evaluation-only: nothing here is fitted or calibrated on them. Parts whose folder is missing are
+skipped (null in the JSON). The JSON is what the model card and BENCHMARKS.md are built from.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from fastai.vision.all import Learner, get_image_files
+
+from . import data, export, imagenet
+from .baseline import PixelSimilarity
+from .images import ImageError
+from .predictor import Predictor, input_size
+
+DEFAULT_DATA = Path("../shared/data/bears")
+DEFAULT_EXTERNAL = Path("../shared/data/external")
+BATCH = 32
+
+
+def split(data_dir: Path, size: int, seed: int = 42, valid_pct: float = 0.2,
+          max_per_class: int | None = None) -> tuple[list[Path], list[Path]]:
+    """The training run's split, recomputed the same way (`data.dataloaders`, same seed)."""
+    report = data.verify_folder(data_dir)
+    dls = data.dataloaders(data_dir, report, size=size, valid_pct=valid_pct, seed=seed, batch_size=1,
+                           max_per_class=max_per_class)
+    return list(dls.train.items), list(dls.valid.items)
+
+
+def external_sets(root: Path | None) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
+    """(bears by label, not-bears by source folder); empty where a folder is missing."""
+    def folders(parent: Path) -> dict[str, list[Path]]:
+        if not parent.is_dir():
+            return {}
+        found = {d.name: sorted(get_image_files(d)) for d in sorted(parent.iterdir()) if d.is_dir()}
+        return {name: paths for name, paths in found.items() if paths}
+
+    if root is None:
+        return {}, {}
+    return folders(Path(root) / "bears"), folders(Path(root) / "not_bears")
+
+
+def confusion(labels: Sequence[str], predicted: Sequence[str], vocab: Sequence[str]) -> dict:
+    """Accuracy and the confusion counts (true label -> predicted label -> count)."""
+    rows = sorted(set(labels) | set(vocab))
+    table = {t: {p: 0 for p in vocab} for t in rows}
+    for t, p in zip(labels, predicted):
+        table[t][p] += 1
+    correct = sum(t == p for t, p in zip(labels, predicted))
+    return {"n": len(labels), "accuracy": correct / len(labels) if labels else None, "confusion": table}
+
+
+def flagged(flags: Sequence[bool]) -> dict:
+    return {"n": len(flags), "flagged": sum(flags) / len(flags) if flags else None}
+
+
+def _decode_all(predictor: Predictor, paths: Sequence[Path]) -> tuple[list, list[Path]]:
+    pictures, kept = [], []
+    for path in paths:
+        try:
+            pictures.append(predictor.decode(path))
+            kept.append(path)
+        except ImageError:  # counted out; the data notes say all external photos decode
+            pass
+    return pictures, kept
+
+
+def model_outputs(predictor: Predictor, paths: Sequence[Path]) -> tuple[list[str], list[bool]]:
+    """The shipped code path: labels and out-of-domain flags from `Predictor`."""
+    labels, flags = [], []
+    for start in range(0, len(paths), BATCH):
+        pictures, _ = _decode_all(predictor, paths[start : start + BATCH])
+        for prediction in predictor.predict_decoded(pictures):
+            labels.append(prediction.label)
+            flags.append(prediction.out_of_domain)
+    return labels, flags
+
+
+def _entry(name: str, note: str = "") -> dict:
+    return {"name": name, "note": note, "valid": None, "external_bears": None, "ood": None}
+
+
+def _evaluate_sets(entry: dict, classify: Callable | None, flag: Callable | None, valid: list[Path],
+                   bears: dict[str, list[Path]], not_bears: dict[str, list[Path]], vocab: list[str]) -> dict:
+    """`classify(paths) -> labels`, `flag(paths) -> flags`; either may be None."""
+    bear_paths = [p for label in bears for p in bears[label]]
+    bear_labels = [label for label in bears for _ in bears[label]]
+    if classify:
+        entry["valid"] = confusion([p.parent.name for p in valid], classify(valid), vocab)
+        if bear_paths:
+            entry["external_bears"] = confusion(bear_labels, classify(bear_paths), vocab)
+    if flag:
+        entry["ood"] = {
+            "valid": flagged(flag(valid)),
+            "external_bears": flagged(flag(bear_paths)) if bear_paths else None,
+            "not_bears": {source: flagged(flag(paths)) for source, paths in not_bears.items()} or None,
+        }
+    return entry
+
+
+def evaluate_learner(learn: Learner, data_dir: Path = DEFAULT_DATA, external: Path | None = DEFAULT_EXTERNAL,
+                     name: str = "model", baselines: bool = True, max_per_class: int | None = None) -> dict:
+    """The ladder (pixel similarity, zero-shot, the model) and the guards, as a JSON-ready dict."""
+    predictor = Predictor(learn)
+    vocab = list(predictor.vocab)
+    train, valid = split(Path(data_dir), input_size(learn), max_per_class=max_per_class)
+    bears, not_bears = external_sets(Path(external) if external else None)
+    result = {
+        "vocab": vocab,
+        "data": {"dir": str(data_dir), "n_train": len(train), "n_valid": len(valid), "seed": 42, "valid_pct": 0.2},
+        "external": {
+            "dir": str(external) if external else None,
+            "bears": {label: len(paths) for label, paths in bears.items()} or None,
+            "not_bears": {source: len(paths) for source, paths in not_bears.items()} or None,
+        },
+        "ladder": [],
+    }
+    if baselines:
+        pixels = PixelSimilarity().fit(train, [p.parent.name for p in train])
+        entry = _entry("pixel similarity", "nearest class-mean 32x32 thumbnail (no out-of-domain guard)")
+        result["ladder"].append(_evaluate_sets(entry, pixels.predict, None, valid, bears, not_bears, vocab))
+        result["ladder"].append(zero_shot_entry(learn, train, valid, bears, not_bears, vocab))
+
+    cache: dict[tuple, tuple[list[str], list[bool]]] = {}
+
+    def outputs(paths: Sequence[Path]) -> tuple[list[str], list[bool]]:
+        key = tuple(paths)
+        if key not in cache:
+            cache[key] = model_outputs(predictor, list(paths))
+        return cache[key]
+
+    guard = predictor.guard is not None
+    note = "" if guard else "this model.pkl has no ImageNet out-of-domain guard"
+    entry = _entry(name, note)
+    result["ladder"].append(
+        _evaluate_sets(entry, lambda p: outputs(p)[0], (lambda p: outputs(p)[1]) if guard else None,
+                       valid, bears, not_bears, vocab)
+    )
+    if guard:
+        result["guard"] = {"kind": predictor.guard["kind"], "threshold": predictor.guard["threshold"],
+                           "quantile": predictor.guard["quantile"],
+                           "in_domain": [imagenet.class_names()[c] for c in predictor.guard["in_domain"].tolist()]}
+    return result
+
+
+def zero_shot_entry(learn: Learner, train: list[Path], valid: list[Path], bears: dict[str, list[Path]],
+                    not_bears: dict[str, list[Path]], vocab: list[str]) -> dict:
+    """The pretrained network, its ImageNet classes mapped onto ours from the training split, with
+    the ImageNet guard calibrated on the training split."""
+    network = imagenet.pretrained_network(imagenet.arch_of(learn))
+    knowledge = imagenet.fit(learn, train, network)
+    mapping, guard = knowledge.mapping, knowledge.guard
+    cache: dict[tuple, torch.Tensor] = {}
+
+    def probabilities(paths: Sequence[Path]) -> torch.Tensor:
+        key = tuple(paths)
+        if key not in cache:
+            cache[key] = imagenet.imagenet_probabilities(learn, list(paths), network)
+        return cache[key]
+
+    entry = _entry(f"{imagenet.arch_of(learn)} ImageNet-pretrained, zero-shot")
+    entry["mapping"] = mapping.describe()
+    classify = (lambda p: mapping.predict(probabilities(p))) if not mapping.unmapped else None
+    if mapping.unmapped:
+        entry["note"] = "no zero-shot baseline: " + "; ".join(mapping.unmapped.values())
+    flag = lambda p: guard.is_out(probabilities(p)).tolist()  # noqa: E731
+    return _evaluate_sets(entry, classify, flag, valid, bears, not_bears, vocab)
+
+
+def _pct(block: dict | None, key: str = "accuracy") -> str:
+    if not block or block.get(key) is None:
+        return "–"
+    return f"{block[key]:.1%} ({round(block[key] * block['n'])}/{block['n']})"
+
+
+def markdown(result: dict) -> str:
+    """The ladder, the guard per source folder and the confusion matrices, as markdown tables."""
+    lines = [
+        f"Validation split: {result['data']['n_valid']} photos (seed 42, 20% of `{result['data']['dir']}`); "
+        f"external: `{result['external']['dir']}`.",
+        "",
+        "| model | validation accuracy | external bears accuracy | validation flagged | external bears flagged | not-bears flagged (worst folder) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for entry in result["ladder"]:
+        ood = entry["ood"] or {}
+        worst = min((b for b in (ood.get("not_bears") or {}).values()), key=lambda b: b["flagged"], default=None)
+        lines.append(
+            f"| {entry['name']} | {_pct(entry['valid'])} | {_pct(entry['external_bears'])} | "
+            f"{_pct(ood.get('valid'), 'flagged')} | {_pct(ood.get('external_bears'), 'flagged')} | {_pct(worst, 'flagged')} |"
+        )
+    notes = [f"- {entry['name']}: {entry['note']}" for entry in result["ladder"] if entry["note"]]
+    lines += ["", *notes] if notes else []
+    guarded = [entry for entry in result["ladder"] if entry["ood"] and entry["ood"]["not_bears"]]
+    if guarded:
+        sources = list(guarded[0]["ood"]["not_bears"])
+        lines += ["", "Not-bears flagged out-of-domain, per source folder:", "",
+                  "| source folder | images | " + " | ".join(e["name"] for e in guarded) + " |",
+                  "|---|---|" + "---|" * len(guarded)]
+        for source in sources:
+            n = guarded[0]["ood"]["not_bears"][source]["n"]
+            cells = " | ".join(_pct(e["ood"]["not_bears"][source], "flagged") for e in guarded)
+            lines.append(f"| {source} | {n} | {cells} |")
+    for entry in result["ladder"]:
+        for split_name in ("valid", "external_bears"):
+            block = entry[split_name]
+            if block:
+                vocab = result["vocab"]
+                lines += ["", f"Confusion, {entry['name']}, {split_name.replace('_', ' ')} (rows: true, columns: predicted):", "",
+                          "| | " + " | ".join(vocab) + " |", "|---|" + "---|" * len(vocab)]
+                lines += [f"| {t} | " + " | ".join(str(row[p]) for p in vocab) + " |" for t, row in block["confusion"].items()]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m bear_classifier.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=Path("model.pkl"))
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the training folder (<root>/<label>/*)")
+    parser.add_argument("--external", type=Path, default=DEFAULT_EXTERNAL, help="bears/<label>/ and not_bears/<source>/")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--no-baselines", action="store_true", help="the model only")
+    args = parser.parse_args(argv)
+    learn = export.load(args.model)
+    external = args.external if args.external and args.external.is_dir() else None
+    result = evaluate_learner(learn, args.data, external, baselines=not args.no_baselines)
+    result["model"] = {"path": str(args.model), "sha256": export.sha256(args.model)}
+    print(markdown(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""What the ImageNet-pretrained network already knows, read from the training photos alone.
+
+The pretrained network has 1000 ImageNet classes ("brown bear", "American black bear", "teddy",
+"ice bear", "tabby", "coffee mug"...). Two uses, both decided from the TRAINING photos only:
+
+- the **zero-shot baseline**: for each ImageNet class, its mean probability on the training photos
+  of each of our classes. An ImageNet class maps onto one of ours when it carries noticeable mass
+  there and that mass is clearly concentrated on that one class. A photo then gets the class of ours
+  whose mapped ImageNet classes hold the most probability. When one of our classes gets no ImageNet
+  class, the mapping says so (`ZeroShotMapping.unmapped`, `NoZeroShotMapping`).
+- the **out-of-domain guard**: the ImageNet classes that carry noticeable mean probability on the
+  training photos are "in domain"; a photo's score is the ImageNet probability mass outside them
+  (`1 - mass on in-domain classes`); the threshold is a quantile of the training photos' scores.
+  Its state (the ImageNet classifier, the class indices, the threshold) is stored in model.pkl as
+  plain tensors and numbers, and `predictor.Predictor` computes it in the same forward pass as our
+  head when the learner's body is the pretrained one (the linear-probe recipe).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import timm
+import torch
+from fastai.vision.all import Learner
+
+from .weights import pretrained_overlay
+
+MIN_MASS = 0.01
+"""An ImageNet class is "noticeable" on one of our classes when its mean probability over that
+class's training photos is at least this."""
+CONCENTRATION = 0.8
+"""...and it maps onto that class when at least this share of its mass (summed over our classes'
+means) sits there."""
+QUANTILE = 1.0
+"""The guard's threshold: this quantile of the training photos' own scores (about 1% flagged)."""
+
+
+class NoZeroShotMapping(ValueError):
+    """At least one of our classes has no ImageNet class mapped onto it: no zero-shot baseline."""
+
+
+def arch_of(learn: Learner) -> str:
+    """The timm architecture of a `vision_learner` built on a timm name."""
+    return learn.model[0].model.pretrained_cfg["architecture"]
+
+
+def pretrained_network(arch: str) -> torch.nn.Module:
+    """The ImageNet-pretrained timm network with its 1000-class classifier (offline for the default arch)."""
+    return timm.create_model(arch, pretrained=True, **pretrained_overlay(arch)).eval()
+
+
+def class_names() -> list[str]:
+    info = timm.data.ImageNetInfo()
+    return [info.index_to_description(i) for i in range(1000)]
+
+
+def imagenet_probabilities(learn: Learner, images: Sequence, network: torch.nn.Module | None = None,
+                           batch_size: int = 32) -> torch.Tensor:
+    """ImageNet probabilities (N x 1000) of the pretrained network, on the learner's own validation
+    transforms (resize, centre crop, normalisation), so the pixels are the ones our head sees."""
+    from .predictor import Predictor
+
+    network = network or pretrained_network(arch_of(learn))
+    predictor = Predictor(learn, backend="torch")  # only its transforms are used here
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            batch = predictor.preprocess(images[start : start + batch_size])
+            out.append(torch.softmax(network(batch), dim=1))
+    return torch.cat(out) if out else torch.zeros(0, 1000)
+
+
+def class_means(probabilities: torch.Tensor, labels: Sequence[str], vocab: Sequence[str]) -> torch.Tensor:
+    """Mean ImageNet probability per class of ours (len(vocab) x 1000)."""
+    labels = list(labels)
+    rows = []
+    for name in vocab:
+        mask = torch.tensor([label == name for label in labels])
+        rows.append(probabilities[mask].mean(0) if mask.any() else torch.zeros(probabilities.shape[1]))
+    return torch.stack(rows)
+
+
+@dataclass
+class ZeroShotMapping:
+    """Which ImageNet classes stand for each of our classes."""
+
+    vocab: list[str]
+    classes: dict[str, list[int]]
+    """Our class -> ImageNet class indices."""
+    unmapped: dict[str, str] = field(default_factory=dict)
+    """Our class -> why no ImageNet class maps onto it."""
+
+    @classmethod
+    def fit(cls, means: torch.Tensor, vocab: Sequence[str], min_mass: float = MIN_MASS,
+            concentration: float = CONCENTRATION) -> ZeroShotMapping:
+        names = class_names()
+        shares = means / means.sum(0).clamp_min(1e-12)
+        classes: dict[str, list[int]] = {}
+        unmapped: dict[str, str] = {}
+        for k, label in enumerate(vocab):
+            chosen = [int(c) for c in torch.nonzero((means[k] >= min_mass) & (shares[k] >= concentration)).flatten()]
+            classes[label] = sorted(chosen, key=lambda c: -float(means[k, c]))
+            if not chosen:
+                top = int(means[k].argmax())
+                unmapped[label] = (
+                    f"no ImageNet class has mean probability >= {min_mass} on the '{label}' training photos with "
+                    f">= {concentration:.0%} of its mass there (its top class, '{names[top]}', has "
+                    f"{float(means[k, top]):.3f} there and {float(shares[k, top]):.0%} of its mass)"
+                )
+        return cls(list(vocab), classes, unmapped)
+
+    def check(self) -> ZeroShotMapping:
+        if self.unmapped:
+            raise NoZeroShotMapping("; ".join(self.unmapped.values()))
+        return self
+
+    def scores(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """Per image, the ImageNet probability mass mapped onto each of our classes (N x len(vocab))."""
+        self.check()
+        return torch.stack([probabilities[:, self.classes[label]].sum(1) for label in self.vocab], dim=1)
+
+    def predict(self, probabilities: torch.Tensor) -> list[str]:
+        return [self.vocab[int(i)] for i in self.scores(probabilities).argmax(1)]
+
+    def describe(self) -> dict[str, list[str] | str]:
+        names = class_names()
+        return {label: self.unmapped.get(label) or [names[c] for c in self.classes[label]] for label in self.vocab}
+
+
+@dataclass
+class ImageNetGuard:
+    """Out of domain when the ImageNet mass on the in-domain classes is too low."""
+
+    in_domain: list[int]
+    threshold: float
+    """On the score `1 - mass`: flagged when the score is above it."""
+    quantile: float = QUANTILE
+
+    @classmethod
+    def calibrate(cls, means: torch.Tensor, probabilities: torch.Tensor, min_mass: float = MIN_MASS,
+                  quantile: float = QUANTILE) -> ImageNetGuard:
+        """`means`: `class_means` of the training photos; `probabilities`: their ImageNet probabilities.
+        In domain: every ImageNet class with mean probability >= `min_mass` on one of our classes, and
+        the top ImageNet class of each of ours (so there is always one)."""
+        noticeable = set(torch.nonzero(means.max(0).values >= min_mass).flatten().tolist())
+        in_domain = sorted(noticeable | set(means.argmax(1).tolist()))
+        guard = cls(in_domain, threshold=float("inf"), quantile=quantile)
+        guard.threshold = float(torch.quantile(guard.score(probabilities), quantile))
+        return guard
+
+    def score(self, probabilities: torch.Tensor) -> torch.Tensor:
+        return 1 - probabilities[:, self.in_domain].sum(1)
+
+    def is_out(self, probabilities: torch.Tensor) -> torch.Tensor:
+        return self.score(probabilities) > self.threshold
+
+    def names(self) -> list[str]:
+        names = class_names()
+        return [names[c] for c in self.in_domain]
+
+
+@dataclass
+class Knowledge:
+    """The zero-shot mapping and the guard, fitted on one set of training photos."""
+
+    mapping: ZeroShotMapping
+    guard: ImageNetGuard
+
+
+def fit(learn: Learner, train_items: Sequence[Path], network: torch.nn.Module | None = None,
+        labels: Sequence[str] | None = None, quantile: float = QUANTILE) -> Knowledge:
+    """Mapping and guard from the training photos (labels: their parent folder names by default).
+    `network`: the pretrained network by default (see `own_body_network`)."""
+    vocab = list(learn.dls.vocab)
+    labels = list(labels) if labels is not None else [Path(p).parent.name for p in train_items]
+    probabilities = imagenet_probabilities(learn, list(train_items), network)
+    means = class_means(probabilities, labels, vocab)
+    guard = ImageNetGuard.calibrate(means, probabilities, quantile=quantile)
+    return Knowledge(ZeroShotMapping.fit(means, vocab), guard)
+
+
+def own_body_network(learn: Learner) -> torch.nn.Module:
+    """The learner's body, average-pooled, into the pretrained ImageNet classifier: what
+    `predictor.Predictor` computes as its second output."""
+    classifier = pretrained_network(arch_of(learn)).get_classifier()
+    return torch.nn.Sequential(learn.model[0], torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), classifier).eval()
+
+
+def guard_state(learn: Learner, guard: ImageNetGuard) -> dict:
+    """What model.pkl stores (`learn.ood_state`): the pretrained ImageNet classifier and the guard,
+    as plain tensors and numbers, so that loading needs only fastai and timm."""
+    classifier = pretrained_network(arch_of(learn)).get_classifier()
+    return {
+        "kind": "imagenet-mass",
+        "imagenet_weight": classifier.weight.detach().clone(),
+        "imagenet_bias": classifier.bias.detach().clone(),
+        "in_domain": torch.tensor(guard.in_domain, dtype=torch.long),
+        "threshold": guard.threshold,
+        "quantile": guard.quantile,
+    }
+
+
+def body_is_pretrained(learn: Learner) -> bool:
+    """True when the learner's body has exactly the pretrained weights and BatchNorm statistics,
+    so the ImageNet classifier can be read off its features."""
+    body = learn.model[0].model.state_dict()
+    reference = pretrained_network(arch_of(learn)).state_dict()
+    return all(name in reference and torch.equal(tensor.cpu(), reference[name]) for name, tensor in body.items())

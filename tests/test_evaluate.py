@@ -1,0 +1,95 @@
+"""`python -m bear_classifier.evaluate` on tiny folders, and the zero-shot mapping on labels that are
+not ours: it maps them or says clearly why it cannot."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageOps
+
+from bear_classifier import data, evaluate, imagenet, serving, train
+from tests.conftest import EXAMPLES, FIXTURE_BEARS, example
+
+
+def variants(source: Path, folder: Path, n: int, start: int = 0) -> None:
+    """`n` different photos made from one (crops, mirror images, JPEG qualities): no duplicates."""
+    folder.mkdir(parents=True, exist_ok=True)
+    image = Image.open(source).convert("RGB")
+    w, h = image.size
+    for i in range(start, start + n):
+        cut = i % 4 * 0.03
+        crop = image.crop((int(w * cut), int(h * cut), int(w * (1 - cut / 2)), int(h * (1 - cut / 2))))
+        (ImageOps.mirror(crop) if i % 2 else crop).save(folder / f"{source.stem}_{i}.jpg", quality=70 + i)
+
+
+@pytest.fixture(scope="module")
+def tiny_external(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("external")
+    for label in ("black", "grizzly", "teddy"):
+        variants(example(label), root / "bears" / label, 2)
+    variants(EXAMPLES / "cat.jpg", root / "not_bears" / "pets", 2)
+    variants(EXAMPLES / "coffee_cup.jpg", root / "not_bears" / "mugs", 2)
+    return root
+
+
+def test_evaluate_on_a_tiny_set_writes_the_json(tiny_external, tmp_path, capsys):
+    out = tmp_path / "evaluation.json"
+    evaluate.main(["--model", str(serving.MODEL_PATH), "--data", str(FIXTURE_BEARS),
+                   "--external", str(tiny_external), "--json", str(out)])
+    result = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+    assert [entry["name"] for entry in result["ladder"]][0] == "pixel similarity"
+    assert "zero-shot" in result["ladder"][1]["name"] and result["ladder"][2]["name"] == "model"
+    model = result["ladder"][-1]
+    assert model["valid"]["n"] == result["data"]["n_valid"] > 0
+    assert model["external_bears"]["n"] == 6 and set(model["external_bears"]["confusion"]) == {"black", "grizzly", "teddy"}
+    assert set(model["ood"]["not_bears"]) == {"mugs", "pets"}
+    assert model["ood"]["not_bears"]["pets"]["n"] == 2
+    assert result["guard"]["kind"] == "imagenet-mass"
+    assert "| model |" in printed and "pets" in printed
+
+
+def test_evaluate_skips_missing_external_folders(tmp_path):
+    result = evaluate.main(["--model", str(serving.MODEL_PATH), "--data", str(FIXTURE_BEARS),
+                            "--external", str(tmp_path / "absent"), "--no-baselines"])
+    model = result["ladder"][-1]
+    assert result["external"]["dir"] is None
+    assert model["external_bears"] is None and model["ood"]["external_bears"] is None and model["ood"]["not_bears"] is None
+    assert model["valid"]["accuracy"] is not None
+
+
+def test_external_folder_without_not_bears(tiny_external, tmp_path):
+    shutil.copytree(tiny_external / "bears", tmp_path / "bears")
+    bears, not_bears = evaluate.external_sets(tmp_path)
+    assert sorted(bears) == ["black", "grizzly", "teddy"] and not_bears == {}
+
+
+def learner_for(folder: Path):
+    dls = data.dataloaders(folder, data.verify_folder(folder), batch_size=2, valid_pct=0.25)
+    return train.make_learner(dls, frozen_body=True), list(dls.train.items)
+
+
+def test_zero_shot_mapping_on_other_labels_maps_them(tmp_path):
+    variants(EXAMPLES / "cat.jpg", tmp_path / "cat", 6)
+    variants(EXAMPLES / "coffee_cup.jpg", tmp_path / "cup", 6)
+    learn, items = learner_for(tmp_path)
+    mapping = imagenet.fit(learn, items).mapping
+    if mapping.unmapped:  # allowed, but then it must say why, and refuse to predict
+        with pytest.raises(imagenet.NoZeroShotMapping, match="no ImageNet class"):
+            mapping.check()
+    else:
+        names = mapping.describe()
+        assert any("cat" in name for name in names["cat"]), names
+        assert any("mug" in name or "cup" in name for name in names["cup"]), names
+
+
+def test_zero_shot_mapping_says_when_no_class_maps(tmp_path):
+    """Two labels with the same kind of photo: no ImageNet class is concentrated on either."""
+    variants(EXAMPLES / "cat.jpg", tmp_path / "left", 6)
+    variants(EXAMPLES / "cat.jpg", tmp_path / "right", 6, start=6)
+    learn, items = learner_for(tmp_path)
+    mapping = imagenet.fit(learn, items).mapping
+    assert set(mapping.unmapped) == {"left", "right"}
+    assert "no ImageNet class" in mapping.unmapped["left"]
+    with pytest.raises(imagenet.NoZeroShotMapping):
+        mapping.predict(imagenet.imagenet_probabilities(learn, items))
