@@ -29,7 +29,8 @@ from pathlib import Path
 
 from fastai.vision.all import Learner, load_learner
 
-from . import imagenet
+from .ood import FeatureDistance
+from .predictor import Predictor
 
 PINNED = ("fastai", "fastcore", "fasttransform", "plum-dispatch", "torch", "torchvision", "timm", "pillow")
 
@@ -45,16 +46,13 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def attach_ood(learn: Learner, train_items: Sequence[Path], quantile: float = imagenet.QUANTILE) -> imagenet.Knowledge:
-    """Fit the out-of-domain guard (and the zero-shot mapping) on the training images and store the
-    guard's state in the learner, so that it travels inside model.pkl (`imagenet` says how).
-
-    The guard reads the pretrained ImageNet classifier off the learner's own body, in the same
-    forward pass as our head: that is the pretrained network's reading only when the body was kept
-    frozen (`train.linear_probe`); with a fine-tuned body it is calibrated all the same, but knows less."""
-    knowledge = imagenet.fit(learn, train_items, network=imagenet.own_body_network(learn), quantile=quantile)
-    learn.ood_state = imagenet.guard_state(learn, knowledge.guard)
-    return knowledge
+def attach_ood(learn: Learner, train_items: Sequence[Path], quantile: float = 0.99) -> FeatureDistance:
+    """Calibrate the out-of-domain detector on the training images and store its state in the
+    learner, so that it travels inside model.pkl."""
+    features = Predictor(learn).features_of(train_items)
+    detector = FeatureDistance.calibrate(features, quantile=quantile)
+    learn.ood_state = detector.state()
+    return detector
 
 
 def export(learn: Learner, path: Path, portable: bool = True) -> str:
@@ -360,11 +358,18 @@ def smoke_predict(path: Path, image: Path, python: str | None = None, timeout: f
     return dict(zip(out["vocab"], out["probs"]))
 
 
-def startup_check(path: Path, recorded: Mapping[str, str], image: Path, timeout: float = 300) -> dict[str, float]:
-    """What the app runs before serving: `check_servable` (no unpickling), then one plain
-    `load_learner` + `learn.predict(image)` in a child process (`smoke_predict`), so a model that
-    would crash or fail at its first prediction stops the start-up with a message saying what to do,
-    and takes only the child down. Returns the child's probabilities for `image`."""
+def startup_check(
+    path: Path, recorded: Mapping[str, str], image: Path, expected_sha256: str | None = None, timeout: float = 300
+) -> dict[str, float]:
+    """What the app runs before serving: the SHA-256 (when given), `check_servable` (no unpickling),
+    then one plain `load_learner` + `learn.predict(image)` in a child process (`smoke_predict`), so a
+    model that would crash or fail at its first prediction stops the start-up with a message saying
+    what to do, and takes only the child down. Returns the child's probabilities for `image`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"No model file at {path}. Train one (training.ipynb) or set BEAR_MODEL_REPO.")
+    if expected_sha256 and sha256(path) != expected_sha256.lower():
+        raise ModelFileError(f"{path} does not match the expected SHA-256 {expected_sha256}: refusing to unpickle it.")
     check_servable(path, recorded)
     return smoke_predict(path, image, timeout=timeout)
 

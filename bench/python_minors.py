@@ -9,6 +9,33 @@ tiny learner on synthetic pictures and exports it twice: `portable` (`export.exp
 with plain `load_learner` (never importing bear_classifier) and runs `learn.predict` on
 examples/black_bear.jpg, in its own process: a segfault is reported, not fatal. The shipped model.pkl
 is tried too. Probabilities are compared with those under the exporting minor.
+
+Last run (`python -m bench.python_minors --build`, pins of requirements.txt, Python 3.11.7 / 3.12.1 /
+3.13.0, 2 shared vCPUs, 14 min; the 3.13-written fastai export fails on 3.11/3.12 because its pickle
+names `pathlib._local`, which fastai's load_learner hides behind an UnboundLocalError):
+
+    exported (minor, how)    loaded by load+predict  max |dp| vs exporter   PILImage.create afterwards / error
+    shipped model.pkl        3.11      ok            0                     library
+    shipped model.pkl        3.12      FAILED        -                     signal 11: File "<dynamic-code>", line 122 in create
+    shipped model.pkl        3.13      FAILED        -                     exit 1: TypeError: can only concatenate str (not "dict") to str
+    3.11 fastai              3.11      ok            0                     library
+    3.11 fastai              3.12      FAILED        -                     signal 11: File "<dynamic-code>", line 122 in create
+    3.11 fastai              3.13      FAILED        -                     exit 1: TypeError: can only concatenate str (not "dict") to str
+    3.11 portable            3.11      ok            0                     library
+    3.11 portable            3.12      ok            0                     library
+    3.11 portable            3.13      ok            0                     library
+    3.12 fastai              3.11      FAILED        -                     signal 11: File "<dynamic-code>", line 122 in create
+    3.12 fastai              3.12      ok            0                     library
+    3.12 fastai              3.13      FAILED        -                     exit 1: TypeError: can only concatenate str (not "dict") to str
+    3.12 portable            3.11      ok            0                     library
+    3.12 portable            3.12      ok            0                     library
+    3.12 portable            3.13      ok            0                     library
+    3.13 fastai              3.11      FAILED        -                     exit 1: UnboundLocalError: cannot access local variable 'res' where it is not associated with a value
+    3.13 fastai              3.12      FAILED        -                     exit 1: UnboundLocalError: cannot access local variable 'res' where it is not associated with a value
+    3.13 fastai              3.13      ok            0                     library
+    3.13 portable            3.11      ok            0                     library
+    3.13 portable            3.12      ok            0                     library
+    3.13 portable            3.13      ok            0                     library
 """
 from __future__ import annotations
 

@@ -95,6 +95,17 @@ def test_check_servable_says_what_to_set(files):
     export.check_servable(files["portable"], {**here, "pillow": patch})  # a patch release is accepted
 
 
+def test_startup_check_runs_one_prediction_after_the_checks(files, probabilities, monkeypatch):
+    here = export.library_versions()
+    sha = export.sha256(files["portable"])
+    assert close(export.startup_check(files["portable"], here, IMAGE, expected_sha256=sha), probabilities)
+    monkeypatch.setattr(export, "smoke_predict", lambda *a, **k: pytest.fail("unpickled before the checks"))
+    with pytest.raises(export.ModelFileError, match="SHA-256"):
+        export.startup_check(files["portable"], here, IMAGE, expected_sha256="0" * 64)
+    with pytest.raises(export.ModelFileError, match="python_version"):
+        export.startup_check(files["fastai"], {**here, "python": "3.10.4"}, IMAGE)
+
+
 def test_smoke_predict_survives_a_crash(files, monkeypatch):
     monkeypatch.setattr(export, "_SMOKE", "import ctypes; ctypes.string_at(0)")
     with pytest.raises(export.ModelFileError, match="killed by signal"):
