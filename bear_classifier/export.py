@@ -29,8 +29,7 @@ from pathlib import Path
 
 from fastai.vision.all import Learner, load_learner
 
-from .ood import FeatureDistance
-from .predictor import Predictor
+from . import imagenet
 
 PINNED = ("fastai", "fastcore", "fasttransform", "plum-dispatch", "torch", "torchvision", "timm", "pillow")
 
@@ -46,13 +45,16 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def attach_ood(learn: Learner, train_items: Sequence[Path], quantile: float = 0.99) -> FeatureDistance:
-    """Calibrate the out-of-domain detector on the training images and store its state in the
-    learner, so that it travels inside model.pkl."""
-    features = Predictor(learn).features_of(train_items)
-    detector = FeatureDistance.calibrate(features, quantile=quantile)
-    learn.ood_state = detector.state()
-    return detector
+def attach_ood(learn: Learner, train_items: Sequence[Path], quantile: float = imagenet.QUANTILE) -> imagenet.Knowledge:
+    """Fit the out-of-domain guard (and the zero-shot mapping) on the training images and store the
+    guard's state in the learner, so that it travels inside model.pkl (`imagenet` says how).
+
+    The guard reads the pretrained ImageNet classifier off the learner's own body, in the same
+    forward pass as our head: that is the pretrained network's reading only when the body was kept
+    frozen (`train.linear_probe`); with a fine-tuned body it is calibrated all the same, but knows less."""
+    knowledge = imagenet.fit(learn, train_items, network=imagenet.own_body_network(learn), quantile=quantile)
+    learn.ood_state = imagenet.guard_state(learn, knowledge.guard)
+    return knowledge
 
 
 def export(learn: Learner, path: Path, portable: bool = True) -> str:
