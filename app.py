@@ -38,5 +38,6 @@ if __name__ == "__main__":
         max_file_size=limits.MAX_FILE_BYTES,
         show_error=False,  # callers see our own ImageError messages, never tracebacks, paths or commands
         enable_monitoring=False,  # /monitoring would be public on a Space
-        app_kwargs={"middleware": [limits.middleware()]},  # body caps, one file per upload, no URL paths
+        # Body caps, one file per upload, no URL paths, no calls around the queue.
+        app_kwargs={"middleware": [limits.middleware(limits.queued_events(demo))]},
     )

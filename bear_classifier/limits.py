@@ -38,25 +38,27 @@ class _TooLarge(Exception):
     pass
 
 
-def middleware(max_file_bytes: int = MAX_FILE_BYTES, queued: tuple[str, ...] = ("predict",)) -> Middleware:
-    """The middleware entry for `launch(app_kwargs={"middleware": [...]})`; `queued`: the api_names of
-    queued events."""
+def middleware(queued: dict[int, str], max_file_bytes: int = MAX_FILE_BYTES) -> Middleware:
+    """The middleware entry for `launch(app_kwargs={"middleware": [...]})`; `queued`: fn_index -> api_name of
+    the app's queued events (`queued_events(demo)`)."""
     return Middleware(BodyLimits, max_file_bytes=max_file_bytes, queued=queued)
 
 
+def queued_events(demo: Any) -> dict[int, str]:
+    """fn_index -> api_name of every event of `demo` that runs through the queue."""
+    return {fn_id: str(fn.api_name) for fn_id, fn in demo.fns.items() if fn.queue}
+
+
 class BodyLimits:
-    def __init__(self, app: ASGIApp, max_file_bytes: int, queued: tuple[str, ...]):
+    def __init__(self, app: ASGIApp, max_file_bytes: int, queued: dict[int, str]):
         self.app = app
         self.upload_bytes = max_file_bytes + MULTIPART_OVERHEAD
-        self.unqueued_routes = {f"/gradio_api/{route}/{name}" for route in ("run", "api") for name in queued}
+        self.queued = queued
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             return await self.app(scope, receive, send)
         path = scope["path"].rstrip("/")
-        if path in self.unqueued_routes:
-            name = path.rsplit("/", 1)[1]
-            return await _refuse(send, 403, AROUND_THE_QUEUE.format(name=name))
         upload = path.endswith("/upload")
         cap = self.upload_bytes if upload else API_BODY_BYTES
         declared = _header(scope, b"content-length")
@@ -69,6 +71,8 @@ class BodyLimits:
             return await _refuse(send, 413, f"Request body over {cap // 1024} KB.")
         if _names_a_web_path(body):
             return await _refuse(send, 400, URL_PATH)
+        if name := self._around_the_queue(path, body):
+            return await _refuse(send, 403, AROUND_THE_QUEUE.format(name=name))
         replay = _replay(body, receive)
         if path.endswith("/queue/join"):
             send = _busy_message(send)
@@ -106,6 +110,22 @@ class BodyLimits:
                 return await _refuse(send, 400, "Upload one image per request.")
         await send(start or {"type": "http.response.start", "status": 500, "headers": []})
         await send({"type": "http.response.body", "body": answer["body"]})
+
+
+    def _around_the_queue(self, path: str, body: bytes) -> str | None:
+        """The api_name of a queued event that this direct call (`/run/...`, `/api/...`) targets, if any.
+        Gradio's page sends its own unqueued events (examples, flag buttons) to /run/predict with a
+        `fn_index`, so the target is the body's fn_index when given, else the path's api_name."""
+        route, _, name = path.removeprefix("/gradio_api/").partition("/")
+        if route not in ("run", "api"):
+            return None
+        try:
+            fn_index = json.loads(body).get("fn_index")
+        except (ValueError, AttributeError):
+            fn_index = None
+        if fn_index is not None:
+            return self.queued.get(fn_index) if isinstance(fn_index, int) else None
+        return name if name in self.queued.values() else None
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -1,6 +1,8 @@
 """A public Space meets hostile callers (issue 9): each attack spoken in Gradio's raw protocol against
 `python app.py` on loopback, at a size CI can afford (`python -m bench.hostile` runs the full sizes)."""
+import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -84,7 +86,7 @@ def hard_inputs_noise_png() -> bytes:
     return hard_inputs.encode(Image.effect_noise((1800, 1800), 128).convert("RGB"), "PNG")  # about 9 MB
 
 
-def malformed_payloads(caller: hostile.RawCaller) -> list:
+def malformed_payloads() -> list:
     return [
         "a string instead of a FileData",
         {"path": "/etc/hostname", "meta": hostile.FILE_DATA},  # outside the upload folder, with meta
@@ -96,19 +98,30 @@ def malformed_payloads(caller: hostile.RawCaller) -> list:
 
 
 def test_malformed_requests_never_fail_their_neighbours(server):
-    """Each attacker request is mixed with normal ones arriving at the same time: every normal one is
-    answered with its own label, and never sees the attacker's error."""
-    normal = [hostile.RawCaller(server.url) for _ in range(8)]
-    photos = [(c, c.uploaded(f"{label}.jpg", example(label).read_bytes()), label)
-              for c, label in zip(normal, ["black", "grizzly", "teddy", "black"] * 2)]
-    attacker = hostile.RawCaller(server.url)
-    bad = malformed_payloads(attacker)
-    with ThreadPoolExecutor(16) as pool:
-        good = [pool.submit(c.predict, photo) for c, photo, _ in photos]
-        evil = [pool.submit(hostile.RawCaller(server.url).predict, payload) for payload in bad]
-        answers = [f.result() for f in good]
-        [f.result() for f in evil]
-    assert [label_of(answer) for answer in answers] == [label for _, _, label in photos]
+    """Four attackers keep sending malformed payloads (one at a time each, as fast as they are answered) while
+    16 visitors ask for a prediction each: every visitor gets their own label (with Gradio's batching, one
+    malformed item failed its whole batch). Flooding the queue instead is the busy test below."""
+    labels = ["black", "grizzly", "teddy", "black"] * 4
+    visitors = [hostile.RawCaller(server.url) for _ in labels]  # one session each: a session has one result stream
+    photos = [(v, v.uploaded(f"{label}.jpg", example(label).read_bytes()), label) for v, label in zip(visitors, labels)]
+    done = threading.Event()
+
+    def attack(caller: hostile.RawCaller) -> int:
+        sent = 0
+        while not done.is_set():
+            for payload in malformed_payloads():
+                caller.session = uuid.uuid4().hex  # a new visitor each time, as a script would
+                caller.predict(payload)
+                sent += 1
+        return sent
+
+    with ThreadPoolExecutor(20) as pool:
+        attackers = [pool.submit(attack, hostile.RawCaller(server.url)) for _ in range(4)]
+        time.sleep(0.5)
+        answers = list(pool.map(lambda item: item[0].predict(item[1]), photos))
+        done.set()
+        assert sum(a.result() for a in attackers) > 20
+    assert [label_of(answer) for answer in answers] == labels
 
 
 @pytest.mark.parametrize("name", sorted(hostile.corrupt_decoder_files()))
@@ -157,10 +170,17 @@ def test_web_addresses_are_never_fetched(caller):
     assert response.status_code == 400 and response.json()["detail"] == URL_PATH
 
 
-def test_the_queue_cannot_be_bypassed(caller):
-    body = {"data": [None], "fn_index": caller.fn_index["predict"], "session_hash": caller.session}
-    response = caller.http.post(caller.api + "/run/predict", json=body)
+@pytest.mark.parametrize("route, by_index", [("run", True), ("run", False), ("api", False)])
+def test_the_queue_cannot_be_bypassed(caller, route, by_index):
+    body = {"data": [None], "session_hash": caller.session} | ({"fn_index": caller.fn_index["predict"]} if by_index else {})
+    response = caller.http.post(caller.api + f"/{route}/predict", json=body)
     assert response.status_code == 403 and response.json()["detail"] == AROUND_THE_QUEUE.format(name="predict")
+
+
+def test_unqueued_events_of_the_page_still_run(caller):
+    """The page sends its own unqueued events (example clicks, flag buttons) to /run/predict with a fn_index."""
+    body = {"data": [0], "fn_index": caller.fn_index["load_example"], "session_hash": caller.session}
+    assert caller.http.post(caller.api + "/run/predict", json=body).status_code == 200
 
 
 def test_a_queue_flood_is_turned_away_and_the_queue_keeps_serving(server, caller):
