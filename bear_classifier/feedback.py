@@ -29,7 +29,7 @@ import gradio as gr
 from fastai.vision.all import Learner
 from gradio.context import LocalContext
 
-from . import data, export
+from . import data, export, train
 from .images import ImageError, open_image
 from .predictor import input_size
 from .serving import Answer
@@ -199,6 +199,6 @@ def fine_tune_on_reviews(
         learn.dls = data.dataloaders(root, report, size=input_size(learn), batch_size=batch_size)
         if list(learn.dls.vocab) != vocab:
             raise data.DataError(f"Reviewed data has labels {list(learn.dls.vocab)}, the model {vocab}.")
-        learn.fine_tune(epochs, base_lr=lr)
+        train.linear_probe(learn, epochs, lr)  # the head only: the pretrained body, and so the guard, stay as they are
         export.attach_ood(learn, learn.dls.train.items)
     return learn

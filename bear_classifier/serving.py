@@ -38,7 +38,12 @@ def load(settings: Settings) -> tuple[Predictor, card.TrainingFacts]:
     else the one its model card records)."""
     model_path, card_path = model_files(settings)
     facts = card.read_facts(card_path)
-    learn = export.load(model_path, expected_sha256=settings.model_sha256 or facts.sha256)
+    expected = settings.model_sha256 or facts.sha256
+    # Before serving: refuse a model this Python or these libraries cannot run (the message says what to
+    # set), and make one plain learn.predict in a child process, so a pickle that would crash at its first
+    # prediction stops the start-up instead of the first visitor's request.
+    export.startup_check(model_path, facts.versions, EXAMPLES_DIR / "black_bear.jpg", expected_sha256=expected)
+    learn = export.load(model_path, expected_sha256=expected)
     return Predictor(learn, draft=settings.draft_jpeg, backend=settings.backend), facts
 
 
