@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from torch import nn
 
-
 ImageNetHead = tuple[torch.Tensor, torch.Tensor]
 """The pretrained classifier's (weight, bias)."""
 

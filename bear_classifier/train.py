@@ -22,7 +22,6 @@ from fastai.vision.all import (
 
 from .weights import DEFAULT_ARCH, pretrained_overlay
 
-
 RECIPES = {
     "linear_probe": "linear probe: the head trained with `freeze()` + `fit_one_cycle({epochs})` on the frozen "
     "pretrained body (BatchNorm statistics frozen too: `train_bn=False`, `BnFreeze`)",

@@ -20,8 +20,8 @@ import torch
 from PIL import Image
 
 from bear_classifier import data, serving
-from bear_classifier.settings import Settings
 from bear_classifier.predictor import Predictor
+from bear_classifier.settings import Settings
 
 EXAMPLES = sorted((serving.ROOT / "examples").glob("*.jpg"))
 

@@ -98,7 +98,16 @@ def smoke_learner(folder: Path, pretrained: bool = True, epochs: int = 1):
     pictures (coloured shapes) written to `folder`; offline weights when `pretrained`."""
     import random
 
-    from fastai.vision.all import CategoryBlock, DataBlock, ImageBlock, Resize, RandomSplitter, get_image_files, parent_label, vision_learner
+    from fastai.vision.all import (
+        CategoryBlock,
+        DataBlock,
+        ImageBlock,
+        RandomSplitter,
+        Resize,
+        get_image_files,
+        parent_label,
+        vision_learner,
+    )
     from PIL import Image, ImageDraw
 
     from bear_classifier.weights import DEFAULT_ARCH, pretrained_overlay
