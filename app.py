@@ -1,4 +1,5 @@
 """Grizzly, black or teddy? fast.ai lesson 2's bear classifier as a Gradio app. Settings: README."""
+
 import gradio as gr
 
 from bear_classifier import feedback, limits, serving
@@ -21,14 +22,22 @@ def classify_image(img: str | serving.ImageError, request: gr.Request) -> tuple:
 demo = gr.Interface(
     fn=classify_image,
     inputs=UploadedImage(type="filepath", label="Photo of a bear", sources=["upload", "webcam", "clipboard"]),
-    outputs=[Probabilities(label="Probabilities", num_top_classes=len(categories)),
-             gr.Markdown(label="Verdict"), gr.JSON(label="Details", visible=False)],
-    examples=serving.EXAMPLES, api_name="predict",
-    title="Grizzly, black or teddy?", description=serving.description(card), article=serving.article(card),
+    outputs=[
+        Probabilities(label="Probabilities", num_top_classes=len(categories)),
+        gr.Markdown(label="Verdict"),
+        gr.JSON(label="Details", visible=False),
+    ],
+    examples=serving.EXAMPLES,
+    api_name="predict",
+    title="Grizzly, black or teddy?",
+    description=serving.description(card),
+    article=serving.article(card),
     # Production extras: shared forward passes, "Wrong?" flags kept for review, uploads deleted after a TTL.
     concurrency_limit=settings.max_batch_size,
-    flagging_mode="manual", flagging_options=feedback.flag_options(categories),
-    flagging_dir=str(settings.review_dir), flagging_callback=reviews,
+    flagging_mode="manual",
+    flagging_options=feedback.flag_options(categories),
+    flagging_dir=str(settings.review_dir),
+    flagging_callback=reviews,
     delete_cache=(settings.upload_ttl, settings.upload_ttl),
 )
 demo.queue(max_size=4 * settings.max_batch_size + 16)  # bounded: an unbounded queue can be flooded to a stop

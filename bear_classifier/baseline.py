@@ -3,6 +3,7 @@
 Each class is summarised by its mean thumbnail; an image gets the class whose mean is nearest by
 mean absolute difference. No learning beyond averaging, so any real model must do much better.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

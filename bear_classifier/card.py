@@ -3,6 +3,7 @@
 The measured facts live in the card's YAML front matter (`bear_classifier:` plus the Hub's standard
 `model-index`), so the app reads its accuracy from the card instead of having it typed in twice.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -207,7 +208,9 @@ def write_card(facts: TrainingFacts, path: Path) -> Path:
         vocab_list=", ".join(facts.vocab),
         n_classes=len(facts.vocab),
         ood_percentile_text=_percentile(facts.ood_quantile),
-        n_external_text=f"{facts.n_external} external bear photos" if facts.n_external else "external bear photos (not measured)",
+        n_external_text=f"{facts.n_external} external bear photos"
+        if facts.n_external
+        else "external bear photos (not measured)",
         external_baseline_text=_pct(facts.external_baseline_accuracy),
         zero_shot_text=_pct(facts.zero_shot_accuracy),
         external_zero_shot_text=_pct(facts.external_zero_shot_accuracy),
@@ -242,7 +245,12 @@ def _mapping(mapping: dict) -> str:
     if not mapping:
         return ""
     parts = [
-        f"{label} = " + (" + ".join(f"*{name.split(',')[0]}*" for name in names) if isinstance(names, list) else f"unmapped ({names})")
+        f"{label} = "
+        + (
+            " + ".join(f"*{name.split(',')[0]}*" for name in names)
+            if isinstance(names, list)
+            else f"unmapped ({names})"
+        )
         for label, names in mapping.items()
     ]
     return "Zero-shot mapping found from the training photos: " + "; ".join(parts) + "."

@@ -1,4 +1,5 @@
 """Gradio components tuned for this app."""
+
 from __future__ import annotations
 
 import gradio as gr

@@ -1,4 +1,5 @@
 """Labelled image folders (`<root>/<label>/*.jpg`): checking them and turning them into fastai DataLoaders."""
+
 from __future__ import annotations
 
 import hashlib

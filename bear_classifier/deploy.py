@@ -13,6 +13,7 @@ are handled by huggingface_hub (Xet/LFS); no git or git-lfs needed.
 The Hub is reached through `huggingface_hub.HfApi`, whose endpoint comes from HF_ENDPOINT (which is how the tests
 point it at a local stand-in, tests/hub_standin.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,8 +78,10 @@ def space_readme(text: str, *, model_repo: str | None = None, revision: str | No
 def space_requirements(text: str) -> str:
     """requirements.txt for the Space: the same pins, with torch/torchvision as PyTorch's CPU-only builds
     (`+cpu` local versions, from PyTorch's CPU index; everything else still comes from PyPI)."""
-    lines = ["# Written by bear_classifier.deploy: CPU-only torch/torchvision, no CUDA wheels on a CPU Space.",
-             f"--extra-index-url {CPU_INDEX}"]
+    lines = [
+        "# Written by bear_classifier.deploy: CPU-only torch/torchvision, no CUDA wheels on a CPU Space.",
+        f"--extra-index-url {CPU_INDEX}",
+    ]
     for line in text.splitlines():
         match = re.match(rf"^({'|'.join(CPU_PACKAGES)})==([\w.]+)(\s*#.*)?$", line.strip())
         lines.append(f"{match[1]}=={match[2]}+cpu{match[3] or ''}" if match else line)
@@ -199,8 +202,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not args.space:
             parser.error("--space your-name/space-name is required (or --out FOLDER to write the files only)")
-        deploy(space=args.space, model_repo=args.model_repo, revision=args.revision, token=args.token,
-               private=args.private)
+        deploy(
+            space=args.space, model_repo=args.model_repo, revision=args.revision, token=args.token, private=args.private
+        )
     except DeployError as e:
         parser.error(str(e))
     return 0

@@ -12,6 +12,7 @@ high), for the model's own guard and for the zero-shot network's. The external f
 evaluation-only: nothing here is fitted or calibrated on them. Parts whose folder is missing are
 skipped (null in the JSON). The JSON is what the model card and BENCHMARKS.md are built from.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,17 +33,20 @@ DEFAULT_EXTERNAL = Path("../shared/data/external")
 BATCH = 32
 
 
-def split(data_dir: Path, size: int, seed: int = 42, valid_pct: float = 0.2,
-          max_per_class: int | None = None) -> tuple[list[Path], list[Path]]:
+def split(
+    data_dir: Path, size: int, seed: int = 42, valid_pct: float = 0.2, max_per_class: int | None = None
+) -> tuple[list[Path], list[Path]]:
     """The training run's split, recomputed the same way (`data.dataloaders`, same seed)."""
     report = data.verify_folder(data_dir)
-    dls = data.dataloaders(data_dir, report, size=size, valid_pct=valid_pct, seed=seed, batch_size=1,
-                           max_per_class=max_per_class)
+    dls = data.dataloaders(
+        data_dir, report, size=size, valid_pct=valid_pct, seed=seed, batch_size=1, max_per_class=max_per_class
+    )
     return list(dls.train.items), list(dls.valid.items)
 
 
 def external_sets(root: Path | None) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
     """(bears by label, not-bears by source folder); empty where a folder is missing."""
+
     def folders(parent: Path) -> dict[str, list[Path]]:
         if not parent.is_dir():
             return {}
@@ -94,8 +98,15 @@ def _entry(name: str, note: str = "") -> dict:
     return {"name": name, "note": note, "valid": None, "external_bears": None, "ood": None}
 
 
-def _evaluate_sets(entry: dict, classify: Callable | None, flag: Callable | None, valid: list[Path],
-                   bears: dict[str, list[Path]], not_bears: dict[str, list[Path]], vocab: list[str]) -> dict:
+def _evaluate_sets(
+    entry: dict,
+    classify: Callable | None,
+    flag: Callable | None,
+    valid: list[Path],
+    bears: dict[str, list[Path]],
+    not_bears: dict[str, list[Path]],
+    vocab: list[str],
+) -> dict:
     """`classify(paths) -> labels`, `flag(paths) -> flags`; either may be None."""
     bear_paths = [p for label in bears for p in bears[label]]
     bear_labels = [label for label in bears for _ in bears[label]]
@@ -112,8 +123,14 @@ def _evaluate_sets(entry: dict, classify: Callable | None, flag: Callable | None
     return entry
 
 
-def evaluate_learner(learn: Learner, data_dir: Path = DEFAULT_DATA, external: Path | None = DEFAULT_EXTERNAL,
-                     name: str = "model", baselines: bool = True, max_per_class: int | None = None) -> dict:
+def evaluate_learner(
+    learn: Learner,
+    data_dir: Path = DEFAULT_DATA,
+    external: Path | None = DEFAULT_EXTERNAL,
+    name: str = "model",
+    baselines: bool = True,
+    max_per_class: int | None = None,
+) -> dict:
     """The ladder (pixel similarity, zero-shot, the model) and the guards, as a JSON-ready dict."""
     predictor = Predictor(learn)
     vocab = list(predictor.vocab)
@@ -147,18 +164,28 @@ def evaluate_learner(learn: Learner, data_dir: Path = DEFAULT_DATA, external: Pa
     note = "" if guard else "this model.pkl has no ImageNet out-of-domain guard"
     entry = _entry(name, note)
     result["ladder"].append(
-        _evaluate_sets(entry, lambda p: outputs(p)[0], (lambda p: outputs(p)[1]) if guard else None,
-                       valid, bears, not_bears, vocab)
+        _evaluate_sets(
+            entry, lambda p: outputs(p)[0], (lambda p: outputs(p)[1]) if guard else None, valid, bears, not_bears, vocab
+        )
     )
     if guard:
-        result["guard"] = {"kind": predictor.guard["kind"], "threshold": predictor.guard["threshold"],
-                           "quantile": predictor.guard["quantile"],
-                           "in_domain": [imagenet.class_names()[c] for c in predictor.guard["in_domain"].tolist()]}
+        result["guard"] = {
+            "kind": predictor.guard["kind"],
+            "threshold": predictor.guard["threshold"],
+            "quantile": predictor.guard["quantile"],
+            "in_domain": [imagenet.class_names()[c] for c in predictor.guard["in_domain"].tolist()],
+        }
     return result
 
 
-def zero_shot_entry(learn: Learner, train: list[Path], valid: list[Path], bears: dict[str, list[Path]],
-                    not_bears: dict[str, list[Path]], vocab: list[str]) -> dict:
+def zero_shot_entry(
+    learn: Learner,
+    train: list[Path],
+    valid: list[Path],
+    bears: dict[str, list[Path]],
+    not_bears: dict[str, list[Path]],
+    vocab: list[str],
+) -> dict:
     """The pretrained network, its ImageNet classes mapped onto ours from the training split, with
     the ImageNet guard calibrated on the training split."""
     network = imagenet.pretrained_network(imagenet.arch_of(learn))
@@ -208,9 +235,13 @@ def markdown(result: dict) -> str:
     guarded = [entry for entry in result["ladder"] if entry["ood"] and entry["ood"]["not_bears"]]
     if guarded:
         sources = list(guarded[0]["ood"]["not_bears"])
-        lines += ["", "Not-bears flagged out-of-domain, per source folder:", "",
-                  "| source folder | images | " + " | ".join(e["name"] for e in guarded) + " |",
-                  "|---|---|" + "---|" * len(guarded)]
+        lines += [
+            "",
+            "Not-bears flagged out-of-domain, per source folder:",
+            "",
+            "| source folder | images | " + " | ".join(e["name"] for e in guarded) + " |",
+            "|---|---|" + "---|" * len(guarded),
+        ]
         for source in sources:
             n = guarded[0]["ood"]["not_bears"][source]["n"]
             cells = " | ".join(_pct(e["ood"]["not_bears"][source], "flagged") for e in guarded)
@@ -220,9 +251,16 @@ def markdown(result: dict) -> str:
             block = entry[split_name]
             if block:
                 vocab = result["vocab"]
-                lines += ["", f"Confusion, {entry['name']}, {split_name.replace('_', ' ')} (rows: true, columns: predicted):", "",
-                          "| | " + " | ".join(vocab) + " |", "|---|" + "---|" * len(vocab)]
-                lines += [f"| {t} | " + " | ".join(str(row[p]) for p in vocab) + " |" for t, row in block["confusion"].items()]
+                lines += [
+                    "",
+                    f"Confusion, {entry['name']}, {split_name.replace('_', ' ')} (rows: true, columns: predicted):",
+                    "",
+                    "| | " + " | ".join(vocab) + " |",
+                    "|---|" + "---|" * len(vocab),
+                ]
+                lines += [
+                    f"| {t} | " + " | ".join(str(row[p]) for p in vocab) + " |" for t, row in block["confusion"].items()
+                ]
     return "\n".join(lines)
 
 
@@ -230,7 +268,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bear_classifier.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=Path("model.pkl"))
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the training folder (<root>/<label>/*)")
-    parser.add_argument("--external", type=Path, default=DEFAULT_EXTERNAL, help="bears/<label>/ and not_bears/<source>/")
+    parser.add_argument(
+        "--external", type=Path, default=DEFAULT_EXTERNAL, help="bears/<label>/ and not_bears/<source>/"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--no-baselines", action="store_true", help="the model only")
     args = parser.parse_args(argv)

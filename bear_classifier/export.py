@@ -7,6 +7,7 @@ minor with compatible fastai/timm/torch. We record those versions next to the mo
 refuses a model that cannot serve here, and we verify a SHA-256 before unpickling, because
 unpickling runs code.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -195,7 +196,11 @@ def _portable_pickler_class() -> type:
                 func, owner = obj.__func__, obj.__self__
                 if not _should_pickle_by_reference(func):
                     twin = getattr(owner, func.__name__, None)
-                    if isinstance(twin, types.MethodType) and twin.__self__ is owner and _same_code(twin.__func__, func):
+                    if (
+                        isinstance(twin, types.MethodType)
+                        and twin.__self__ is owner
+                        and _same_code(twin.__func__, func)
+                    ):
                         return getattr, (owner, func.__name__)
             elif isinstance(obj, types.FunctionType) and not _should_pickle_by_reference(obj):
                 found = _importable_twin(obj)
@@ -214,7 +219,9 @@ def portable_pickle_module() -> types.SimpleNamespace:
     that can be found by name. Loading needs nothing special: plain pickle, plain `load_learner`."""
     import cloudpickle
 
-    return types.SimpleNamespace(__name__="portable_cloudpickle", Pickler=_portable_pickler_class(), dump=cloudpickle.dump)
+    return types.SimpleNamespace(
+        __name__="portable_cloudpickle", Pickler=_portable_pickler_class(), dump=cloudpickle.dump
+    )
 
 
 _BY_VALUE = {"_make_function", "_make_skeleton_class", "_make_skeleton_enum"}
@@ -309,7 +316,7 @@ def check_servable(path: Path, recorded: Mapping[str, str]) -> None:
         problems.append(
             f"it was exported under Python {py_recorded} and carries bytecode for {', '.join(code)}, which only "
             f"runs on Python {_minor(py_recorded)} (this is Python {here['python']}). Run the app on Python "
-            f"{_minor(py_recorded)} (on a Space: `python_version: \"{_minor(py_recorded)}\"` in README.md's front "
+            f'{_minor(py_recorded)} (on a Space: `python_version: "{_minor(py_recorded)}"` in README.md\'s front '
             f"matter), or re-export it portably under Python {_minor(py_recorded)}: "
             f"`python -c \"from bear_classifier import export; export.reexport('{path}')\"`"
         )
@@ -322,7 +329,9 @@ def check_servable(path: Path, recorded: Mapping[str, str]) -> None:
         problems.append(
             "it was exported with other library releases: "
             + ", ".join(f"{n} {want} (installed: {have})" for n, (want, have) in wrong.items())
-            + ". Install them: `pip install " + " ".join(f"{n}=={want}" for n, (want, _) in wrong.items()) + "`"
+            + ". Install them: `pip install "
+            + " ".join(f"{n}=={want}" for n, (want, _) in wrong.items())
+            + "`"
         )
     if problems:
         raise ModelFileError(f"{path} cannot serve here: " + "; ".join(problems))
@@ -346,7 +355,9 @@ def smoke_predict(path: Path, image: Path, python: str | None = None, timeout: f
     cmd = [python or sys.executable, "-c", _SMOKE, str(Path(path).absolute()), str(Path(image).absolute())]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=Path(path).absolute().parent)
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=Path(path).absolute().parent
+        )
     except subprocess.TimeoutExpired as e:
         raise ModelFileError(f"{path}: one prediction took more than {timeout:.0f} s in a test process") from e
     if done.returncode != 0:

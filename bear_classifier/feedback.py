@@ -9,6 +9,7 @@ reviewed ones are the valuable ones; nothing is dropped silently). On a Space, m
 /data or set BEAR_FEEDBACK_REPO to sync the folder to a private Hub dataset: a Space's own disk is wiped
 on restart. `fine_tune_on_reviews` then continues training the shipped model on the corrected photos.
 """
+
 from __future__ import annotations
 
 import csv
@@ -179,7 +180,12 @@ def reviewed_images(folder: Path) -> list[tuple[Path, str]]:
 
 
 def fine_tune_on_reviews(
-    model_path: Path, reviews: Path, data_dir: Path | None = None, epochs: int = 1, lr: float = 1e-4, batch_size: int = 8
+    model_path: Path,
+    reviews: Path,
+    data_dir: Path | None = None,
+    epochs: int = 1,
+    lr: float = 1e-4,
+    batch_size: int = 8,
 ) -> Learner:
     """Continue training the exported model on reviewed corrections (plus `data_dir`, if given,
     so it does not forget the rest). Export the result with `export.attach_ood` + `export.export`."""

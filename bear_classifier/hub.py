@@ -3,6 +3,7 @@
 The Hub endpoint comes from `HF_ENDPOINT` (huggingface_hub's own setting), which is also how the
 tests point this real client code at a local stand-in: the real Hub is never reached in tests.
 """
+
 from __future__ import annotations
 
 import re
@@ -37,7 +38,9 @@ class HubError(RuntimeError):
     """A Hub setting is missing or unsafe; the message says which."""
 
 
-def push(files: dict[str, Path], repo_id: str, token: str | None = None, message: str = "Upload bear classifier") -> str | None:
+def push(
+    files: dict[str, Path], repo_id: str, token: str | None = None, message: str = "Upload bear classifier"
+) -> str | None:
     """Upload `files` ({name in repo: local path}) as one commit; returns the commit SHA to pin.
 
     A `pyproject.toml` with this environment's python/fastai/fastcore versions goes along (unless `files` has one),

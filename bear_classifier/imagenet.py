@@ -15,6 +15,7 @@ The pretrained network has 1000 ImageNet classes ("brown bear", "American black 
   plain tensors and numbers, and `predictor.Predictor` computes it in the same forward pass as our
   head when the learner's body is the pretrained one (the linear-probe recipe).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -56,8 +57,9 @@ def class_names() -> list[str]:
     return [info.index_to_description(i) for i in range(1000)]
 
 
-def imagenet_probabilities(learn: Learner, images: Sequence, network: torch.nn.Module | None = None,
-                           batch_size: int = 32) -> torch.Tensor:
+def imagenet_probabilities(
+    learn: Learner, images: Sequence, network: torch.nn.Module | None = None, batch_size: int = 32
+) -> torch.Tensor:
     """ImageNet probabilities (N x 1000) of the pretrained network, on the learner's own validation
     transforms (resize, centre crop, normalisation), so the pixels are the ones our head sees."""
     from .predictor import Predictor
@@ -93,8 +95,9 @@ class ZeroShotMapping:
     """Our class -> why no ImageNet class maps onto it."""
 
     @classmethod
-    def fit(cls, means: torch.Tensor, vocab: Sequence[str], min_mass: float = MIN_MASS,
-            concentration: float = CONCENTRATION) -> ZeroShotMapping:
+    def fit(
+        cls, means: torch.Tensor, vocab: Sequence[str], min_mass: float = MIN_MASS, concentration: float = CONCENTRATION
+    ) -> ZeroShotMapping:
         names = class_names()
         shares = means / means.sum(0).clamp_min(1e-12)
         classes: dict[str, list[int]] = {}
@@ -139,8 +142,9 @@ class ImageNetGuard:
     quantile: float = QUANTILE
 
     @classmethod
-    def calibrate(cls, means: torch.Tensor, probabilities: torch.Tensor, min_mass: float = MIN_MASS,
-                  quantile: float = QUANTILE) -> ImageNetGuard:
+    def calibrate(
+        cls, means: torch.Tensor, probabilities: torch.Tensor, min_mass: float = MIN_MASS, quantile: float = QUANTILE
+    ) -> ImageNetGuard:
         """`means`: `class_means` of the training photos; `probabilities`: their ImageNet probabilities.
         In domain: every ImageNet class with mean probability >= `min_mass` on one of our classes, and
         the top ImageNet class of each of ours (so there is always one)."""
@@ -169,8 +173,13 @@ class Knowledge:
     guard: ImageNetGuard
 
 
-def fit(learn: Learner, train_items: Sequence[Path], network: torch.nn.Module | None = None,
-        labels: Sequence[str] | None = None, quantile: float = QUANTILE) -> Knowledge:
+def fit(
+    learn: Learner,
+    train_items: Sequence[Path],
+    network: torch.nn.Module | None = None,
+    labels: Sequence[str] | None = None,
+    quantile: float = QUANTILE,
+) -> Knowledge:
     """Mapping and guard from the training photos (labels: their parent folder names by default).
     `network`: the pretrained network by default (see `own_body_network`)."""
     vocab = list(learn.dls.vocab)

@@ -3,6 +3,7 @@
 Every input path (web upload, API call, a test calling `predict` directly) comes through `open_image`,
 so EXIF rotation, exotic modes and hostile files are handled in one place, not left to Gradio.
 """
+
 from __future__ import annotations
 
 import io

@@ -9,6 +9,7 @@ upload request carry any number of files, and fetches an `http(s)` path in a JSO
 - the queued endpoint cannot be called around the queue (Gradio serves `/run/predict` too);
 - "queue full" becomes a clear "busy, try again".
 """
+
 from __future__ import annotations
 
 import json
@@ -111,7 +112,6 @@ class BodyLimits:
         await send(start or {"type": "http.response.start", "status": 500, "headers": []})
         await send({"type": "http.response.body", "body": answer["body"]})
 
-
     def _around_the_queue(self, path: str, body: bytes) -> str | None:
         """The api_name of a queued event that this direct call (`/run/...`, `/api/...`) targets, if any.
         Gradio's page sends its own unqueued events (examples, flag buttons) to /run/predict with a
@@ -193,8 +193,14 @@ def _busy_message(send: Send) -> Send:
         if message["type"] == "http.response.start" and message["status"] == 503:
             busy = True
             body = json.dumps({"detail": BUSY}).encode()
-            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in (b"content-length", b"content-encoding")]
-            await send({**message, "headers": [*headers, (b"content-length", str(len(body)).encode()), (b"retry-after", b"5")]})
+            headers = [
+                (k, v)
+                for k, v in message.get("headers", [])
+                if k.lower() not in (b"content-length", b"content-encoding")
+            ]
+            await send(
+                {**message, "headers": [*headers, (b"content-length", str(len(body)).encode()), (b"retry-after", b"5")]}
+            )
             await send({"type": "http.response.body", "body": body})
         elif not busy:
             await send(message)
@@ -213,6 +219,10 @@ def _delete(paths: list[Any]) -> None:
 
 async def _refuse(send: Send, status: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -11,6 +11,7 @@ weights, exported once at start-up (about a second); on a CPU it is about 3x fas
 network and its probabilities agree with PyTorch's to ~1e-9 (BENCHMARKS.md), so it is the default
 when installed. BEAR_BACKEND=torch selects PyTorch.
 """
+
 from __future__ import annotations
 
 import io

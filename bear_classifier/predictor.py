@@ -7,6 +7,7 @@ that `data.dataloaders` and `vision_learner` make, `PlainTransform` does the sam
 PIL/torch without fastai's per-call dispatch (equal pixels: tests/test_model.py); other learners
 go through fastai's own Pipelines.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,8 +58,9 @@ class PlainTransform:
     validation time, which still moves pixels by ~1e-5) and `Normalize`, as the same PIL calls and
     torch operations."""
 
-    def __init__(self, crop: RandomResizedCrop, to_float: IntToFloatTensor, affine: AffineCoordTfm | None,
-                 normalize: Normalize):
+    def __init__(
+        self, crop: RandomResizedCrop, to_float: IntToFloatTensor, affine: AffineCoordTfm | None, normalize: Normalize
+    ):
         width, height = crop.size  # fastai keeps (width, height) here, as PIL does
         extra = math.ceil(max(width, height) * crop.val_xtra / 8) * 8
         self.resize_to = (width + extra, height + extra)
@@ -78,8 +80,11 @@ class PlainTransform:
         # time, with the identity matrix; the lighting part is training-only.
         affine = [t for t in valid.after_batch.fs if _identity_when_valid(t)]
         batch = [t for t in valid.after_batch.fs if t.split_idx != 0 and not _identity_when_valid(t)]
-        if ([type(t) for t in item] != [RandomResizedCrop, ToTensor] or len(affine) > 1
-                or [type(t) for t in batch] != [IntToFloatTensor, Normalize]):
+        if (
+            [type(t) for t in item] != [RandomResizedCrop, ToTensor]
+            or len(affine) > 1
+            or [type(t) for t in batch] != [IntToFloatTensor, Normalize]
+        ):
             return None
         return cls(item[0], batch[0], affine[0] if affine else None, batch[1])
 
@@ -89,8 +94,13 @@ class PlainTransform:
         if self.affine is not None:
             identity = torch.eye(3)[None, :2].expand(len(batch), 2, 3)
             grid = F.affine_grid(identity, list(batch.shape), align_corners=self.affine.align_corners)
-            batch = F.grid_sample(batch, grid, mode=self.affine.mode, padding_mode=self.affine.pad_mode,
-                                  align_corners=self.affine.align_corners)
+            batch = F.grid_sample(
+                batch,
+                grid,
+                mode=self.affine.mode,
+                padding_mode=self.affine.pad_mode,
+                align_corners=self.affine.align_corners,
+            )
         return (batch - self.mean) / self.std
 
 

@@ -5,6 +5,7 @@ is verified by `data.verify_folder(delete=True)`. The search itself is a small s
 (DuckDuckGo through the maintained `ddgs` package by default), so everything around the network
 call can be tested offline.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

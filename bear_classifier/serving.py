@@ -1,6 +1,7 @@
 """Everything app.py needs beyond the Interface itself: which model to load, how to turn a
 prediction into what the page and the API show, and the text around it.
 """
+
 from __future__ import annotations
 
 import queue
@@ -85,7 +86,11 @@ def answer(prediction: Prediction) -> Answer:
 
 def refusal(error: ImageError) -> Answer:
     message = f"**Could not classify this upload.** {error}"
-    return Answer(None, message, {"label": None, "confidence": None, "out_of_domain": None, "ood_score": None, "error": str(error)})
+    return Answer(
+        None,
+        message,
+        {"label": None, "confidence": None, "out_of_domain": None, "ood_score": None, "error": str(error)},
+    )
 
 
 def classify_all(predictor: Predictor, images: list[ImageInput | ImageError | None]) -> list[Answer]:

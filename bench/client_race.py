@@ -7,6 +7,7 @@ a trivial batched app, so the model plays no part:
 
     python -m bench.client_race --requests 6000       # shared Client, then one Client per thread
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,10 +47,15 @@ def main() -> None:
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     url = f"http://127.0.0.1:{port}/"
     try:
-        for name, client in [("one shared Client", Client(url, verbose=False)), ("a Client per thread", CallerClients(url))]:
+        for name, client in [
+            ("one shared Client", Client(url, verbose=False)),
+            ("a Client per thread", CallerClients(url)),
+        ]:
             start = time.perf_counter()
             lost = lost_answers(client, args.requests, args.callers)
-            print(f"{name}: {len(lost)} of {args.requests} answers lost ({time.perf_counter() - start:.0f} s) {lost[:3]}")
+            print(
+                f"{name}: {len(lost)} of {args.requests} answers lost ({time.perf_counter() - start:.0f} s) {lost[:3]}"
+            )
     finally:
         demo.close()
 

@@ -6,6 +6,7 @@ validation split and the external sets only measure.
 
     python -m bench.guard_variants [--out runs/guard_variants.md]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,20 +57,28 @@ def main() -> None:
         return 1 - similarity.topk(5, dim=1).values.mean(1)
 
     sources = [name for name in sets if name.startswith("not_bears/")]
-    lines = ["| guard | in-domain classes | quantile | validation flagged | external bears flagged | "
-             + " | ".join(s.split("/")[1] for s in sources) + " |", "|---|---|---|---|---|" + "---|" * len(sources)]
+    lines = [
+        "| guard | in-domain classes | quantile | validation flagged | external bears flagged | "
+        + " | ".join(s.split("/")[1] for s in sources)
+        + " |",
+        "|---|---|---|---|---|" + "---|" * len(sources),
+    ]
     for min_mass in MIN_MASSES:
         guard = imagenet.ImageNetGuard.calibrate(means, out["train"][0], min_mass=min_mass)
         mass = {name: guard.score(out[name][0]) for name in sets}
         train_mass, train_knn = mass["train"], knn("train")
-        combined = {name: (mass[name] - train_mass.mean()) / train_mass.std() + (knn(name) - train_knn.mean()) / train_knn.std()
-                    for name in sets}
+        combined = {
+            name: (mass[name] - train_mass.mean()) / train_mass.std() + (knn(name) - train_knn.mean()) / train_knn.std()
+            for name in sets
+        }
         for label, scores in (("ImageNet mass", mass), ("mass + k-NN (z-scores summed)", combined)):
             for quantile in QUANTILES:
                 threshold = torch.quantile(scores["train"], quantile)
                 rate = {name: float((scores[name] > threshold).float().mean()) for name in sets}
-                lines.append(f"| {label}, min_mass {min_mass} | {len(guard.in_domain)} | {quantile} | {rate['valid']:.1%} | "
-                             f"{rate['external bears']:.1%} | " + " | ".join(f"{rate[s]:.1%}" for s in sources) + " |")
+                lines.append(
+                    f"| {label}, min_mass {min_mass} | {len(guard.in_domain)} | {quantile} | {rate['valid']:.1%} | "
+                    f"{rate['external bears']:.1%} | " + " | ".join(f"{rate[s]:.1%}" for s in sources) + " |"
+                )
     table = "\n".join(lines)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(table + "\n")

@@ -1,4 +1,5 @@
 """Awkward images, made in memory: the inputs users really send (phones, scanners, hostile files)."""
+
 from __future__ import annotations
 
 import io
@@ -53,7 +54,9 @@ def png_header_only(width: int, height: int) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def decompression_bomb() -> bytes:
@@ -66,4 +69,3 @@ def phone_photo(width: int = 4000, height: int = 3000) -> bytes:
     rng = np.random.default_rng(0)
     small = rng.integers(0, 255, (height // 8, width // 8, 3), dtype=np.uint8)
     return encode(Image.fromarray(small).resize((width, height), Image.BILINEAR), "JPEG", quality=90)
-

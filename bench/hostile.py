@@ -4,6 +4,7 @@ a small size (tests/test_hostile.py); this script runs the full sizes against `p
 
     python -m bench.hostile       # about 3 minutes; prints the table BENCHMARKS.md holds
 """
+
 from __future__ import annotations
 
 import base64
@@ -144,8 +145,12 @@ def oversized_body(url: str, megabytes: int, chunked: bool = False) -> int:
     body = b'{"data": ["' + b"x" * (megabytes * 2**20) + b'"], "fn_index": 0, "session_hash": "a"}'
     content = iter([body[i : i + 2**20] for i in range(0, len(body), 2**20)]) if chunked else body
     try:
-        response = httpx.post(url.rstrip("/") + "/gradio_api/queue/join", content=content, timeout=120,
-                              headers={"content-type": "application/json"})
+        response = httpx.post(
+            url.rstrip("/") + "/gradio_api/queue/join",
+            content=content,
+            timeout=120,
+            headers={"content-type": "application/json"},
+        )
     except httpx.HTTPError:  # the server may close the connection while we are still sending: refused too
         return 413
     return response.status_code
@@ -164,8 +169,13 @@ def table() -> str:
             before = server.rss_mb()
             start = time.perf_counter()
             counts = flood_queue(server.url, 3000)
-            rows.append(("3,000 queue/join in a burst, results never read", f"HTTP status counts {counts}",
-                         f"{time.perf_counter() - start:.1f} s"))
+            rows.append(
+                (
+                    "3,000 queue/join in a burst, results never read",
+                    f"HTTP status counts {counts}",
+                    f"{time.perf_counter() - start:.1f} s",
+                )
+            )
             caller = RawCaller(server.url)
             answered = caller.predict(caller.uploaded("bear.jpg", (ROOT / "examples" / "black_bear.jpg").read_bytes()))
             rows.append(("a normal prediction after the flood", "answered" if answered.success else answered.error, ""))
@@ -176,12 +186,19 @@ def table() -> str:
             rows.append(("40 x 10 MB files in one upload request", f"HTTP {upload.status_code}", ""))
             start = time.perf_counter()
             outcome = caller.predict(data_url(huge_png(13_300)))
-            rows.append(("13300² PNG as a data URL", (outcome.data or [None, None, {}])[2].get("error") or outcome.error,
-                         f"{time.perf_counter() - start:.1f} s"))
+            rows.append(
+                (
+                    "13300² PNG as a data URL",
+                    (outcome.data or [None, None, {}])[2].get("error") or outcome.error,
+                    f"{time.perf_counter() - start:.1f} s",
+                )
+            )
             rows.append(("server memory (RSS) growth over all of the above", f"{server.rss_mb() - before:+.0f} MB", ""))
         finally:
             server.stop()
-    return "| attack | outcome | time |\n|---|---|---|\n" + "\n".join("| " + " | ".join(map(str, row)) + " |" for row in rows)
+    return "| attack | outcome | time |\n|---|---|---|\n" + "\n".join(
+        "| " + " | ".join(map(str, row)) + " |" for row in rows
+    )
 
 
 def main() -> None:

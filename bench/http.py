@@ -10,6 +10,7 @@ which runs on the same CPU cores, costs the least and the figures are the server
 caller, as the soak test uses, opens a stream per request and halved throughput here; the shared
 Client's rare lost answer, see bench/client_race.py, would stop this run with an error.)
 """
+
 from __future__ import annotations
 
 import statistics
@@ -88,7 +89,11 @@ def table(runs: list[ServerRun]) -> str:
                 f"| {'on' if row.batching else 'off'} | {row.callers} | {row.requests} | {row.throughput:.1f} | "
                 f"{statistics.median(row.latencies_ms):.0f} | {row.p95_ms:.0f} |"
             )
-    lines += ["", "| batching | cold start: process start to first API answer (s) | server peak RSS (MB) |", "|---|---|---|"]
+    lines += [
+        "",
+        "| batching | cold start: process start to first API answer (s) | server peak RSS (MB) |",
+        "|---|---|---|",
+    ]
     lines += [f"| {'on' if r.batching else 'off'} | {r.cold_start_s:.1f} | {r.peak_rss_mb:.0f} |" for r in runs]
     return "\n".join(lines)
 

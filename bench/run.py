@@ -1,7 +1,8 @@
 """Run every benchmark once and rewrite BENCHMARKS.md with the results and the machine they ran on.
 
-    python -m bench.run            # about 15 minutes on 2 CPU cores
+python -m bench.run            # about 15 minutes on 2 CPU cores
 """
+
 from __future__ import annotations
 
 import datetime
@@ -18,8 +19,14 @@ from bench.appserver import ROOT, AppServer
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     versions = export.library_versions()
     return (
@@ -57,7 +64,8 @@ def main() -> None:
         f"One run of `python -m bench.run` on: {machine()}. Timings are wall-clock and vary by a few "
         "percent between runs; ratios come from one process, with the variants interleaved.",
         "## Model\n\n" + "\n".join(f"- {name}: {value:.1f}" for name, value in sizes.items()),
-        "## Single-image latency (CPU, batch of one, decode to probabilities)\n" + latency.table(latency.measure())
+        "## Single-image latency (CPU, batch of one, decode to probabilities)\n"
+        + latency.table(latency.measure())
         + f"\n\nJPEG draft decoding (`BEAR_DRAFT_JPEG=1`) changes probabilities by up to "
         f"{latency.draft_difference():.4f} on 4000x3000 versions of the example photos; it is off by default so "
         "that answers equal `learn.predict`'s (within 1e-4).",

@@ -7,6 +7,7 @@ and the server's memory stopped growing. Bounded in requests and time; loopback 
     python -m bench.soak --requests 2000 --callers 16     # the long run (BENCHMARKS.md)
 The test suite runs a short version (tests/test_load.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,12 @@ class SoakResult:
 
 def bad_files(folder: Path) -> list[Path]:
     """Bad uploads, among them the files whose decoders raise odd errors or spin (bench.hostile)."""
-    samples = {"text.jpg": b"not an image", "cut.jpg": hard_inputs.truncated_jpeg(),
-               "bomb.png": hard_inputs.decompression_bomb(), **hostile.corrupt_decoder_files()}
+    samples = {
+        "text.jpg": b"not an image",
+        "cut.jpg": hard_inputs.truncated_jpeg(),
+        "bomb.png": hard_inputs.decompression_bomb(),
+        **hostile.corrupt_decoder_files(),
+    }
     for name, content in samples.items():
         (folder / name).write_bytes(content)
     return [folder / name for name in samples]
@@ -62,7 +67,9 @@ RAW_ATTACKS = {
 }
 
 
-def run(server: AppServer, requests: int, callers: int, bad_share: float = 0.1, warmup: int = 200, seed: int = 0) -> SoakResult:
+def run(
+    server: AppServer, requests: int, callers: int, bad_share: float = 0.1, warmup: int = 200, seed: int = 0
+) -> SoakResult:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as tmp:
         bad = bad_files(Path(tmp)) + list(RAW_ATTACKS)

@@ -4,6 +4,7 @@ Needs Debian's tuxpaint-stamps-default and scikit-image (requirements-dev.txt). 
 are transparent cut-outs: we place them on scikit-image's CC0 grass texture, so that they look like
 photos rather than clip art, and save everything as JPEG.
 """
+
 from pathlib import Path
 
 from PIL import Image

@@ -1,4 +1,5 @@
 """Shared fixtures: the real shipped model, and `python app.py` running on a free loopback port."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,12 +9,17 @@ import pytest
 from bench.appserver import ROOT, AppServer, CallerClients
 
 EXAMPLES = ROOT / "examples"
-BEARS = ROOT.parent / "shared" / "data" / "bears"  # the real photos: licensed for training and testing only, not in the repo
-FIXTURE_BEARS = ROOT / "tests" / "fixtures" / "bears"  # 8 licence-clean images per class, committed (see ATTRIBUTION.md there)
+BEARS = (
+    ROOT.parent / "shared" / "data" / "bears"
+)  # the real photos: licensed for training and testing only, not in the repo
+FIXTURE_BEARS = (
+    ROOT / "tests" / "fixtures" / "bears"
+)  # 8 licence-clean images per class, committed (see ATTRIBUTION.md there)
 ARTIFACTS = ROOT / "test-artifacts"
 
 needs_real_bears = pytest.mark.skipif(
-    not BEARS.is_dir(), reason=f"needs the real bear photos in {BEARS} (not in the repo: licensed for this workspace only)"
+    not BEARS.is_dir(),
+    reason=f"needs the real bear photos in {BEARS} (not in the repo: licensed for this workspace only)",
 )
 
 
@@ -65,15 +71,24 @@ def smoke_run(tmp_path_factory) -> Path:
     """
     import papermill
 
-    assert (FIXTURE_BEARS / "teddy").is_dir(), f"{FIXTURE_BEARS} is missing: rebuild it with tests/fixtures/make_bears.py"
+    assert (FIXTURE_BEARS / "teddy").is_dir(), (
+        f"{FIXTURE_BEARS} is missing: rebuild it with tests/fixtures/make_bears.py"
+    )
     out = tmp_path_factory.mktemp("smoke")
     papermill.execute_notebook(
         str(ROOT / "training.ipynb"),
         str(out / "training.ipynb"),
         cwd=str(ROOT),
         parameters=dict(
-            data_dir=str(FIXTURE_BEARS), max_per_class=8, batch_size=8, image_size=64, epochs=1,
-            learning_rate=None, output_dir=str(out), run_dir=str(out / "run"), show_cleaner=False,
+            data_dir=str(FIXTURE_BEARS),
+            max_per_class=8,
+            batch_size=8,
+            image_size=64,
+            epochs=1,
+            learning_rate=None,
+            output_dir=str(out),
+            run_dir=str(out / "run"),
+            show_cleaner=False,
         ),
         progress_bar=False,
     )

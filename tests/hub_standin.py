@@ -16,6 +16,7 @@ the bytes travel inline (base64) in the commit payload, and downloads carry no X
 Every request is logged (`requests`), every commit recorded (`commits`) so tests can assert on what arrived;
 anything else gets a 404 (and is logged too).
 """
+
 from __future__ import annotations
 
 import base64
@@ -52,7 +53,7 @@ SHORT_DESCRIPTION_MAX = 60
 
 
 def repo_key(repo_type: str, repo_id: str) -> str:
-    """"owner/name" for a model, "spaces/owner/name" for a Space: the Hub's own URL prefixes."""
+    """ "owner/name" for a model, "spaces/owner/name" for a Space: the Hub's own URL prefixes."""
     return repo_id if repo_type in ("model", "models") else f"{repo_type.rstrip('s')}s/{repo_id}"
 
 
@@ -191,16 +192,24 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
                     self._json(200, {"errors": [], "warnings": []})
             elif match := PREUPLOAD.match(request.path):
                 files = json.loads(request.body)["files"]
-                self._json(200, {"files": [
-                    {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": None} for f in files
-                ]})
+                self._json(
+                    200,
+                    {
+                        "files": [
+                            {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": None}
+                            for f in files
+                        ]
+                    },
+                )
             elif match := COMMIT.match(request.path):
                 self._commit(request, match["type"], match["repo"], match["revision"])
             elif match := VARIABLES.match(request.path):
                 item = json.loads(request.body)
                 variables = hub.variables.setdefault(match["repo"], {})
-                variables[item["key"]] = {"value": item["value"], **({"description": item["description"]}
-                                                                     if item.get("description") else {})}
+                variables[item["key"]] = {
+                    "value": item["value"],
+                    **({"description": item["description"]} if item.get("description") else {}),
+                }
                 self._json(200, variables)
             else:
                 self._not_found()
@@ -228,8 +237,9 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             hub.repos.add(key)
             if repo_type == "space":  # the Hub's first commit of a new Space: a README stub and .gitattributes
                 stub = f"---\ntitle: {payload['name']}\nsdk: {payload['sdk']}\n---\n"
-                hub.add_commit(key, {".gitattributes": b"*.pkl filter=lfs diff=lfs merge=lfs -text\n",
-                                     "README.md": stub.encode()})
+                hub.add_commit(
+                    key, {".gitattributes": b"*.pkl filter=lfs diff=lfs merge=lfs -text\n", "README.md": stub.encode()}
+                )
             self._json(200, {"url": url, "name": repo_id})
 
         def _commit(self, request: Request, repo_type: str, repo_id: str, revision: str) -> None:
@@ -246,8 +256,15 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
                     self._json(400, {"error": f"stand-in does not support commit line {item['key']!r}"})
                     return
             key = repo_key(repo_type, repo_id)
-            commit = Commit(repo_id, revision, message, request.headers.get("authorization"), files,
-                            repo_type=repo_type.rstrip("s"), deleted=deleted)
+            commit = Commit(
+                repo_id,
+                revision,
+                message,
+                request.headers.get("authorization"),
+                files,
+                repo_type=repo_type.rstrip("s"),
+                deleted=deleted,
+            )
             commit.sha = hub.add_commit(key, files, branch=revision, deleted=deleted)
             hub.commits.append(commit)
             self._json(200, {"commitUrl": f"{hub.url}/{key}/commit/{commit.sha}", "commitOid": commit.sha})
@@ -260,7 +277,8 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             prefix = f"{path.rstrip('/')}/" if path else ""
             entries = [
                 {"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
-                for name, data in sorted(hub.snapshots[key][sha].items()) if name.startswith(prefix)
+                for name, data in sorted(hub.snapshots[key][sha].items())
+                if name.startswith(prefix)
             ]
             self._json(200, entries)
 

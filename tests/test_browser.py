@@ -1,5 +1,6 @@
 """The page as a visitor sees it: Debian's Chromium, driven by Playwright, against `python app.py`.
 Screenshots land in test-artifacts/."""
+
 import csv
 import hashlib
 import time

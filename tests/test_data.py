@@ -1,4 +1,5 @@
 """Data checks: bad files are dropped and counted, unusable folders give a clear error."""
+
 import shutil
 from pathlib import Path
 

@@ -2,6 +2,7 @@
 creates the Space, validates its README, uploads one commit and sets variables; only the server is ours.
 Also: the README's front matter against huggingface_hub's own SpaceCard code and the Hub's documented limits.
 """
+
 from __future__ import annotations
 
 import re
@@ -111,7 +112,9 @@ def test_deploy_serving_a_hub_model_pins_it_everywhere(standin):
     assert data.models == [MODEL_REPO]
     assert data.preload_from_hub == [f"{MODEL_REPO} model.pkl,README.md {SHA}"]
     assert {k: v["value"] for k, v in standin.variables[SPACE].items()} == {
-        "BEAR_MODEL_REPO": MODEL_REPO, "BEAR_MODEL_REVISION": SHA}
+        "BEAR_MODEL_REPO": MODEL_REPO,
+        "BEAR_MODEL_REVISION": SHA,
+    }
 
 
 def test_redeploy_with_the_local_model_removes_the_hub_pin_and_stale_files(standin):
@@ -153,12 +156,15 @@ def test_the_token_saved_by_login_is_used(standin):
     assert standin.commits[0].authorization == "Bearer hf_saved_by_login"
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"space": "bear-classifier"}, "your-name/space-name"),
-    ({"space": SPACE, "model_repo": MODEL_REPO}, "40-character commit SHA"),
-    ({"space": SPACE, "model_repo": MODEL_REPO, "revision": "main"}, "40-character commit SHA"),
-    ({"space": SPACE, "revision": SHA}, "give --model-repo too"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"space": "bear-classifier"}, "your-name/space-name"),
+        ({"space": SPACE, "model_repo": MODEL_REPO}, "40-character commit SHA"),
+        ({"space": SPACE, "model_repo": MODEL_REPO, "revision": "main"}, "40-character commit SHA"),
+        ({"space": SPACE, "revision": SHA}, "give --model-repo too"),
+    ],
+)
 def test_bad_options_say_the_fix_and_send_nothing(standin, options, message):
     with pytest.raises(deploy.DeployError, match=message):
         deploy.deploy(token=TOKEN, **options)
@@ -186,11 +192,21 @@ def test_missing_model_says_what_to_do(tmp_path):
 def test_the_command_line_writes_the_space_folder_for_git(tmp_path):
     """`--out` is the git way: the same files, written to a folder (no token, nothing sent)."""
     out = tmp_path / "space"
-    run = subprocess.run([sys.executable, "-m", "bear_classifier.deploy", "--out", str(out)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "bear_classifier.deploy", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert written == expected_files(with_model=True)
-    bad = subprocess.run([sys.executable, "-m", "bear_classifier.deploy", "--model-repo", MODEL_REPO], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "bear_classifier.deploy", "--model-repo", MODEL_REPO],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "--space" in bad.stderr

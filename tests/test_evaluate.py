@@ -1,5 +1,6 @@
 """`python -m bear_classifier.evaluate` on tiny folders, and the zero-shot mapping on labels that are
 not ours: it maps them or says clearly why it cannot."""
+
 import json
 import shutil
 from pathlib import Path
@@ -34,15 +35,29 @@ def tiny_external(tmp_path_factory) -> Path:
 
 def test_evaluate_on_a_tiny_set_writes_the_json(tiny_external, tmp_path, capsys):
     out = tmp_path / "evaluation.json"
-    evaluate.main(["--model", str(serving.MODEL_PATH), "--data", str(FIXTURE_BEARS),
-                   "--external", str(tiny_external), "--json", str(out)])
+    evaluate.main(
+        [
+            "--model",
+            str(serving.MODEL_PATH),
+            "--data",
+            str(FIXTURE_BEARS),
+            "--external",
+            str(tiny_external),
+            "--json",
+            str(out),
+        ]
+    )
     result = json.loads(out.read_text())
     printed = capsys.readouterr().out
     assert [entry["name"] for entry in result["ladder"]][0] == "pixel similarity"
     assert "zero-shot" in result["ladder"][1]["name"] and result["ladder"][2]["name"] == "model"
     model = result["ladder"][-1]
     assert model["valid"]["n"] == result["data"]["n_valid"] > 0
-    assert model["external_bears"]["n"] == 6 and set(model["external_bears"]["confusion"]) == {"black", "grizzly", "teddy"}
+    assert model["external_bears"]["n"] == 6 and set(model["external_bears"]["confusion"]) == {
+        "black",
+        "grizzly",
+        "teddy",
+    }
     assert set(model["ood"]["not_bears"]) == {"mugs", "pets"}
     assert model["ood"]["not_bears"]["pets"]["n"] == 2
     assert result["guard"]["kind"] == "imagenet-mass"
@@ -50,11 +65,22 @@ def test_evaluate_on_a_tiny_set_writes_the_json(tiny_external, tmp_path, capsys)
 
 
 def test_evaluate_skips_missing_external_folders(tmp_path):
-    result = evaluate.main(["--model", str(serving.MODEL_PATH), "--data", str(FIXTURE_BEARS),
-                            "--external", str(tmp_path / "absent"), "--no-baselines"])
+    result = evaluate.main(
+        [
+            "--model",
+            str(serving.MODEL_PATH),
+            "--data",
+            str(FIXTURE_BEARS),
+            "--external",
+            str(tmp_path / "absent"),
+            "--no-baselines",
+        ]
+    )
     model = result["ladder"][-1]
     assert result["external"]["dir"] is None
-    assert model["external_bears"] is None and model["ood"]["external_bears"] is None and model["ood"]["not_bears"] is None
+    assert (
+        model["external_bears"] is None and model["ood"]["external_bears"] is None and model["ood"]["not_bears"] is None
+    )
     assert model["valid"]["accuracy"] is not None
 
 

@@ -1,5 +1,6 @@
 """Human in the loop: flags stored by the app's ReviewLog become training data for a further fine-tune of an
 exported model; a flag is stored only for an answer the server gave in the caller's own session."""
+
 import csv
 from types import SimpleNamespace
 
@@ -9,8 +10,11 @@ from PIL import Image, ImageOps
 from bear_classifier import export, feedback, serving
 from tests.conftest import example
 
-ANSWER = serving.Answer(("teddy", {"black": 0.05, "grizzly": 0.05, "teddy": 0.9}), "**teddy** bear (90%).",
-                        {"label": "teddy", "confidence": 0.9, "out_of_domain": False, "ood_score": 0.1, "error": None})
+ANSWER = serving.Answer(
+    ("teddy", {"black": 0.05, "grizzly": 0.05, "teddy": 0.9}),
+    "**teddy** bear (90%).",
+    {"label": "teddy", "confidence": 0.9, "out_of_domain": False, "ood_score": 0.1, "error": None},
+)
 
 
 def visitor(session: str) -> SimpleNamespace:
@@ -101,4 +105,3 @@ def test_fine_tune_on_reviews_exports_a_working_model(smoke_run, tmp_path):
     reloaded = export.load(tmp_path / "model.pkl", expected_sha256=sha)
     assert list(reloaded.dls.vocab) == ["black", "grizzly", "teddy"]
     assert reloaded.ood_state["kind"] == "imagenet-mass"  # the guard travels inside the new model.pkl too
-

@@ -56,8 +56,13 @@ def test_bytes(predictor, data):
 
 
 @FUZZ
-@given(arrays(dtype=st.sampled_from([np.uint8, np.uint16, np.float32, np.float64, np.int32]),
-              shape=st.tuples(st.integers(0, 40), st.integers(0, 40)) | st.tuples(st.integers(0, 40), st.integers(0, 40), st.integers(0, 5))))
+@given(
+    arrays(
+        dtype=st.sampled_from([np.uint8, np.uint16, np.float32, np.float64, np.int32]),
+        shape=st.tuples(st.integers(0, 40), st.integers(0, 40))
+        | st.tuples(st.integers(0, 40), st.integers(0, 40), st.integers(0, 5)),
+    )
+)
 def test_arrays(predictor, array):
     predict_or_refuse(predictor, array)
 

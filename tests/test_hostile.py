@@ -1,5 +1,6 @@
 """A public Space meets hostile callers (issue 9): each attack spoken in Gradio's raw protocol against
 `python app.py` on loopback, at a size CI can afford (`python -m bench.hostile` runs the full sizes)."""
+
 import threading
 import time
 import uuid
@@ -13,7 +14,13 @@ from bench import hostile
 from bench.appserver import ROOT, AppServer
 from tests.conftest import EXAMPLES, example
 
-SERVER_FILES = ["/etc/passwd", "/proc/self/environ", str(ROOT / "app.py"), str(ROOT / "model.pkl"), str(example("black"))]
+SERVER_FILES = [
+    "/etc/passwd",
+    "/proc/self/environ",
+    str(ROOT / "app.py"),
+    str(ROOT / "model.pkl"),
+    str(example("black")),
+]
 
 
 @pytest.fixture
@@ -172,7 +179,9 @@ def test_web_addresses_are_never_fetched(caller):
 
 @pytest.mark.parametrize("route, by_index", [("run", True), ("run", False), ("api", False)])
 def test_the_queue_cannot_be_bypassed(caller, route, by_index):
-    body = {"data": [None], "session_hash": caller.session} | ({"fn_index": caller.fn_index["predict"]} if by_index else {})
+    body = {"data": [None], "session_hash": caller.session} | (
+        {"fn_index": caller.fn_index["predict"]} if by_index else {}
+    )
     response = caller.http.post(caller.api + f"/{route}/predict", json=body)
     assert response.status_code == 403 and response.json()["detail"] == AROUND_THE_QUEUE.format(name="predict")
 

@@ -1,6 +1,7 @@
 """bear_classifier.hub against a local stand-in for the Hub (tests/hub_standin.py): the real huggingface_hub client
 code runs (create_repo, preupload, NDJSON commit, hf_hub_download's HEAD + GET and cache), only the server is ours.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -156,7 +157,9 @@ def test_the_app_serves_a_pinned_hub_model(standin, monkeypatch):
 
     assert predictor.vocab == facts.vocab == ["black", "grizzly", "teddy"]
     assert {r.path for r in standin.requests if r.method == "GET" and "/resolve/" in r.path} == {
-        f"/{REPO}/resolve/{sha}/model.pkl", f"/{REPO}/resolve/{sha}/README.md"}
+        f"/{REPO}/resolve/{sha}/model.pkl",
+        f"/{REPO}/resolve/{sha}/README.md",
+    }
 
 
 def test_the_app_refuses_an_unpinned_hub_model(standin, monkeypatch):

@@ -1,4 +1,5 @@
 """Every awkward input a user can send is decoded correctly or refused with a clear ImageError."""
+
 import io
 
 import numpy as np

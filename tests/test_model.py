@@ -1,5 +1,6 @@
 """The shipped model.pkl and its model card: loads on CPU, three classes, honest numbers, fast predict
 that gives exactly learn.predict's probabilities."""
+
 import pytest
 import torch
 from PIL import Image

@@ -3,6 +3,7 @@ with plain `load_learner` on another minor; `check_servable` refuses what cannot
 
 The cross-minor tests need venvs of the other minors (`python -m bench.python_minors --build` makes
 /tmp/py312 and /tmp/py313, or set BEAR_VENVS); without them they skip, saying so."""
+
 from __future__ import annotations
 
 import os
@@ -25,7 +26,9 @@ OTHER_MINORS = [m for m in ("3.11", "3.12", "3.13") if m != HERE]
 def other_python(minor: str) -> str:
     python = venv_dir(minor) / "bin" / "python"
     if not python.exists():
-        pytest.skip(f"no Python {minor} venv at {python.parent.parent}: build it with `python -m bench.python_minors --build`")
+        pytest.skip(
+            f"no Python {minor} venv at {python.parent.parent}: build it with `python -m bench.python_minors --build`"
+        )
     return str(python)
 
 
@@ -60,7 +63,9 @@ def probabilities(files) -> dict[str, float]:
 def test_fastai_export_carries_bytecode_and_ours_does_not(files):
     assert export.by_value_code(files["fastai"]) == ["PILBase.create"]
     assert export.by_value_code(files["portable"]) == []
-    assert not any(m.startswith(("bear_classifier", "bench", "tests", "__main__")) for m in pickled_modules(files["portable"]))
+    assert not any(
+        m.startswith(("bear_classifier", "bench", "tests", "__main__")) for m in pickled_modules(files["portable"])
+    )
 
 
 def test_portable_export_predicts_like_fastai_export(files, probabilities):

@@ -1,5 +1,6 @@
 """Web image gathering, offline: the real downloader fetches from a loopback server that plays the
 web; only the search call (DuckDuckGo) is replaced, since it needs the internet."""
+
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -54,9 +55,13 @@ def test_gather_downloads_then_verify_cleans(tmp_path, web):
     def fake_search(term, n):
         asked.append((term, n))
         label = term.split()[0]
-        return [f"{web}{path}" for path in [f"/{label}1.jpg", f"/{label}2.png", "/page.jpg", "/cut.jpg", "/missing.jpg"]]
+        return [
+            f"{web}{path}" for path in [f"/{label}1.jpg", f"/{label}2.png", "/page.jpg", "/cut.jpg", "/missing.jpg"]
+        ]
 
-    counts = search.gather(tmp_path, {"grizzly": "grizzly bear", "black": "black bear"}, per_term=10, search=fake_search)
+    counts = search.gather(
+        tmp_path, {"grizzly": "grizzly bear", "black": "black bear"}, per_term=10, search=fake_search
+    )
 
     assert asked == [("grizzly bear", 10), ("black bear", 10)]
     assert counts == {"grizzly": 4, "black": 4}  # the 404 leaves no file

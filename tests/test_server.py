@@ -1,4 +1,5 @@
 """`python app.py` on a loopback port, called the way API users call it: `gradio_client`."""
+
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest

@@ -1,4 +1,5 @@
 """Every BEAR_* variable is read in bear_classifier/settings.py, with one parser per type."""
+
 import re
 from pathlib import Path
 
@@ -7,8 +8,20 @@ import pytest
 from bear_classifier.settings import Settings, SettingsError
 
 
-@pytest.mark.parametrize("value, batch", [("1", True), ("true", True), ("TRUE", True), ("yes", True), ("on", True),
-                                          ("0", False), ("false", False), ("no", False), ("off", False)])
+@pytest.mark.parametrize(
+    "value, batch",
+    [
+        ("1", True),
+        ("true", True),
+        ("TRUE", True),
+        ("yes", True),
+        ("on", True),
+        ("0", False),
+        ("false", False),
+        ("no", False),
+        ("off", False),
+    ],
+)
 def test_every_spelling_of_a_flag_means_the_same(value, batch):
     assert Settings.from_env({"BEAR_BATCH": value}).batch is batch  # BEAR_BATCH=true used to turn batching off
     assert Settings.from_env({"BEAR_DRAFT_JPEG": value}).draft_jpeg is batch
@@ -22,16 +35,29 @@ def test_defaults_without_any_variable():
 
 
 def test_values_are_read():
-    env = {"BEAR_MODEL_REPO": "me/bears", "BEAR_MODEL_REVISION": "a" * 40, "BEAR_UPLOAD_TTL": "60",
-           "BEAR_REVIEW_DIR": "/tmp/r", "BEAR_CACHE": "/tmp/c", "BEAR_BACKEND": "torch", "BEAR_BATCH": "0"}
+    env = {
+        "BEAR_MODEL_REPO": "me/bears",
+        "BEAR_MODEL_REVISION": "a" * 40,
+        "BEAR_UPLOAD_TTL": "60",
+        "BEAR_REVIEW_DIR": "/tmp/r",
+        "BEAR_CACHE": "/tmp/c",
+        "BEAR_BACKEND": "torch",
+        "BEAR_BATCH": "0",
+    }
     settings = Settings.from_env(env)
     assert (settings.model_repo, settings.model_revision, settings.upload_ttl) == ("me/bears", "a" * 40, 60)
     assert settings.review_dir == Path("/tmp/r") and settings.cache == Path("/tmp/c")
     assert settings.backend == "torch" and settings.max_batch_size == 1
 
 
-@pytest.mark.parametrize("env, words", [({"BEAR_BATCH": "maybe"}, "BEAR_BATCH"), ({"BEAR_UPLOAD_TTL": "1h"}, "whole number"),
-                                        ({"BEAR_BACKEND": "tensorrt"}, "onnx")])
+@pytest.mark.parametrize(
+    "env, words",
+    [
+        ({"BEAR_BATCH": "maybe"}, "BEAR_BATCH"),
+        ({"BEAR_UPLOAD_TTL": "1h"}, "whole number"),
+        ({"BEAR_BACKEND": "tensorrt"}, "onnx"),
+    ],
+)
 def test_unusable_values_say_what_is_expected(env, words):
     with pytest.raises(SettingsError, match=words):
         Settings.from_env(env)
@@ -40,6 +66,9 @@ def test_unusable_values_say_what_is_expected(env, words):
 def test_no_other_module_reads_a_bear_variable():
     root = Path(__file__).resolve().parent.parent
     reads = re.compile(r"""(environ\.get\(|environ\[|getenv\()\s*["']BEAR_""")
-    readers = [p.name for p in [*root.joinpath("bear_classifier").glob("*.py"), root / "app.py"]
-               if reads.search(p.read_text()) and p.name != "settings.py"]
+    readers = [
+        p.name
+        for p in [*root.joinpath("bear_classifier").glob("*.py"), root / "app.py"]
+        if reads.search(p.read_text()) and p.name != "settings.py"
+    ]
     assert readers == []

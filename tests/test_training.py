@@ -1,5 +1,6 @@
 """Training end to end, as README tells a newcomer: the notebook runs headless, exports, and a fresh
 process loads the result with plain fastai and predicts."""
+
 import json
 import subprocess
 import sys

@@ -1,4 +1,5 @@
 """Uploaded photos are people's data: the server deletes them after BEAR_UPLOAD_TTL seconds."""
+
 import shutil
 import time
 
