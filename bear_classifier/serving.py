@@ -160,16 +160,23 @@ def description(facts: card.TrainingFacts) -> str:
 
 def article(facts: card.TrainingFacts) -> str:
     """How the model was made and how good it is, read from the model card."""
+    recipe = facts.recipe or f"fine-tuned for {facts.epochs} epochs"
+    external = (
+        f" On {facts.n_external} bear photos **from another source** (a different web search, never trained on): "
+        f"**{facts.external_accuracy:.1%}**, against {facts.external_zero_shot_accuracy:.1%} for the pretrained "
+        f"network read zero-shot and {facts.external_baseline_accuracy:.1%} for the pixel baseline."
+        if facts.external_accuracy is not None
+        else ""
+    )
     return f"""
 ### How it was made
-A `{facts.arch}` pretrained on ImageNet, fine-tuned for {facts.epochs} epochs with fastai on
-{facts.n_train + facts.n_valid} photos from web image search
-({", ".join(f"{n} {label}" for label, n in facts.counts.items())}), following fast.ai's
+A `{facts.arch}` pretrained on ImageNet ({recipe}) with fastai on {facts.n_train + facts.n_valid} photos from
+web image search ({", ".join(f"{n} {label}" for label, n in facts.counts.items())}), following fast.ai's
 "Practical Deep Learning" lesson on production.
 
 ### How accurate it is
-**{facts.valid_accuracy:.1%}** on {facts.n_valid} held-out validation photos; a pixel-similarity
-baseline gets {facts.baseline_accuracy:.1%}.
+**{facts.valid_accuracy:.1%}** on {facts.n_valid} held-out validation photos from the same search; a
+pixel-similarity baseline gets {facts.baseline_accuracy:.1%}.{external}
 
 ### What it cannot do
 It knows only these {len(facts.vocab)} classes and always picks one: a brown bear, a panda or a cat
