@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from fastai.vision.all import (
     CategoryBlock,
     DataBlock,
@@ -15,6 +16,7 @@ from fastai.vision.all import (
     RandomResizedCrop,
     RandomSplitter,
     aug_transforms,
+    defaults,
     get_image_files,
     parent_label,
 )
@@ -120,7 +122,7 @@ def dataloaders(
     valid_pct: float = 0.2,
     seed: int = 42,
     batch_size: int = 32,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     max_per_class: int | None = None,
 ) -> DataLoaders:
     """fastai DataLoaders as in the course: seeded split, RandomResizedCrop and `aug_transforms`.
@@ -135,6 +137,8 @@ def dataloaders(
         item_tfms=RandomResizedCrop(size, min_scale=0.5),
         batch_tfms=aug_transforms(),
     )
+    if num_workers is None:  # fastai's default (every core) feeds a GPU; on a CPU the workers only compete with it
+        num_workers = defaults.cpus if torch.cuda.is_available() else 0
     dls = block.dataloaders(image_files(root, report, max_per_class), bs=batch_size, num_workers=num_workers)
     if len(dls.valid_ds) == 0:
         raise DataError(f"Too few images for a {valid_pct:.0%} validation split: add images.")
