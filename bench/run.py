@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from bear_classifier import export, serving
+from bear_classifier import evaluate, export, serving
 from bear_classifier.settings import Settings
-from bench import hostile, http, latency, ood_eval, soak
+from bench import hostile, http, latency, soak
 from bench.appserver import ROOT, AppServer
 
 
@@ -70,7 +70,8 @@ def main() -> None:
         f"{latency.draft_difference():.4f} on 4000x3000 versions of the example photos; it is off by default so "
         "that answers equal `learn.predict`'s (within 1e-4).",
         "## Through HTTP (`gradio_client`, loopback)\n\n" + http.table([http.measure(True), http.measure(False)]),
-        "## Out-of-domain flag (`python -m bench.ood_eval`)\n\n" + ood_eval.table(ood_eval.measure()),
+        "## Model truth: baselines, validation and external photos (`python -m bear_classifier.evaluate`)\n\n"
+        + evaluate.markdown(evaluate.main(["--model", str(ROOT / "model.pkl")])),
         "## Hostile callers, full sizes (`python -m bench.hostile`)\n\n" + hostile.table(),
         "## Load/soak test (`python -m bench.soak`)\n\n" + soak_section(),
     ]
