@@ -9,12 +9,11 @@ from bear_classifier.settings import Settings
 settings = Settings.from_env()  # every BEAR_* variable, read once
 model, card = serving.load(settings)  # load_learner once, after checking model.pkl against its card
 categories = model.vocab
-batcher = serving.Batcher(model, max_batch=settings.max_batch_size)  # concurrent requests share a forward pass
 reviews = feedback.ReviewLog(settings.feedback_repo, max_bytes=settings.review_max_mb * 2**20)
 
 
 def classify_image(img: str | serving.ImageError, request: gr.Request) -> tuple:
-    answer = batcher.classify(img)  # (probabilities, verdict, details)
+    answer = serving.classify(model, img)  # requests waiting together share one forward pass
     reviews.remember(request, img, answer)  # what a "Wrong?" flag from this visitor may refer to
     return answer.as_outputs()
 
@@ -32,7 +31,8 @@ demo = gr.Interface(
     title="Grizzly, black or teddy?",
     description=serving.description(card),
     article=serving.article(card),
-    # Production extras: shared forward passes, "Wrong?" flags kept for review, uploads deleted after a TTL.
+    # Production extras: requests handled at once (they share forward passes), "Wrong?" flags kept for
+    # review, uploads deleted after a TTL.
     concurrency_limit=settings.max_batch_size,
     flagging_mode="manual",
     flagging_options=feedback.flag_options(categories),

@@ -2,9 +2,19 @@
 
 Training side: `search` (web image search) -> `data` (verify files, DataLoaders) -> `baseline`
 (pixel similarity) -> `imagenet` (the pretrained network zero-shot, and the out-of-domain guard
-fitted on the training photos) -> `train` (linear probe or fine-tune, error analysis) -> `export`
-(model.pkl, with the guard inside) -> `evaluate` (validation and external photos) -> `card` (model
-card) -> `hub` (publish).
-Serving side: `images` (safe decoding) -> `predictor` (fast inference + out-of-domain flag) ->
-`feedback` (flags for human review); `hub` and `export` load a pinned, checksummed model.
+fitted on the training photos) -> `train` (linear probe or fine-tune, error analysis; `weights`: the
+offline ImageNet weights) -> `export` (portable model.pkl, with the guard inside) -> `evaluate`
+(validation and external photos) -> `card` (model card) -> `hub` (publish) -> `deploy` (the Space).
+
+Serving side, one request (`settings` read once by app.py; `serving.load` checks model.pkl first):
+
+    Gradio worker thread                                     inference thread (predictor.Predictor)
+    limits.BodyLimits      body caps, one file per upload, no URLs, no calls around the queue
+    components.UploadedImage.preprocess    only files uploaded here (images.uploaded_file)
+    app.classify_image -> serving.classify -> Predictor.predict_batch  --one hop-->  decode (images.open_image)
+                                                                                     + transform + network
+                                                                                     + guard, for every
+                                                                                     request waiting
+    serving.format_answer / refusal  <-------------------------------------------   Prediction | ImageError
+    feedback.ReviewLog.remember    (what a "Wrong?" flag of this session may refer to)
 """

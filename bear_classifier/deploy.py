@@ -24,8 +24,8 @@ from pathlib import Path
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, SpaceCard, get_token
 
 from .hub import COMMIT_SHA
+from .settings import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 # PyTorch's CPU-only wheels: on Linux, torch from PyPI pulls ~4 GB of CUDA (nvidia-*, triton) a CPU Space never uses.
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"

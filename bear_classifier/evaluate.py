@@ -30,7 +30,6 @@ from .predictor import Predictor, input_size
 
 DEFAULT_DATA = Path("../shared/data/bears")
 DEFAULT_EXTERNAL = Path("../shared/data/external")
-BATCH = 32
 
 
 def split(
@@ -72,25 +71,12 @@ def flagged(flags: Sequence[bool]) -> dict:
     return {"n": len(flags), "flagged": sum(flags) / len(flags) if flags else None}
 
 
-def _decode_all(predictor: Predictor, paths: Sequence[Path]) -> tuple[list, list[Path]]:
-    pictures, kept = [], []
-    for path in paths:
-        try:
-            pictures.append(predictor.decode(path))
-            kept.append(path)
-        except ImageError:  # counted out; the data notes say all external photos decode
-            pass
-    return pictures, kept
-
-
-def model_outputs(predictor: Predictor, paths: Sequence[Path]) -> tuple[list[str], list[bool]]:
-    """The shipped code path: labels and out-of-domain flags from `Predictor`."""
+def model_outputs(predictor: Predictor, paths: Sequence[Path]) -> tuple[list[str | None], list[bool]]:
+    """The shipped code path: labels and out-of-domain flags from `Predictor` (None: a photo it refused)."""
     labels, flags = [], []
-    for start in range(0, len(paths), BATCH):
-        pictures, _ = _decode_all(predictor, paths[start : start + BATCH])
-        for prediction in predictor.predict_decoded(pictures):
-            labels.append(prediction.label)
-            flags.append(prediction.out_of_domain)
+    for result in predictor.predict_batch(list(paths)):
+        labels.append(None if isinstance(result, ImageError) else result.label)
+        flags.append(not isinstance(result, ImageError) and result.out_of_domain)
     return labels, flags
 
 

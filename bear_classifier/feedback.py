@@ -7,7 +7,7 @@ a caller can neither copy server files in nor write made-up rows. Flags are limi
 de-duplicated by content, and the folder is capped in bytes: once full, new flags are refused (the
 reviewed ones are the valuable ones; nothing is dropped silently). On a Space, mount a Storage Bucket at
 /data or set BEAR_FEEDBACK_REPO to sync the folder to a private Hub dataset: a Space's own disk is wiped
-on restart. `fine_tune_on_reviews` then continues training the shipped model on the corrected photos.
+on restart. `train.fine_tune_on_reviews` then continues training the shipped model on the corrected photos.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ import csv
 import hashlib
 import io
 import json
-import shutil
-import tempfile
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -27,12 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-from fastai.vision.all import Learner
 from gradio.context import LocalContext
 
-from . import data, export, train
 from .images import ImageError, open_image
-from .predictor import input_size
 from .serving import Answer
 
 NOT_A_BEAR = "not a bear"
@@ -177,34 +172,3 @@ def reviewed_images(folder: Path) -> list[tuple[Path, str]]:
         for row in rows
         if row["correction"] != NOT_A_BEAR and (Path(folder) / row["image"]).is_file()
     ]
-
-
-def fine_tune_on_reviews(
-    model_path: Path,
-    reviews: Path,
-    data_dir: Path | None = None,
-    epochs: int = 1,
-    lr: float = 1e-4,
-    batch_size: int = 8,
-) -> Learner:
-    """Continue training the exported model on reviewed corrections (plus `data_dir`, if given,
-    so it does not forget the rest). Export the result with `export.attach_ood` + `export.export`."""
-    learn = export.load(model_path)
-    vocab = list(learn.dls.vocab)
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        for label in vocab:
-            (root / label).mkdir()
-            if data_dir and (Path(data_dir) / label).is_dir():
-                for image in (Path(data_dir) / label).iterdir():
-                    (root / label / image.name).symlink_to(image.resolve())
-        for i, (image, label) in enumerate(reviewed_images(reviews)):
-            if label in vocab:
-                shutil.copy(image, root / label / f"review_{i}{image.suffix}")
-        report = data.verify_folder(root)
-        learn.dls = data.dataloaders(root, report, size=input_size(learn), batch_size=batch_size)
-        if list(learn.dls.vocab) != vocab:
-            raise data.DataError(f"Reviewed data has labels {list(learn.dls.vocab)}, the model {vocab}.")
-        train.linear_probe(learn, epochs, lr)  # the head only: the pretrained body, and so the guard, stay as they are
-        export.attach_ood(learn, learn.dls.train.items)
-    return learn

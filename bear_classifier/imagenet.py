@@ -26,7 +26,7 @@ import timm
 import torch
 from fastai.vision.all import Learner
 
-from .weights import pretrained_overlay
+from .train import pretrained_overlay
 
 MIN_MASS = 0.01
 """An ImageNet class is "noticeable" on one of our classes when its mean probability over that

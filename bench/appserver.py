@@ -14,7 +14,7 @@ from pathlib import Path
 
 from gradio_client import Client
 
-ROOT = Path(__file__).resolve().parent.parent
+from bear_classifier.settings import ROOT
 
 
 def free_port() -> int:

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
+from bear_classifier.settings import EXAMPLES_DIR
 from bench import hard_inputs
 
 FILE_DATA = {"_type": "gradio.FileData"}
@@ -160,7 +161,7 @@ def table() -> str:
     """Run the full-size attacks against a fresh `python app.py`; a markdown table of what happened."""
     import tempfile
 
-    from bench.appserver import ROOT, AppServer
+    from bench.appserver import AppServer
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -177,7 +178,7 @@ def table() -> str:
                 )
             )
             caller = RawCaller(server.url)
-            answered = caller.predict(caller.uploaded("bear.jpg", (ROOT / "examples" / "black_bear.jpg").read_bytes()))
+            answered = caller.predict(caller.uploaded("bear.jpg", (EXAMPLES_DIR / "black_bear.jpg").read_bytes()))
             rows.append(("a normal prediction after the flood", "answered" if answered.success else answered.error, ""))
             for megabytes, chunked in ((300, False), (300, True)):
                 status = oversized_body(server.url, megabytes, chunked)

@@ -22,9 +22,10 @@ from pathlib import Path
 
 from gradio_client import Client, handle_file
 
-from bench.appserver import ROOT, AppServer
+from bear_classifier.settings import EXAMPLES_DIR
+from bench.appserver import AppServer
 
-EXAMPLES = sorted((ROOT / "examples").glob("*.jpg"))
+EXAMPLES = sorted(EXAMPLES_DIR.glob("*.jpg"))
 
 
 @dataclass

@@ -24,7 +24,7 @@ from bear_classifier import data, serving
 from bear_classifier.predictor import Predictor
 from bear_classifier.settings import Settings
 
-EXAMPLES = sorted((serving.ROOT / "examples").glob("*.jpg"))
+EXAMPLES = sorted((serving.EXAMPLES_DIR).glob("*.jpg"))
 
 
 @dataclass

@@ -49,8 +49,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-IMAGE = ROOT / "examples" / "black_bear.jpg"
+from bear_classifier.settings import EXAMPLES_DIR, ROOT
+
+IMAGE = EXAMPLES_DIR / "black_bear.jpg"
 MINORS = ("3.11", "3.12", "3.13")
 # What export, load and predict need; gradio and the web-search tools are left out.
 NEEDED = {
@@ -122,7 +123,7 @@ def smoke_learner(folder: Path, pretrained: bool = True, epochs: int = 1):
     )
     from PIL import Image, ImageDraw
 
-    from bear_classifier.weights import DEFAULT_ARCH, pretrained_overlay
+    from bear_classifier.train import DEFAULT_ARCH, pretrained_overlay
 
     rng = random.Random(0)
     for label, colour in (("black", (20, 20, 20)), ("grizzly", (140, 90, 40)), ("teddy", (230, 190, 120))):

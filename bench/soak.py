@@ -22,6 +22,7 @@ from pathlib import Path
 
 from gradio_client import handle_file
 
+from bear_classifier.settings import EXAMPLES_DIR
 from bench import hard_inputs, hostile
 from bench.appserver import ROOT, AppServer, CallerClients
 
@@ -74,7 +75,7 @@ def run(
     with tempfile.TemporaryDirectory() as tmp:
         bad = bad_files(Path(tmp)) + list(RAW_ATTACKS)
         plan = [
-            (None, rng.choice(bad)) if rng.random() < bad_share else (label, ROOT / "examples" / name)
+            (None, rng.choice(bad)) if rng.random() < bad_share else (label, EXAMPLES_DIR / name)
             for label, name in (rng.choice(list(GOOD.items())) for _ in range(requests))
         ]
         client = CallerClients(server.url)

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from bear_classifier.settings import EXAMPLES_DIR
 from bench.appserver import ROOT, AppServer, CallerClients
 
-EXAMPLES = ROOT / "examples"
+EXAMPLES = EXAMPLES_DIR
 BEARS = (
     ROOT.parent / "shared" / "data" / "bears"
 )  # the real photos: licensed for training and testing only, not in the repo

@@ -16,9 +16,9 @@ from huggingface_hub.repocard import metadata_load
 from packaging.requirements import Requirement
 
 from bear_classifier import deploy
+from bear_classifier.settings import EXAMPLES_DIR, ROOT
 from tests.hub_standin import SHORT_DESCRIPTION_MAX, SPACE_COLORS, front_matter_errors, pointed_at_standin
 
-ROOT = Path(__file__).resolve().parent.parent
 SPACE = "bear-lab/bear-classifier"
 MODEL_REPO = "bear-lab/bear-classifier"  # a model repo and a Space may share an id
 TOKEN = "hf_standin_write_token"
@@ -36,7 +36,7 @@ def standin(tmp_path, monkeypatch):
 
 def expected_files(with_model: bool) -> set[str]:
     code = {p.relative_to(ROOT).as_posix() for p in (ROOT / "bear_classifier").glob("*.py")}
-    examples = {p.relative_to(ROOT).as_posix() for p in (ROOT / "examples").iterdir() if p.is_file()}
+    examples = {p.relative_to(ROOT).as_posix() for p in EXAMPLES_DIR.iterdir() if p.is_file()}
     return APP | code | examples | (MODEL if with_model else set())
 
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image, ImageOps
 
-from bear_classifier import export, feedback, serving
+from bear_classifier import export, feedback, serving, train
 from tests.conftest import example
 
 ANSWER = serving.Answer(
@@ -99,7 +99,7 @@ def test_stored_photos_lose_their_exif_and_size(tmp_path):
 def test_fine_tune_on_reviews_exports_a_working_model(smoke_run, tmp_path):
     folder = tmp_path / "review"
     flag_images(folder, tmp_path)
-    learn = feedback.fine_tune_on_reviews(smoke_run / "model.pkl", folder, epochs=1, batch_size=2)
+    learn = train.fine_tune_on_reviews(smoke_run / "model.pkl", folder, epochs=1, batch_size=2)
     assert len(learn.dls.train_ds) + len(learn.dls.valid_ds) == 12
     sha = export.export(learn, tmp_path / "model.pkl")
     reloaded = export.load(tmp_path / "model.pkl", expected_sha256=sha)

@@ -127,8 +127,7 @@ def test_fresh_process_loads_with_plain_fastai(tmp_path):
 
 
 def test_both_backends_agree(predictor):
-    from bear_classifier.network import OnnxNetwork
-    from bear_classifier.predictor import Predictor
+    from bear_classifier.predictor import OnnxNetwork, Predictor
 
     assert isinstance(predictor.network, OnnxNetwork)  # the default where onnxruntime is installed
     on_torch = Predictor(predictor.learn, backend="torch")

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from bear_classifier import export
+from bear_classifier.settings import EXAMPLES_DIR
 from bench.python_minors import ROOT, smoke_learner, venv_dir
 
-IMAGE = ROOT / "examples" / "black_bear.jpg"
+IMAGE = EXAMPLES_DIR / "black_bear.jpg"
 HERE = f"{sys.version_info.major}.{sys.version_info.minor}"
 OTHER_MINORS = [m for m in ("3.11", "3.12", "3.13") if m != HERE]
 
