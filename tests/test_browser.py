@@ -3,6 +3,7 @@ Screenshots land in test-artifacts/."""
 
 import csv
 import hashlib
+import re
 import time
 from pathlib import Path
 
@@ -91,6 +92,8 @@ def test_out_of_domain_warning_is_shown(page, server, artifacts):
     upload(page, EXAMPLES / "cat.jpg")
     submit(page).click()
     expect(page.get_by_text("does not look like any photo")).to_be_visible()
+    # The headline in large type says what the model cannot tell, instead of announcing "teddy" for a cat.
+    expect(result_label(page)).to_have_text(re.compile(r"^\s*Not a black / grizzly / teddy bear\?\s*$"))
     page.screenshot(path=artifacts / "out_of_domain.png", full_page=True)
 
 
