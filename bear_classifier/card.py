@@ -172,6 +172,17 @@ SHA-256 of model.pkl: `{sha256}`
 """
 
 
+def _accuracy(dataset_type: str, dataset_name: str, value: float) -> EvalResult:
+    """One accuracy line of the Hub's model-index."""
+    return EvalResult(
+        task_type="image-classification",
+        dataset_type=dataset_type,
+        dataset_name=dataset_name,
+        metric_type="accuracy",
+        metric_value=round(value, 4),
+    )
+
+
 def write_card(facts: TrainingFacts, path: Path) -> Path:
     data = ModelCardData(
         license="apache-2.0",
@@ -180,27 +191,19 @@ def write_card(facts: TrainingFacts, path: Path) -> Path:
         tags=["image-classification", "fastai", "timm", "bears"],
         model_name="bear-classifier",
         eval_results=[
-            EvalResult(
-                task_type="image-classification",
-                dataset_type="bears-web-search",
-                dataset_name="Bears (web image search, validation split)",
-                metric_type="accuracy",
-                metric_value=round(facts.valid_accuracy, 4),
-            )
-        ]
-        + (
-            [
-                EvalResult(
-                    task_type="image-classification",
-                    dataset_type="bears-external",
-                    dataset_name="Bears from another web-image collection (external, evaluation only)",
-                    metric_type="accuracy",
-                    metric_value=round(facts.external_accuracy, 4),
-                )
-            ]
-            if facts.external_accuracy is not None
-            else []
-        ),
+            _accuracy("bears-web-search", "Bears (web image search, validation split)", facts.valid_accuracy),
+            *(
+                [
+                    _accuracy(
+                        "bears-external",
+                        "Bears from another web-image collection (external, evaluation only)",
+                        facts.external_accuracy,
+                    )
+                ]
+                if facts.external_accuracy is not None
+                else []
+            ),
+        ],
         bear_classifier=asdict(facts),
     )
     values = asdict(facts)

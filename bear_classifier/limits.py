@@ -64,12 +64,12 @@ class BodyLimits:
         cap = self.upload_bytes if upload else API_BODY_BYTES
         declared = _header(scope, b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > cap):
-            return await _refuse(send, 413, f"Request body over {cap // 1024} KB.")
+            return await _too_large(send, cap)
         if upload:
             return await self._upload(scope, receive, send, cap)
         body = await _read(receive, cap)
         if body is None:
-            return await _refuse(send, 413, f"Request body over {cap // 1024} KB.")
+            return await _too_large(send, cap)
         if _names_a_web_path(body):
             return await _refuse(send, 400, URL_PATH)
         if name := self._around_the_queue(path, body):
@@ -102,7 +102,7 @@ class BodyLimits:
         try:
             await self.app(scope, counted, hold)
         except _TooLarge:
-            return await _refuse(send, 413, f"Request body over {cap // 1024} KB.")
+            return await _too_large(send, cap)
         start = answer.get("start")
         if start and start["status"] == 200:
             paths = json.loads(answer["body"] or b"[]")
@@ -215,6 +215,10 @@ def _delete(paths: list[Any]) -> None:
                 os.remove(path)
             except OSError:
                 pass
+
+
+async def _too_large(send: Send, cap: int) -> None:
+    await _refuse(send, 413, f"Request body over {cap // 1024} KB.")
 
 
 async def _refuse(send: Send, status: int, detail: str) -> None:
