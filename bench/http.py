@@ -23,6 +23,7 @@ from pathlib import Path
 from gradio_client import Client, handle_file
 
 from bear_classifier.settings import EXAMPLES_DIR
+from bench import p95
 from bench.appserver import AppServer
 
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.jpg"))
@@ -42,7 +43,7 @@ class LoadRow:
 
     @property
     def p95_ms(self) -> float:
-        return sorted(self.latencies_ms)[max(0, round(0.95 * len(self.latencies_ms)) - 1)]
+        return p95(self.latencies_ms)
 
 
 @dataclass

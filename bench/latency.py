@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
+import importlib.util
 import io
 import statistics
+import subprocess
+import sys
+import tarfile
 import tempfile
 import time
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +28,12 @@ from PIL import Image
 
 from bear_classifier import data, serving
 from bear_classifier.predictor import Predictor
-from bear_classifier.settings import Settings
+from bear_classifier.settings import ROOT, Settings
+from bench import p95
 
 EXAMPLES = sorted((serving.EXAMPLES_DIR).glob("*.jpg"))
+BEFORE = "43b1677^"
+"""The code before issue 11's one-hop request path (decode and transform on the caller's thread)."""
 
 
 @dataclass
@@ -38,7 +47,7 @@ class Timing:
 
     @property
     def p95(self) -> float:
-        return sorted(self.ms)[max(0, round(0.95 * len(self.ms)) - 1)]
+        return p95(self.ms)
 
 
 def phone_photo(folder: Path, source: Path = EXAMPLES[-1]) -> Path:
@@ -85,6 +94,44 @@ def variants_for(predictor: Predictor) -> dict[str, Callable[[Path], object]]:
         "network forward only, ONNX Runtime (floor)": floor(predictor.network),
         "network forward only, PyTorch": floor(on_torch.network),
     }
+
+
+def package_at(revision: str) -> types.ModuleType | None:
+    """`bear_classifier` as it was at a git revision, imported beside today's (as `bear_classifier_<hash>`),
+    so before and after are timed in one process; None outside a git checkout."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", revision], cwd=ROOT, capture_output=True, text=True)
+        archive = subprocess.run(["git", "archive", revision, "bear_classifier"], cwd=ROOT, capture_output=True)
+    except FileNotFoundError:
+        return None
+    if commit.returncode or archive.returncode:
+        return None
+    folder = Path(tempfile.mkdtemp()) / "bear_classifier"
+    tarfile.open(fileobj=io.BytesIO(archive.stdout)).extractall(folder.parent, filter="data")
+    name = f"bear_classifier_{commit.stdout.strip()}"
+    spec = importlib.util.spec_from_file_location(
+        name, folder / "__init__.py", submodule_search_locations=[str(folder)]
+    )
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[name] = package  # its modules import each other relatively, so they land under this name
+    spec.loader.exec_module(package)
+    return package
+
+
+def before_and_after(predictor: Predictor, rounds: int) -> list[Timing]:
+    """Our predict now and at `BEFORE`, interleaved on the same learner and photos."""
+    old = package_at(BEFORE)
+    if old is None:
+        return []
+    before = importlib.import_module(f"{old.__name__}.predictor").Predictor(predictor.learn)
+    return time_variants(
+        {
+            "our predict, now (one hop to the inference thread)": predictor.predict,
+            f"our predict at {BEFORE}": before.predict,
+        },
+        EXAMPLES,
+        rounds,
+    )
 
 
 def course_learner(arch: str, folder: Path):
@@ -138,6 +185,9 @@ def _measure(rounds: int) -> dict[str, list[Timing]]:
     predictor = serving.load(Settings())[0]
     drafted = Predictor(predictor.learn, draft=True)
     results = {"shipped model, example photos: CPU settings": cheap_wins(predictor, rounds)}
+    compared = before_and_after(predictor, rounds)
+    if compared:
+        results[f"shipped model, example photos: before ({BEFORE}) and after issue 11"] = compared
     with tempfile.TemporaryDirectory() as tmp:
         phone = phone_photo(Path(tmp))
         results["shipped model, example photos"] = time_variants(variants_for(predictor), EXAMPLES, rounds)
