@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from bear_classifier.search import DEFAULT_TERMS
 from bear_classifier.settings import EXAMPLES_DIR
 from bench.appserver import ROOT, AppServer, CallerClients
 
 EXAMPLES = EXAMPLES_DIR
+VOCAB = sorted(DEFAULT_TERMS)  # the shipped model's classes: the folders the notebook searches for, in fastai's order
 BEARS = (
     ROOT.parent / "shared" / "data" / "bears"
 )  # the real photos: licensed for training and testing only, not in the repo
@@ -60,6 +65,22 @@ def artifacts() -> Path:
 
 def example(label: str) -> Path:
     return EXAMPLES / {"black": "black_bear.jpg", "grizzly": "grizzly_bear.jpg", "teddy": "teddy_bear.jpg"}[label]
+
+
+def plain_fastai_predict(model: Path, image: Path, cwd: Path) -> tuple[str, list[str], float]:
+    """The course's two lines, `load_learner` and `learn.predict`, in a fresh process that never
+    imports this package: (label, vocab, sum of the probabilities)."""
+    script = (
+        "import sys, timm\n"
+        "from fastai.vision.all import load_learner\n"
+        f"learn = load_learner({str(model)!r})\n"
+        f"label, index, probs = learn.predict({str(image)!r})\n"
+        "assert 'bear_classifier' not in sys.modules\n"
+        "print(repr((label, list(learn.dls.vocab), round(float(probs.sum()), 4))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return ast.literal_eval(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from bear_classifier import data, evaluate, imagenet, serving, train
-from tests.conftest import EXAMPLES, FIXTURE_BEARS, example
+from tests.conftest import EXAMPLES, FIXTURE_BEARS, VOCAB, example
 
 
 def variants(source: Path, folder: Path, n: int, start: int = 0) -> None:
@@ -26,7 +26,7 @@ def variants(source: Path, folder: Path, n: int, start: int = 0) -> None:
 @pytest.fixture(scope="module")
 def tiny_external(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("external")
-    for label in ("black", "grizzly", "teddy"):
+    for label in VOCAB:
         variants(example(label), root / "bears" / label, 2)
     variants(EXAMPLES / "cat.jpg", root / "not_bears" / "pets", 2)
     variants(EXAMPLES / "coffee_cup.jpg", root / "not_bears" / "mugs", 2)
@@ -87,7 +87,7 @@ def test_evaluate_skips_missing_external_folders(tmp_path):
 def test_external_folder_without_not_bears(tiny_external, tmp_path):
     shutil.copytree(tiny_external / "bears", tmp_path / "bears")
     bears, not_bears = evaluate.external_sets(tmp_path)
-    assert sorted(bears) == ["black", "grizzly", "teddy"] and not_bears == {}
+    assert sorted(bears) == VOCAB and not_bears == {}
 
 
 def learner_for(folder: Path):
@@ -119,3 +119,11 @@ def test_zero_shot_mapping_says_when_no_class_maps(tmp_path):
     assert "no ImageNet class" in mapping.unmapped["left"]
     with pytest.raises(imagenet.NoZeroShotMapping):
         mapping.predict(imagenet.imagenet_probabilities(learn, items))
+
+
+def test_wilson_interval():
+    low, high = evaluate.wilson(0, 10)
+    assert low == 0 and high == pytest.approx(1.96**2 / (10 + 1.96**2))  # closed form when nothing succeeds
+    low, high = evaluate.wilson(330, 340)
+    assert low < 330 / 340 < high and (1 - high, 1 - low) == pytest.approx(evaluate.wilson(10, 340))
+    assert high - low > 0.03  # 340 photos do not tell 97.1% from 97.6%

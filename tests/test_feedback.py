@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from bear_classifier import export, feedback, serving, train
-from tests.conftest import example
+from tests.conftest import VOCAB, example
 
 ANSWER = serving.Answer(
     ("teddy", {"black": 0.05, "grizzly": 0.05, "teddy": 0.9}),
@@ -37,7 +37,7 @@ def answered_and_flagged(log, path, correction, session):
 def flag_images(folder, tmp_path):
     """Flag variants of the examples, each answered in its own visitor session."""
     log = review_log(folder)
-    for label in ("black", "grizzly", "teddy"):
+    for label in VOCAB:
         for i, variant in enumerate((lambda im: im, ImageOps.mirror, ImageOps.flip, ImageOps.grayscale)):
             path = tmp_path / f"{label}_{i}.jpg"
             variant(Image.open(example(label))).convert("RGB").save(path)
@@ -101,7 +101,7 @@ def test_fine_tune_on_reviews_exports_a_working_model(smoke_run, tmp_path):
     flag_images(folder, tmp_path)
     learn = train.fine_tune_on_reviews(smoke_run / "model.pkl", folder, epochs=1, batch_size=2)
     assert len(learn.dls.train_ds) + len(learn.dls.valid_ds) == 12
-    sha = export.export(learn, tmp_path / "model.pkl")
+    sha = export.save(learn, tmp_path / "model.pkl")
     reloaded = export.load(tmp_path / "model.pkl", expected_sha256=sha)
-    assert list(reloaded.dls.vocab) == ["black", "grizzly", "teddy"]
+    assert list(reloaded.dls.vocab) == VOCAB
     assert reloaded.ood_state["kind"] == "imagenet-mass"  # the guard travels inside the new model.pkl too

@@ -13,6 +13,7 @@ import pytest
 
 from bear_classifier import hub
 from bear_classifier.settings import Settings
+from tests.conftest import VOCAB
 from tests.hub_standin import pointed_at_standin
 
 REPO = "bear-lab/bear-classifier"
@@ -155,7 +156,7 @@ def test_the_app_serves_a_pinned_hub_model(standin, monkeypatch):
 
     predictor, facts = serving.load(Settings.from_env())
 
-    assert predictor.vocab == facts.vocab == ["black", "grizzly", "teddy"]
+    assert predictor.vocab == facts.vocab == VOCAB
     assert {r.path for r in standin.requests if r.method == "GET" and "/resolve/" in r.path} == {
         f"/{REPO}/resolve/{sha}/model.pkl",
         f"/{REPO}/resolve/{sha}/README.md",
@@ -186,7 +187,7 @@ def test_a_pushed_model_loads_with_from_pretrained_fastai(standin):
 
     learn = from_pretrained_fastai(REPO, revision=sha)
 
-    assert list(learn.dls.vocab) == ["black", "grizzly", "teddy"]
+    assert list(learn.dls.vocab) == VOCAB
     assert any(r.path == f"/api/models/{REPO}/tree/{sha}" for r in standin.requests)
     downloaded = {r.path for r in standin.requests if r.method == "GET" and "/resolve/" in r.path}
     assert f"/{REPO}/resolve/{sha}/pyproject.toml" in downloaded and f"/{REPO}/resolve/{sha}/model.pkl" in downloaded

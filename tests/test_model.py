@@ -6,13 +6,12 @@ import torch
 from PIL import Image
 
 from bear_classifier import card, export, serving
-from tests.conftest import BEARS, EXAMPLES, FIXTURE_BEARS, example, needs_real_bears
-
-VOCAB = ["black", "grizzly", "teddy"]
+from bear_classifier.images import open_image
+from tests.conftest import BEARS, EXAMPLES, FIXTURE_BEARS, VOCAB, example, needs_real_bears, plain_fastai_predict
 
 
 def test_card_matches_the_committed_model():
-    facts = card.read_facts(serving.CARD_PATH)
+    facts = card.read(serving.CARD_PATH)
     assert facts.sha256 == export.sha256(serving.MODEL_PATH)
     assert facts.vocab == VOCAB
     assert facts.valid_accuracy > facts.baseline_accuracy
@@ -46,7 +45,7 @@ def test_a_tampered_model_is_refused(tmp_path):
     altered = tmp_path / "model.pkl"
     altered.write_bytes(serving.MODEL_PATH.read_bytes() + b"\0")
     with pytest.raises(export.ModelFileError, match="SHA-256"):
-        export.load(altered, expected_sha256=card.read_facts(serving.CARD_PATH).sha256)
+        export.load(altered, expected_sha256=card.read(serving.CARD_PATH).sha256)
 
 
 def test_probabilities_cover_the_vocab_and_sum_to_one(predictor):
@@ -89,7 +88,7 @@ def test_plain_preprocessing_gives_learn_predicts_pixels(predictor, tmp_path):
     for image in [*sorted(EXAMPLES.glob("*.jpg")), phone]:
         expected = predictor.learn.dls.test_dl([image]).one_batch()[0].as_subclass(torch.Tensor)
         assert torch.equal(predictor.preprocess([image]), expected), image.name
-        assert torch.equal(predictor.fastai_transform([predictor.decode(image)]), expected), image.name
+        assert torch.equal(predictor.fastai_transform([open_image(image)]), expected), image.name
 
 
 def test_batch_equals_one_by_one(predictor):
@@ -112,18 +111,7 @@ def test_inputs_of_every_kind_agree(predictor):
 
 def test_fresh_process_loads_with_plain_fastai(tmp_path):
     """The course's two lines work in a process that never imported this package."""
-    import subprocess
-    import sys
-
-    script = (
-        "import timm\nfrom fastai.vision.all import load_learner\n"
-        f"learn = load_learner({str(serving.MODEL_PATH)!r})\n"
-        f"label, index, probs = learn.predict({str(example('black'))!r})\n"
-        "print(label, list(learn.dls.vocab), round(float(probs.sum()), 4))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split("\n")[-2] == f"black {VOCAB} 1.0"
+    assert plain_fastai_predict(serving.MODEL_PATH, example("black"), tmp_path) == ("black", VOCAB, 1.0)
 
 
 def test_both_backends_agree(predictor):
