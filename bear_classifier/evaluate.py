@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -194,10 +195,23 @@ def zero_shot_entry(
     return _evaluate_sets(entry, classify, flag, valid, bears, not_bears, vocab)
 
 
-def _pct(block: dict | None, key: str = "accuracy") -> str:
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion: with a few hundred photos, one or two photos more
+    or less move a rate by about half a point, so rates are compared with their intervals."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _pct(block: dict | None, key: str = "accuracy", interval: bool = False) -> str:
     if not block or block.get(key) is None:
         return "–"
-    return f"{block[key]:.1%} ({round(block[key] * block['n'])}/{block['n']})"
+    k, n = round(block[key] * block["n"]), block["n"]
+    low, high = wilson(k, n)
+    return f"{block[key]:.1%} ({k}/{n}" + (f"; 95% CI {low:.1%}–{high:.1%})" if interval else ")")
 
 
 def markdown(result: dict) -> str:
@@ -213,7 +227,7 @@ def markdown(result: dict) -> str:
         ood = entry["ood"] or {}
         worst = min((b for b in (ood.get("not_bears") or {}).values()), key=lambda b: b["flagged"], default=None)
         lines.append(
-            f"| {entry['name']} | {_pct(entry['valid'])} | {_pct(entry['external_bears'])} | "
+            f"| {entry['name']} | {_pct(entry['valid'], interval=True)} | {_pct(entry['external_bears'], interval=True)} | "
             f"{_pct(ood.get('valid'), 'flagged')} | {_pct(ood.get('external_bears'), 'flagged')} | {_pct(worst, 'flagged')} |"
         )
     notes = [f"- {entry['name']}: {entry['note']}" for entry in result["ladder"] if entry["note"]]
