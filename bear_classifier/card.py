@@ -183,7 +183,7 @@ def _accuracy(dataset_type: str, dataset_name: str, value: float) -> EvalResult:
     )
 
 
-def write_card(facts: TrainingFacts, path: Path) -> Path:
+def write(facts: TrainingFacts, path: Path) -> Path:
     data = ModelCardData(
         license="apache-2.0",
         library_name="fastai",
@@ -259,14 +259,14 @@ def _mapping(mapping: dict) -> str:
     return "Zero-shot mapping found from the training photos: " + "; ".join(parts) + "."
 
 
-def read_facts(path: Path) -> TrainingFacts:
-    """The facts written by `write_card`, e.g. for the app's description."""
+def read(path: Path) -> TrainingFacts:
+    """The facts written by `write`, e.g. for the app's description."""
     card = ModelCard.load(Path(path))
     facts = card.data.to_dict().get("bear_classifier")
     if not isinstance(facts, dict):
         raise MissingFactsError(
             f"{path} has no `bear_classifier:` facts in its YAML front matter: it is not a model card written by this "
-            "project's training (card.write_card), e.g. a repo pushed with huggingface_hub's push_to_hub_fastai. "
+            "project's training (card.write), e.g. a repo pushed with huggingface_hub's push_to_hub_fastai. "
             "The app serves only models made by training.ipynb: it shows their measured accuracy, data and settings "
             "from those facts and checks the pickle's SHA-256 against the one they record. Push such a model with "
             "`bear_classifier.hub.push` (the notebook does, with -p hub_repo), or unset BEAR_MODEL_REPO to serve "
@@ -276,4 +276,4 @@ def read_facts(path: Path) -> TrainingFacts:
 
 
 class MissingFactsError(ValueError):
-    """A model card without the facts that `write_card` records."""
+    """A model card without the facts that `write` records."""

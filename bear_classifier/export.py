@@ -58,7 +58,7 @@ def attach_ood(learn: Learner, train_items: Sequence[Path], quantile: float = im
     return knowledge
 
 
-def export(learn: Learner, path: Path, portable: bool = True) -> str:
+def save(learn: Learner, path: Path, portable: bool = True) -> str:
     """Export a CPU learner to `path`; returns its SHA-256.
 
     `portable` (the default): nothing in the file is Python bytecode, so it loads and predicts on any
@@ -395,6 +395,6 @@ def reexport(path: Path, target: Path | None = None) -> str:
     learn = load(path)
     target = Path(target or path)
     tmp = target.with_suffix(".portable.tmp")
-    sha = export(learn, tmp)
+    sha = save(learn, tmp)
     tmp.replace(target)
     return sha

@@ -249,21 +249,21 @@ class Predictor:
             waiting.append(done)
         return [done.result() for done in waiting]
 
-    def decode(self, image: ImageInput | None) -> Image.Image:
+    def _decode(self, image: ImageInput | None) -> Image.Image:
         """An upright RGB picture, or `ImageError` with a message for the user."""
         return open_image(image, draft_size=self.draft_size)
 
     def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
         """Decode and transform exactly as the validation set was, on the calling thread (training-side
         tools and tests; not thread-safe for learners without a `PlainTransform`)."""
-        return self._transform([self.decode(image) for image in images])
+        return self._transform([self._decode(image) for image in images])
 
     def fastai_transform(self, pictures: Sequence[Image.Image]) -> torch.Tensor:
         """The same through fastai's Pipelines (the reference `PlainTransform` is tested against)."""
         items = [self._after_item(PILImage(picture)) for picture in pictures]
         return self._after_batch(TensorImage(torch.stack(items))).as_subclass(torch.Tensor)
 
-    def ood_scores(self, imagenet: torch.Tensor | None, n: int) -> torch.Tensor:
+    def _ood_scores(self, imagenet: torch.Tensor | None, n: int) -> torch.Tensor:
         """1 - the ImageNet probability mass on the in-domain classes (zeros without a guard)."""
         if self.guard is None or imagenet is None:
             return torch.zeros(n)
@@ -281,7 +281,7 @@ class Predictor:
         pictures, waiting = [], []
         for image, done in batch:
             try:
-                pictures.append(self.decode(image))
+                pictures.append(self._decode(image))
                 waiting.append(done)
             except ImageError as refusal:
                 done.set_result(refusal)
@@ -307,7 +307,7 @@ class Predictor:
     def _classify(self, pictures: Sequence[Image.Image]) -> list[Prediction]:
         outputs = self.network(self._transform(pictures))
         probs, imagenet = outputs[0], (outputs[1] if len(outputs) > 1 else None)
-        scores = self.ood_scores(imagenet, len(probs))
+        scores = self._ood_scores(imagenet, len(probs))
         threshold = self.guard["threshold"] if self.guard else float("inf")
         return [
             Prediction(

@@ -33,7 +33,7 @@ def load(settings: Settings) -> tuple[Predictor, card.TrainingFacts]:
     """`load_learner` once, at start-up, after checking the file's SHA-256 (`settings.model_sha256`,
     else the one its model card records)."""
     model_path, card_path = model_files(settings)
-    facts = card.read_facts(card_path)
+    facts = card.read(card_path)
     expected = settings.model_sha256 or facts.sha256
     # Before serving: refuse a model this Python or these libraries cannot run (the message says what to
     # set), and make one plain learn.predict in a child process, so a pickle that would crash at its first

@@ -185,7 +185,7 @@ def fine_tune_on_reviews(
     batch_size: int = 8,
 ) -> Learner:
     """Continue training the exported model on reviewed corrections (plus `data_dir`, if given,
-    so it does not forget the rest). Export the result with `export.attach_ood` + `export.export`."""
+    so it does not forget the rest). Export the result with `export.attach_ood` + `export.save`."""
     from . import export, feedback  # imported here: export imports imagenet, which imports this module
 
     learn = export.load(model_path)

@@ -4,7 +4,7 @@
     python -m bench.python_minors             # export a smoke learner under each minor, load + predict under each
 
 For every interpreter found (this venv's Python, and $BEAR_VENVS/py3XX, default /tmp/py3XX) it trains a
-tiny learner on synthetic pictures and exports it twice: `portable` (`export.export`, the default) and
+tiny learner on synthetic pictures and exports it twice: `portable` (`export.save`, the default) and
 `fastai` (plain `learn.export`, cloudpickle as fastai ships it). Then every interpreter loads every file
 with plain `load_learner` (never importing bear_classifier) and runs `learn.predict` on
 examples/black_bear.jpg, in its own process: a segfault is reported, not fatal. The shipped model.pkl
@@ -160,8 +160,8 @@ def export_worker(out: Path, quick: bool = False) -> None:
     minor = f"{sys.version_info.major}.{sys.version_info.minor}"
     with tempfile.TemporaryDirectory() as d:
         learn = smoke_learner(Path(d), pretrained=not quick, epochs=0 if quick else 1)
-        export.export(learn, out / f"{minor}-portable.pkl")
-        export.export(learn, out / f"{minor}-fastai.pkl", portable=False)
+        export.save(learn, out / f"{minor}-portable.pkl")
+        export.save(learn, out / f"{minor}-fastai.pkl", portable=False)
 
 
 LOAD = """

@@ -1,4 +1,4 @@
-"""model.pkl across Python minors: `export.export` writes no bytecode, so the file loads and predicts
+"""model.pkl across Python minors: `export.save` writes no bytecode, so the file loads and predicts
 with plain `load_learner` on another minor; `check_servable` refuses what cannot serve here.
 
 The cross-minor tests need venvs of the other minors (`python -m bench.python_minors --build` makes
@@ -50,8 +50,8 @@ def files(tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("portability")
     learn = smoke_learner(tmp / "pictures", pretrained=False, epochs=0)
     paths = {"portable": tmp / "portable.pkl", "fastai": tmp / "fastai.pkl"}
-    export.export(learn, paths["portable"])
-    export.export(learn, paths["fastai"], portable=False)
+    export.save(learn, paths["portable"])
+    export.save(learn, paths["fastai"], portable=False)
     return paths
 
 
@@ -84,7 +84,7 @@ def test_export_refuses_what_only_this_minor_could_load(files, tmp_path):
     learn = export.load(files["portable"])
     learn.label_hook = lambda x: x  # what a notebook-defined function looks like to cloudpickle
     with pytest.raises(export.ModelFileError, match="<lambda>.*importable module"):
-        export.export(learn, tmp_path / "model.pkl")
+        export.save(learn, tmp_path / "model.pkl")
     assert not (tmp_path / "model.pkl").exists()
 
 
