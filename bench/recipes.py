@@ -49,8 +49,10 @@ def dataloaders(size: int = 224):
 def linear_probe(dls, epochs: int = LP_EPOCHS, path: Path | None = None) -> tuple[Learner, dict]:
     """Trained here, or read from `path` (e.g. the notebook's model.pkl, made with the same recipe)."""
     if path:
-        learn = export.load(path)
-        learn.dls = dls
+        # A fresh learner on these dataloaders (vision_learner adds the ImageNet normalisation to them),
+        # with the exported model's weights: the exported learner's own dls hold no photos.
+        learn = train.make_learner(dls, frozen_body=True)
+        learn.model.load_state_dict(export.load(path).model.state_dict())
         return learn, {
             "epochs": epochs,
             "source": f"{path}, sha256 {export.sha256(path)[:12]}",
@@ -233,13 +235,14 @@ def main() -> None:
         probe, facts = linear_probe(dls, path=args.lp_model)
         facts["seconds"] = round(time.perf_counter() - start)
         if not args.lp_model:
-            export.export(probe, args.out / "linear_probe.pkl")
+            export.save(probe, args.out / "linear_probe.pkl")
         rows += measure(f"linear probe: frozen body + BN, fit_one_cycle({LP_EPOCHS})", probe, facts, with_tta=True)
         save()
         if "lp-ft" in only:
             start = time.perf_counter()
             tuned, facts = lp_ft(probe)
             facts["seconds"] = round(time.perf_counter() - start)
+            export.save(tuned, args.out / "lp_ft.pkl")
             rows += measure(f"LP-FT: + unfreeze, fit_one_cycle({FT_EPOCHS})", tuned, facts, with_tta=True)
             save()
     print(table(rows))
