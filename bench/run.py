@@ -55,6 +55,17 @@ def soak_section(requests: int = 2000, callers: int = 16) -> str:
     )
 
 
+def kept_sections(generated: list[str]) -> list[str]:
+    """The sections of the current BENCHMARKS.md that this run does not make (the recipe and guard
+    tables come from their own, slower scripts), kept as they are, after the new ones."""
+    path = ROOT / "BENCHMARKS.md"
+    if not path.exists():
+        return []
+    titles = {section.splitlines()[0] for section in generated}
+    chunks = ("\n" + path.read_text()).split("\n## ")[1:]
+    return ["## " + chunk.strip() for chunk in chunks if "## " + chunk.splitlines()[0] not in titles]
+
+
 def main() -> None:
     predictor = serving.load(Settings())[0]
     sizes = latency.model_size(predictor)
@@ -75,6 +86,7 @@ def main() -> None:
         "## Hostile callers, full sizes (`python -m bench.hostile`)\n\n" + hostile.table(),
         "## Load/soak test (`python -m bench.soak`)\n\n" + soak_section(),
     ]
+    sections += kept_sections(sections)
     (ROOT / "BENCHMARKS.md").write_text("\n\n".join(sections) + "\n")
     print((ROOT / "BENCHMARKS.md").read_text())
 
