@@ -18,7 +18,8 @@ class TrainingFacts:
     vocab: list[str]
     image_size: int
     epochs: int
-    learning_rate: float
+    learning_rate: float | None
+    """None when nothing was trained (the zero-shot recipe)."""
     valid_accuracy: float
     baseline_accuracy: float
     n_train: int
@@ -46,6 +47,8 @@ class TrainingFacts:
     n_not_bears: dict = field(default_factory=dict)
     ood_classes: list = field(default_factory=list)
     """The ImageNet classes that count as in domain."""
+    ood_size: int | None = None
+    """The input size the guard reads (the pretrained network's own)."""
 
 
 def evaluation_facts(result: dict) -> dict:
@@ -71,14 +74,15 @@ def evaluation_facts(result: dict) -> dict:
         "not_bears_flagged": {source: block["flagged"] for source, block in not_bears.items()},
         "n_not_bears": {source: block["n"] for source, block in not_bears.items()},
         "ood_classes": (result.get("guard") or {}).get("in_domain", []),
+        "ood_size": (result.get("guard") or {}).get("size"),
     }
 
 
 BODY = """
 # Bear classifier ({vocab_list})
 
-A {arch} fine-tuned with fastai to tell **{vocab_list}** apart, following fast.ai's
-"Practical Deep Learning" production lesson. Try it in the Space, or load it yourself:
+An ImageNet-pretrained {arch} made into a fastai classifier of **{vocab_list}** ({recipe}),
+following fast.ai's "Practical Deep Learning" production lesson. Try it in the Space, or load it yourself:
 
 ```python
 import timm  # the learner needs it
@@ -109,9 +113,9 @@ The model only knows {n_classes} classes and always answers with one of them, so
 flagged *out of domain* when the ImageNet-pretrained network does not see one of the ImageNet
 classes that the training photos carry: {ood_classes_text}. Its score is the ImageNet probability
 mass outside those classes; the threshold ({ood_threshold:.4f}) is the {ood_percentile_text} of the training photos'
-scores. The training photos alone decide both; the external sets below only measure it. The ImageNet
-classifier reads the same features as our head, in the same forward pass (the body is the
-pretrained one, kept frozen). Flagged answers should not be trusted.
+scores. The training photos alone decide both; the external sets below only measure it. The guard
+reads the photo at {ood_size_text}, the size the pretrained network was trained at (the classifier
+reads {image_size} px; the pretrained body serves both). Flagged answers should not be trusted.
 
 | photos | flagged out of domain |
 |---|---|
@@ -158,7 +162,7 @@ one of the {n_classes} classes are out of domain.
 ## Training
 
 `training.ipynb` in the Space's repository: `DataBlock` with `RandomResizedCrop({image_size}, min_scale=0.5)`
-and `aug_transforms()`, ImageNet-pretrained `{arch}`, {recipe}, learning rate {learning_rate:.2e} from `lr_find`.
+and `aug_transforms()`, ImageNet-pretrained `{arch}`, {recipe}{learning_rate_text}.
 
 ## Environment that wrote model.pkl
 
@@ -209,6 +213,8 @@ def write(facts: TrainingFacts, path: Path) -> Path:
     values = asdict(facts)
     values.update(
         vocab_list=", ".join(facts.vocab),
+        learning_rate_text=f", learning rate {facts.learning_rate:.2e} from `lr_find`" if facts.learning_rate else "",
+        ood_size_text=f"{facts.ood_size} px" if facts.ood_size else "the model's input size",
         n_classes=len(facts.vocab),
         ood_percentile_text=_percentile(facts.ood_quantile),
         n_external_text=f"{facts.n_external} external bear photos"

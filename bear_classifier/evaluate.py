@@ -160,6 +160,7 @@ def evaluate_learner(
             "kind": predictor.guard["kind"],
             "threshold": predictor.guard["threshold"],
             "quantile": predictor.guard["quantile"],
+            "size": predictor.guard.get("size", input_size(learn)),
             "in_domain": [imagenet.class_names()[c] for c in predictor.guard["in_domain"].tolist()],
         }
     return result

@@ -50,9 +50,10 @@ def attach_ood(learn: Learner, train_items: Sequence[Path], quantile: float = im
     """Fit the out-of-domain guard (and the zero-shot mapping) on the training images and store the
     guard's state in the learner, so that it travels inside model.pkl (`imagenet` says how).
 
-    The guard reads the pretrained ImageNet classifier off the learner's own body, in the same
-    forward pass as our head: that is the pretrained network's reading only when the body was kept
-    frozen (`train.linear_probe`); with a fine-tuned body it is calibrated all the same, but knows less."""
+    The guard reads the pretrained ImageNet classifier off the learner's own body, at the pretrained
+    network's input size: that is the pretrained network's reading only when the body was kept
+    (`train.zero_shot`, `train.linear_probe`); with a fine-tuned body it is calibrated all the same,
+    but knows less."""
     knowledge = imagenet.fit(learn, train_items, network=imagenet.own_body_network(learn), quantile=quantile)
     learn.ood_state = imagenet.guard_state(learn, knowledge.guard)
     return knowledge

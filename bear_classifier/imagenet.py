@@ -3,17 +3,19 @@
 The pretrained network has 1000 ImageNet classes ("brown bear", "American black bear", "teddy",
 "ice bear", "tabby", "coffee mug"...). Two uses, both decided from the TRAINING photos only:
 
-- the **zero-shot baseline**: for each ImageNet class, its mean probability on the training photos
-  of each of our classes. An ImageNet class maps onto one of ours when it carries noticeable mass
-  there and that mass is clearly concentrated on that one class. A photo then gets the class of ours
-  whose mapped ImageNet classes hold the most probability. When one of our classes gets no ImageNet
-  class, the mapping says so (`ZeroShotMapping.unmapped`, `NoZeroShotMapping`).
+- the **zero-shot reading** (a baseline, and the shipped recipe: `zero_shot_head`): for each ImageNet
+  class, its mean probability on the training photos of each of our classes. An ImageNet class maps
+  onto one of ours when it carries noticeable mass there and that mass is clearly concentrated on that
+  one class. A photo then gets the class of ours whose mapped ImageNet classes hold the most
+  probability. When one of our classes gets no ImageNet class, the mapping says so
+  (`ZeroShotMapping.unmapped`, `NoZeroShotMapping`).
 - the **out-of-domain guard**: the ImageNet classes that carry noticeable mean probability on the
   training photos are "in domain"; a photo's score is the ImageNet probability mass outside them
   (`1 - mass on in-domain classes`); the threshold is a quantile of the training photos' scores.
-  Its state (the ImageNet classifier, the class indices, the threshold) is stored in model.pkl as
-  plain tensors and numbers, and `predictor.Predictor` computes it in the same forward pass as our
-  head when the learner's body is the pretrained one (the linear-probe recipe).
+  Its state (the ImageNet classifier, the class indices, the threshold, the input size) is stored in
+  model.pkl as plain tensors and numbers, and `predictor.Predictor` computes it with the learner's
+  body, which is the pretrained one (zero-shot and linear-probe recipes), at the pretrained network's
+  own input size (`native_size`).
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from pathlib import Path
 
 import timm
 import torch
+from fastai.layers import Lambda
 from fastai.vision.all import Learner
 
+from .predictor import input_size
 from .train import pretrained_overlay
 
 MIN_MASS = 0.01
@@ -57,11 +61,21 @@ def class_names() -> list[str]:
     return [info.index_to_description(i) for i in range(1000)]
 
 
+def native_size(learn: Learner) -> int:
+    """The input size the pretrained network was trained at (224 for tf_efficientnet_lite0)."""
+    return learn.model[0].model.pretrained_cfg["input_size"][-1]
+
+
 def imagenet_probabilities(
-    learn: Learner, images: Sequence, network: torch.nn.Module | None = None, batch_size: int = 32
+    learn: Learner,
+    images: Sequence,
+    network: torch.nn.Module | None = None,
+    batch_size: int = 32,
+    size: int | None = None,
 ) -> torch.Tensor:
     """ImageNet probabilities (N x 1000) of the pretrained network, on the learner's own validation
-    transforms (resize, centre crop, normalisation), so the pixels are the ones our head sees."""
+    transforms (resize, centre crop, normalisation), so the pixels are the ones our head sees;
+    `size`: at another input size."""
     from .predictor import Predictor
 
     network = network or pretrained_network(arch_of(learn))
@@ -69,7 +83,7 @@ def imagenet_probabilities(
     out = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            batch = predictor.preprocess(images[start : start + batch_size])
+            batch = predictor.preprocess(images[start : start + batch_size], size=size)
             out.append(torch.softmax(network(batch), dim=1))
     return torch.cat(out) if out else torch.zeros(0, 1000)
 
@@ -181,13 +195,19 @@ def fit(
     quantile: float = QUANTILE,
 ) -> Knowledge:
     """Mapping and guard from the training photos (labels: their parent folder names by default).
-    `network`: the pretrained network by default (see `own_body_network`)."""
+    `network`: the pretrained network by default (see `own_body_network`). The mapping reads the
+    learner's input size; the guard the pretrained network's own (`native_size`), where its ImageNet
+    probabilities are what it learnt: at larger sizes it reads bears better but other animals worse
+    (BENCHMARKS.md, guard variants)."""
     vocab = list(learn.dls.vocab)
     labels = list(labels) if labels is not None else [Path(p).parent.name for p in train_items]
+    network = network or pretrained_network(arch_of(learn))
     probabilities = imagenet_probabilities(learn, list(train_items), network)
-    means = class_means(probabilities, labels, vocab)
-    guard = ImageNetGuard.calibrate(means, probabilities, quantile=quantile)
-    return Knowledge(ZeroShotMapping.fit(means, vocab), guard)
+    mapping = ZeroShotMapping.fit(class_means(probabilities, labels, vocab), vocab)
+    if native_size(learn) != input_size(learn):
+        probabilities = imagenet_probabilities(learn, list(train_items), network, size=native_size(learn))
+    guard = ImageNetGuard.calibrate(class_means(probabilities, labels, vocab), probabilities, quantile=quantile)
+    return Knowledge(mapping, guard)
 
 
 def own_body_network(learn: Learner) -> torch.nn.Module:
@@ -208,7 +228,31 @@ def guard_state(learn: Learner, guard: ImageNetGuard) -> dict:
         "in_domain": torch.tensor(guard.in_domain, dtype=torch.long),
         "threshold": guard.threshold,
         "quantile": guard.quantile,
+        "size": native_size(learn),
     }
+
+
+def zero_shot_head(learn: Learner, mapping: ZeroShotMapping) -> torch.nn.Sequential:
+    """A fastai head that IS the zero-shot reading: the pretrained ImageNet classifier on the average-
+    pooled features, then the log of the ImageNet probability mapped onto each of our classes. fastai's
+    softmax activation (`learn.predict`) turns that into the mapped mass normalised over our classes.
+    Plain torch and fastai modules only, so model.pkl still loads without this package."""
+    mapping.check()
+    classifier = pretrained_network(arch_of(learn)).get_classifier()
+    gather = torch.nn.Linear(classifier.out_features, len(mapping.vocab))
+    with torch.no_grad():
+        gather.weight.zero_()
+        for k, label in enumerate(mapping.vocab):
+            gather.weight[k, mapping.classes[label]] = 1.0
+        gather.bias.fill_(1e-30)  # a photo whose mapped classes all underflow gets equal odds, not log(0)
+    return torch.nn.Sequential(
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        classifier,
+        torch.nn.Softmax(dim=1),
+        gather,
+        Lambda(torch.log),
+    )
 
 
 def body_is_pretrained(learn: Learner) -> bool:

@@ -10,6 +10,7 @@ go through fastai's own Pipelines.
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 import queue
@@ -42,9 +43,9 @@ from .images import ImageError, ImageInput, open_image
 # ONNX Runtime runs the same weights, exported once at start-up (about a second), about 3x faster on a
 # CPU with the same probabilities (BENCHMARKS.md), so it is the default where installed. The guard's
 # ImageNet classifier (stored in model.pkl by `export.attach_ood`) reads the body's average-pooled
-# features: fastai's head starts with AdaptiveConcatPool2d ([max, avg]), so one pooled tensor feeds both
-# heads. It is the pretrained network's ImageNet reading only because the body is the pretrained one
-# (the linear-probe recipe, `train.linear_probe`).
+# features. It is the pretrained network's ImageNet reading only because the body is the pretrained one
+# (the zero-shot and linear-probe recipes); when the guard works at another input size than our head,
+# the Predictor runs the network a second time at that size (`Predictor.__init__`).
 ImageNetHead = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -54,8 +55,7 @@ class TorchNetwork(nn.Module):
 
     def __init__(self, model: nn.Module, imagenet: ImageNetHead | None = None):
         super().__init__()
-        self.body, head = model[0], model[1]
-        self.pool, self.classify = head[:2], head[2:]  # fastai's head: concat-pool + flatten, then the layers
+        self.body, self.head = model[0], model[1]
         self.imagenet = None
         if imagenet is not None:
             weight, bias = imagenet
@@ -64,12 +64,11 @@ class TorchNetwork(nn.Module):
         self.eval()
 
     def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        features = self.pool(self.body(batch))
-        probabilities = torch.softmax(self.classify(features), dim=1)
+        maps = self.body(batch)
+        probabilities = torch.softmax(self.head(maps), dim=1)  # fastai's activation for CrossEntropyLossFlat
         if self.imagenet is None:
             return (probabilities,)
-        average = features[:, features.shape[1] // 2 :]  # AdaptiveConcatPool2d: [max, avg]
-        return probabilities, torch.softmax(self.imagenet(average), dim=1)
+        return probabilities, torch.softmax(self.imagenet(maps.mean((2, 3))), dim=1)
 
 
 class OnnxNetwork:
@@ -91,6 +90,9 @@ class OnnxNetwork:
         )
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
+        # Idle pool threads would otherwise spin for a while after each run, taking the cores from the
+        # next run: the guard's network (a second session) ran 3x slower right after the head's.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = onnxruntime.InferenceSession(graph.getvalue(), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -146,15 +148,25 @@ class PlainTransform:
     def __init__(
         self, crop: RandomResizedCrop, to_float: IntToFloatTensor, affine: AffineCoordTfm | None, normalize: Normalize
     ):
-        width, height = crop.size  # fastai keeps (width, height) here, as PIL does
-        extra = math.ceil(max(width, height) * crop.val_xtra / 8) * 8
-        self.resize_to = (width + extra, height + extra)
-        left, top = (self.resize_to[0] - width) // 2, (self.resize_to[1] - height) // 2
-        self.box = (left, top, left + width, top + height)
+        self.val_xtra = crop.val_xtra
         self.resample = crop.mode
         self.div = to_float.div
         self.affine = affine
         self.mean, self.std = normalize.mean.cpu(), normalize.std.cpu()
+        self._set_size(crop.size)  # fastai keeps (width, height) here, as PIL does
+
+    def _set_size(self, size: tuple[int, int]) -> None:
+        width, height = size
+        extra = math.ceil(max(width, height) * self.val_xtra / 8) * 8
+        self.resize_to = (width + extra, height + extra)
+        left, top = (self.resize_to[0] - width) // 2, (self.resize_to[1] - height) // 2
+        self.box = (left, top, left + width, top + height)
+
+    def at(self, side: int) -> PlainTransform:
+        """The same transform for a `side` x `side` input (the guard's, when it differs from the head's)."""
+        other = copy.copy(self)
+        other._set_size((side, side))
+        return other
 
     @classmethod
     def of(cls, learn: Learner) -> PlainTransform | None:
@@ -210,18 +222,30 @@ class Predictor:
         self.learn = learn
         self.model = learn.model.eval().cpu()
         size = input_size(learn)
-        # The out-of-domain guard, written by export.attach_ood: the pretrained ImageNet classifier,
-        # folded into the network as a second output, and the ImageNet classes that count as in domain.
-        state = getattr(learn, "ood_state", None)
-        self.guard = state if state and state.get("kind") == "imagenet-mass" else None
-        imagenet = (state["imagenet_weight"], state["imagenet_bias"]) if self.guard else None
-        self.network = network(self.model, size, backend, imagenet)
         self.vocab: list[str] = list(learn.dls.vocab)
         # The validation-time transforms (split_idx=1): resize and centre crop, no augmentation.
         valid = learn.dls.valid
         self._after_item = Pipeline(valid.after_item.fs, split_idx=1)
         self._after_batch = Pipeline(valid.after_batch.fs, split_idx=1)
         self._plain = PlainTransform.of(learn)
+        # The out-of-domain guard, written by export.attach_ood: the pretrained ImageNet classifier,
+        # folded into the network as a second output, the ImageNet classes that count as in domain, and
+        # the input size it was calibrated at (the pretrained network's own; the head may read a larger one).
+        state = getattr(learn, "ood_state", None)
+        self.guard = state if state and state.get("kind") == "imagenet-mass" else None
+        imagenet = (state["imagenet_weight"], state["imagenet_bias"]) if self.guard else None
+        guard_size = self.guard.get("size", size) if self.guard else size
+        self._guard_network = self._guard_plain = None
+        if guard_size == size:
+            self.network = network(self.model, size, backend, imagenet)
+        else:
+            if self._plain is None:
+                raise ValueError(
+                    f"The guard reads {guard_size} px, the model {size} px: that needs the standard transforms"
+                )
+            self.network = network(self.model, size, backend)
+            self._guard_network = network(self.model, guard_size, backend, imagenet)
+            self._guard_plain = self._plain.at(guard_size)
         # Decoding a JPEG at reduced size is far cheaper for phone photos, but changes pixels
         # slightly compared with learn.predict; off unless asked for (BENCHMARKS.md measures it).
         self.draft_size = 2 * size if draft else None
@@ -253,10 +277,16 @@ class Predictor:
         """An upright RGB picture, or `ImageError` with a message for the user."""
         return open_image(image, draft_size=self.draft_size)
 
-    def preprocess(self, images: Sequence[ImageInput]) -> torch.Tensor:
+    def preprocess(self, images: Sequence[ImageInput], size: int | None = None) -> torch.Tensor:
         """Decode and transform exactly as the validation set was, on the calling thread (training-side
-        tools and tests; not thread-safe for learners without a `PlainTransform`)."""
-        return self._transform([self._decode(image) for image in images])
+        tools and tests; not thread-safe for learners without a `PlainTransform`). `size`: another
+        input size (needs a `PlainTransform`)."""
+        pictures = [self._decode(image) for image in images]
+        if size is None or size == input_size(self.learn):
+            return self._transform(pictures)
+        if self._plain is None:
+            raise ValueError(f"Resizing to {size} px needs the standard transforms (PlainTransform)")
+        return self._plain.at(size)(pictures)
 
     def fastai_transform(self, pictures: Sequence[Image.Image]) -> torch.Tensor:
         """The same through fastai's Pipelines (the reference `PlainTransform` is tested against)."""
@@ -307,6 +337,8 @@ class Predictor:
     def _classify(self, pictures: Sequence[Image.Image]) -> list[Prediction]:
         outputs = self.network(self._transform(pictures))
         probs, imagenet = outputs[0], (outputs[1] if len(outputs) > 1 else None)
+        if self._guard_network is not None:
+            imagenet = self._guard_network(self._guard_plain(pictures))[1]
         scores = self._ood_scores(imagenet, len(probs))
         threshold = self.guard["threshold"] if self.guard else float("inf")
         return [

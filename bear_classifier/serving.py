@@ -128,7 +128,7 @@ web image search ({", ".join(f"{n} {label}" for label, n in facts.counts.items()
 pixel-similarity baseline gets {facts.baseline_accuracy:.1%}.{external}
 
 ### What it cannot do
-It knows only these {len(facts.vocab)} classes and always picks one: a brown bear, a panda or a cat
+It knows only these {len(facts.vocab)} classes and always picks one: a polar bear, a panda or a cat
 gets a bear label. Such photos are flagged as *not like the training data*, but the check is not
 perfect. The training photos are mostly clear, centred web photos; night-time, camera-trap or
 distant shots may be misread. This is a demo, not a safety tool.

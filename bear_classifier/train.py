@@ -28,6 +28,8 @@ from .predictor import input_size
 from .settings import Settings
 
 RECIPES = {
+    "zero_shot": "zero-shot: the ImageNet-pretrained network unchanged, its ImageNet classes mapped onto ours "
+    "from the training photos (`imagenet.zero_shot_head`); nothing trained",
     "linear_probe": "linear probe: the head trained with `freeze()` + `fit_one_cycle({epochs})` on the frozen "
     "pretrained body (BatchNorm statistics frozen too: `train_bn=False`, `BnFreeze`)",
     "fine_tune": "the course default, `fine_tune({epochs})`",
@@ -87,7 +89,8 @@ def pretrained_overlay(arch: str) -> dict:
 @dataclass
 class TrainResult:
     learn: Learner
-    lr: float
+    lr: float | None
+    """None when nothing was trained (`zero_shot`)."""
     accuracy: float
 
 
@@ -129,6 +132,17 @@ def linear_probe(learn: Learner, epochs: int, lr: float | None = None) -> TrainR
     lr = lr if lr is not None else find_lr(learn)
     learn.fit_one_cycle(epochs, lr)
     return TrainResult(learn, lr, validation_accuracy(learn))
+
+
+def zero_shot(learn: Learner, mapping) -> TrainResult:
+    """No training: the head becomes the pretrained ImageNet classifier read through `mapping`
+    (an `imagenet.ZeroShotMapping` found from the training photos), on a learner from
+    `make_learner(..., frozen_body=True)`."""
+    from . import imagenet  # imported here: imagenet imports this module
+
+    learn.model[1] = imagenet.zero_shot_head(learn, mapping).to(device())
+    learn.opt = None  # the optimizer held the old head's parameters; fastai makes a new one when needed
+    return TrainResult(learn, None, validation_accuracy(learn))
 
 
 def validation_accuracy(learn: Learner) -> float:

@@ -4,7 +4,7 @@ photos' scores becomes the threshold, and whether adding the k-NN feature distan
 here on the pretrained body's features) helps. Everything is fitted on the training split; the
 validation split and the external sets only measure.
 
-    python -m bench.guard_variants [--out runs/guard_variants.md]
+    python -m bench.guard_variants [--size 224] [--out runs/guard_variants.md]
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ def outputs(learn, network, paths: list[Path]) -> tuple[torch.Tensor, torch.Tens
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.guard_variants")
+    parser.add_argument("--size", type=int, default=224, help="the model's input size (the notebook's image_size)")
     parser.add_argument("--out", type=Path, default=Path("runs/guard_variants.md"))
     args = parser.parse_args()
-    dls = data.dataloaders(evaluate.DEFAULT_DATA, data.verify_folder(evaluate.DEFAULT_DATA), seed=42)
+    dls = data.dataloaders(evaluate.DEFAULT_DATA, data.verify_folder(evaluate.DEFAULT_DATA), size=args.size, seed=42)
     learn = train.make_learner(dls, frozen_body=True)  # its transforms and arch only
     network = imagenet.pretrained_network(imagenet.arch_of(learn))
     train_items, valid = list(dls.train.items), list(dls.valid.items)

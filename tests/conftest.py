@@ -106,6 +106,7 @@ def smoke_run(tmp_path_factory) -> Path:
             max_per_class=8,
             batch_size=8,
             image_size=64,
+            recipe="linear_probe",  # trains (lr_find, fit_one_cycle); the zero-shot recipe: tests/test_evaluate.py
             epochs=1,
             learning_rate=None,
             output_dir=str(out),

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageOps
 
-from bear_classifier import data, evaluate, imagenet, serving, train
-from tests.conftest import EXAMPLES, FIXTURE_BEARS, VOCAB, example
+from bear_classifier import data, evaluate, export, imagenet, serving, train
+from bear_classifier.predictor import Predictor, input_size
+from tests.conftest import EXAMPLES, FIXTURE_BEARS, VOCAB, example, plain_fastai_predict
 
 
 def variants(source: Path, folder: Path, n: int, start: int = 0) -> None:
@@ -127,3 +128,29 @@ def test_wilson_interval():
     low, high = evaluate.wilson(330, 340)
     assert low < 330 / 340 < high and (1 - high, 1 - low) == pytest.approx(evaluate.wilson(10, 340))
     assert high - low > 0.03  # 340 photos do not tell 97.1% from 97.6%
+
+
+def test_zero_shot_recipe_puts_the_mapping_inside_the_model(tmp_path):
+    """`train.zero_shot`: learn.predict gives the mapped ImageNet mass, normalised over our classes,
+    from a model.pkl that plain fastai loads; the guard reads 224 px while the model reads 160."""
+    variants(EXAMPLES / "cat.jpg", tmp_path / "data" / "cat", 6)
+    variants(EXAMPLES / "coffee_cup.jpg", tmp_path / "data" / "cup", 6)
+    dls = data.dataloaders(tmp_path / "data", data.verify_folder(tmp_path / "data"), size=160, batch_size=2)
+    learn = train.make_learner(dls, frozen_body=True)
+    mapping = imagenet.ZeroShotMapping(["cat", "cup"], {"cat": [281, 282, 283, 284, 285], "cup": [504, 968]})
+    assert train.zero_shot(learn, mapping).lr is None
+    export.attach_ood(learn, list(dls.train.items))
+    export.save(learn, tmp_path / "model.pkl")
+    learn = export.load(tmp_path / "model.pkl")
+    predictor = Predictor(learn)
+    assert predictor.guard["size"] == 224 and input_size(learn) == 160
+    photos = [EXAMPLES / "cat.jpg", EXAMPLES / "coffee_cup.jpg", example("teddy")]
+    scores = mapping.scores(imagenet.imagenet_probabilities(learn, photos))
+    at_224 = imagenet.imagenet_probabilities(learn, photos, size=224)
+    for i, photo in enumerate(photos):
+        expected = (scores[i] / scores[i].sum()).tolist()
+        assert learn.predict(photo)[2].tolist() == pytest.approx(expected, abs=1e-5)
+        answer = predictor.predict(photo)
+        assert list(answer.probabilities.values()) == pytest.approx(expected, abs=1e-4)
+        assert answer.ood_score == pytest.approx(1 - float(at_224[i, predictor.guard["in_domain"]].sum()), abs=1e-4)
+    assert plain_fastai_predict(tmp_path / "model.pkl", EXAMPLES / "cat.jpg", tmp_path)[:2] == ("cat", ["cat", "cup"])
