@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from bear_classifier import data, serving
+from bear_classifier import data, export, serving
 from bear_classifier.predictor import Predictor
 from bear_classifier.settings import ROOT, Settings
 from bench import p95
@@ -118,15 +118,21 @@ def package_at(revision: str) -> types.ModuleType | None:
     return package
 
 
-def before_and_after(predictor: Predictor, rounds: int) -> list[Timing]:
-    """Our predict now and at `BEFORE`, interleaved on the same learner and photos."""
+def before_and_after(rounds: int) -> list[Timing]:
+    """Our predict now and at `BEFORE`, interleaved on the same photos and on the model.pkl of `BEFORE`
+    (a linear probe: the code of then cannot read today's zero-shot head)."""
     old = package_at(BEFORE)
     if old is None:
         return []
-    before = importlib.import_module(f"{old.__name__}.predictor").Predictor(predictor.learn)
+    folder = Path(tempfile.mkdtemp())
+    (folder / "model.pkl").write_bytes(
+        subprocess.run(["git", "show", f"{BEFORE}:model.pkl"], cwd=ROOT, capture_output=True, check=True).stdout
+    )
+    learn = export.load(folder / "model.pkl")
+    before = importlib.import_module(f"{old.__name__}.predictor").Predictor(learn)
     return time_variants(
         {
-            "our predict, now (one hop to the inference thread)": predictor.predict,
+            "our predict, now (one hop to the inference thread)": Predictor(learn).predict,
             f"our predict at {BEFORE}": before.predict,
         },
         EXAMPLES,
@@ -185,9 +191,9 @@ def _measure(rounds: int) -> dict[str, list[Timing]]:
     predictor = serving.load(Settings())[0]
     drafted = Predictor(predictor.learn, draft=True)
     results = {"shipped model, example photos: CPU settings": cheap_wins(predictor, rounds)}
-    compared = before_and_after(predictor, rounds)
+    compared = before_and_after(rounds)
     if compared:
-        results[f"shipped model, example photos: before ({BEFORE}) and after issue 11"] = compared
+        results[f"model.pkl of {BEFORE}, example photos: our predict before and after issue 11"] = compared
     with tempfile.TemporaryDirectory() as tmp:
         phone = phone_photo(Path(tmp))
         results["shipped model, example photos"] = time_variants(variants_for(predictor), EXAMPLES, rounds)
