@@ -18,6 +18,7 @@ from fastai.vision.all import (
     ClassificationInterpretation,
     DataLoaders,
     Learner,
+    Normalize,
     accuracy,
     error_rate,
     vision_learner,
@@ -215,7 +216,10 @@ def fine_tune_on_reviews(
             if label in vocab:
                 shutil.copy(image, root / label / f"review_{i}{image.suffix}")
         report = data.verify_folder(root)
-        learn.dls = data.dataloaders(root, report, size=input_size(learn), batch_size=batch_size)
+        dls = data.dataloaders(root, report, size=input_size(learn), batch_size=batch_size)
+        # vision_learner added the arch's normalisation to the training run's dataloaders; these need it too
+        dls.add_tfms([t for t in learn.dls.valid.after_batch.fs if isinstance(t, Normalize)], "after_batch")
+        learn.dls = dls
         if list(learn.dls.vocab) != vocab:
             raise data.DataError(f"Reviewed data has labels {list(learn.dls.vocab)}, the model {vocab}.")
         linear_probe(learn, epochs, lr)  # the head only: the pretrained body, and so the guard, stay as they are

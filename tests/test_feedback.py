@@ -105,3 +105,5 @@ def test_fine_tune_on_reviews_exports_a_working_model(smoke_run, tmp_path):
     reloaded = export.load(tmp_path / "model.pkl", expected_sha256=sha)
     assert list(reloaded.dls.vocab) == VOCAB
     assert reloaded.ood_state["kind"] == "imagenet-mass"  # the guard travels inside the new model.pkl too
+    # the pixels are normalised as the pretrained body expects (the new dataloaders got vision_learner's Normalize)
+    assert [type(t).__name__ for t in reloaded.dls.valid.after_batch.fs][-1] == "Normalize"
