@@ -87,6 +87,7 @@ following fast.ai's "Practical Deep Learning" production lesson. Try it in the S
 ```python
 import timm  # the learner needs it
 from fastai.vision.all import load_learner
+
 learn = load_learner("model.pkl")  # only load pickles you trust: unpickling runs code
 label, index, probs = learn.predict("photo.jpg")
 ```

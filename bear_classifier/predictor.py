@@ -93,6 +93,7 @@ class OnnxNetwork:
         # Idle pool threads would otherwise spin for a while after each run, taking the cores from the
         # next run: the guard's network (a second session) ran 3x slower right after the head's.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.enable_cpu_mem_arena = False  # batches of 16 at 320 px would keep a peak-sized arena per session
         self.session = onnxruntime.InferenceSession(graph.getvalue(), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -30,7 +30,7 @@ def test_the_guard_state_is_plain_tensors_and_numbers(predictor):
     """model.pkl loads without this package: the guard's state holds nothing of ours."""
     state = predictor.learn.ood_state
     assert state["kind"] == "imagenet-mass" and isinstance(state["threshold"], float)
-    assert {type(v) for v in state.values()} <= {str, float, torch.Tensor}
+    assert {type(v) for v in state.values()} <= {str, float, int, torch.Tensor}
     assert state["imagenet_weight"].shape == (1000, 1280)
 
 
