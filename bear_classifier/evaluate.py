@@ -181,10 +181,10 @@ def zero_shot_entry(
     mapping, guard = knowledge.mapping, knowledge.guard
     cache: dict[tuple, torch.Tensor] = {}
 
-    def probabilities(paths: Sequence[Path]) -> torch.Tensor:
-        key = tuple(paths)
+    def probabilities(paths: Sequence[Path], size: int | None = None) -> torch.Tensor:
+        key = (tuple(paths), size)
         if key not in cache:
-            cache[key] = imagenet.imagenet_probabilities(learn, list(paths), network)
+            cache[key] = imagenet.imagenet_probabilities(learn, list(paths), network, size=size)
         return cache[key]
 
     entry = _entry(f"{imagenet.arch_of(learn)} ImageNet-pretrained, zero-shot")
@@ -192,7 +192,7 @@ def zero_shot_entry(
     classify = (lambda p: mapping.predict(probabilities(p))) if not mapping.unmapped else None
     if mapping.unmapped:
         entry["note"] = "no zero-shot baseline: " + "; ".join(mapping.unmapped.values())
-    flag = lambda p: guard.is_out(probabilities(p)).tolist()  # noqa: E731
+    flag = lambda p: guard.is_out(probabilities(p, imagenet.native_size(learn))).tolist()  # noqa: E731  as calibrated
     return _evaluate_sets(entry, classify, flag, valid, bears, not_bears, vocab)
 
 

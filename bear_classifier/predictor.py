@@ -74,7 +74,7 @@ class TorchNetwork(nn.Module):
 class OnnxNetwork:
     """The same network, exported to ONNX in memory and run by ONNX Runtime."""
 
-    def __init__(self, model: nn.Module, size: int, imagenet: ImageNetHead | None = None):
+    def __init__(self, model: nn.Module, size: int, imagenet: ImageNetHead | None = None, spin: bool = True):
         import onnxruntime
 
         graph = io.BytesIO()
@@ -90,9 +90,9 @@ class OnnxNetwork:
         )
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
-        # Idle pool threads would otherwise spin for a while after each run, taking the cores from the
-        # next run: the guard's network (a second session) ran 3x slower right after the head's.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # After a run, the pool's threads spin for a while waiting for the next one: a little faster for
+        # one session, but with two (the guard's pass) each took the cores from the other, 3x slower.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         options.enable_cpu_mem_arena = False  # batches of 16 at 320 px would keep a peak-sized arena per session
         self.session = onnxruntime.InferenceSession(graph.getvalue(), options, providers=["CPUExecutionProvider"])
 
@@ -102,14 +102,14 @@ class OnnxNetwork:
 
 
 def network(
-    model: nn.Module, size: int, backend: str | None = None, imagenet: ImageNetHead | None = None
+    model: nn.Module, size: int, backend: str | None = None, imagenet: ImageNetHead | None = None, spin: bool = True
 ) -> TorchNetwork | OnnxNetwork:
     """`backend` "onnx" or "torch" (settings.backend); by default ONNX Runtime when it and `onnx`
-    are installed."""
+    are installed. `spin`: False when two networks take turns (ONNX Runtime only)."""
     backend = backend or ("onnx" if _has_onnxruntime() else "torch")
     if backend not in ("onnx", "torch"):
         raise ValueError(f"BEAR_BACKEND must be 'onnx' or 'torch', not {backend!r}")
-    return OnnxNetwork(model, size, imagenet) if backend == "onnx" else TorchNetwork(model, imagenet)
+    return OnnxNetwork(model, size, imagenet, spin) if backend == "onnx" else TorchNetwork(model, imagenet)
 
 
 def _has_onnxruntime() -> bool:
@@ -244,8 +244,8 @@ class Predictor:
                 raise ValueError(
                     f"The guard reads {guard_size} px, the model {size} px: that needs the standard transforms"
                 )
-            self.network = network(self.model, size, backend)
-            self._guard_network = network(self.model, guard_size, backend, imagenet)
+            self.network = network(self.model, size, backend, spin=False)
+            self._guard_network = network(self.model, guard_size, backend, imagenet, spin=False)
             self._guard_plain = self._plain.at(guard_size)
         # Decoding a JPEG at reduced size is far cheaper for phone photos, but changes pixels
         # slightly compared with learn.predict; off unless asked for (BENCHMARKS.md measures it).
