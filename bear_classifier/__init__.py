@@ -2,8 +2,8 @@
 
 Training side: `search` (web image search) -> `data` (verify files, DataLoaders) -> `baseline`
 (pixel similarity) -> `imagenet` (the pretrained network zero-shot, and the out-of-domain guard
-fitted on the training photos) -> `train` (linear probe or fine-tune, error analysis; `weights`: the
-offline ImageNet weights) -> `export` (portable model.pkl, with the guard inside) -> `evaluate`
+fitted on the training photos) -> `train` (zero-shot head, linear probe or fine-tune, error analysis,
+the offline ImageNet weights) -> `export` (portable model.pkl, with the guard inside) -> `evaluate`
 (validation and external photos) -> `card` (model card) -> `hub` (publish) -> `deploy` (the Space).
 
 Serving side, one request (`settings` read once by app.py; `serving.load` checks model.pkl first):
@@ -13,8 +13,9 @@ Serving side, one request (`settings` read once by app.py; `serving.load` checks
     components.UploadedImage.preprocess    only files uploaded here (images.uploaded_file)
     app.classify_image -> serving.classify -> Predictor.predict_batch  --one hop-->  decode (images.open_image)
                                                                                      + transform + network
-                                                                                     + guard, for every
-                                                                                     request waiting
+                                                                                     + guard (224 px pass),
+                                                                                     for every request
+                                                                                     waiting
     serving.format_answer / refusal  <-------------------------------------------   Prediction | ImageError
     feedback.ReviewLog.remember    (what a "Wrong?" flag of this session may refer to)
 """

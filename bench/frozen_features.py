@@ -4,7 +4,8 @@ zero-shot reading. The body is the pretrained network, so each view's pooled fea
 and every head reads them. Ensemble weights are chosen on the validation split's log-loss; the external
 photos are only measured.
 
-    python -m bench.frozen_features [--model model.pkl]   # about 6 minutes on 2 CPU cores
+    git show 8bf48bb:model.pkl > runs/linear_probe.pkl   # the linear probe shipped before the zero-shot model
+    python -m bench.frozen_features --model runs/linear_probe.pkl   # about 6 minutes on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from fastai.vision.all import Normalize
+from fastai.vision.all import AdaptiveConcatPool2d, Normalize
 from PIL import Image, ImageOps
 
 from bear_classifier import evaluate, export, imagenet
@@ -61,11 +62,11 @@ def features(learn, predictor: Predictor, paths: list[Path], pixels=None) -> tor
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.frozen_features")
-    parser.add_argument("--model", type=Path, default=Path("model.pkl"))
+    parser.add_argument("--model", type=Path, default=Path("runs/linear_probe.pkl"))
     args = parser.parse_args()
     learn = export.load(args.model)
-    if not imagenet.body_is_pretrained(learn):
-        raise SystemExit(f"{args.model} has a fine-tuned body: this compares heads on the pretrained one")
+    if not imagenet.body_is_pretrained(learn) or not isinstance(learn.model[1][0], AdaptiveConcatPool2d):
+        raise SystemExit(f"{args.model} is not a linear probe (fastai head on the pretrained body): see the docstring")
     vocab, predictor = list(learn.dls.vocab), Predictor(learn, backend="torch")
     state = learn.ood_state
     train, valid = evaluate.split(evaluate.DEFAULT_DATA, input_size(learn))
