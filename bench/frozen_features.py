@@ -11,12 +11,10 @@ photos are only measured.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
-import numpy as np
 import torch
-from fastai.vision.all import AdaptiveConcatPool2d, Normalize
+from fastai.vision.all import AdaptiveConcatPool2d
 from PIL import Image, ImageOps
 
 from bear_classifier import evaluate, export, imagenet
@@ -27,35 +25,25 @@ WEIGHTS = (0.25, 0.5, 0.75, 1.0)
 """Share of our head in the output ensemble `w * head + (1 - w) * zero-shot` (1.0: the head alone)."""
 
 
-def view(size: int, mirror: bool = False, letterbox: bool = False):
-    """fastai's validation resize (squash to size + 14%, centre crop) at another size, or a letterbox."""
+def view(mirror: bool = False, letterbox: bool = False):
+    """A photo as the view sees it, before the learner's own resize and crop (`Predictor.preprocess`)."""
 
-    def pixels(picture: Image.Image) -> torch.Tensor:
-        if letterbox:
-            picture = ImageOps.pad(picture, (size, size), Image.BILINEAR)
-        else:
-            side = size + math.ceil(size * 0.14 / 8) * 8
-            margin = (side - size) // 2
-            picture = picture.resize((side, side), Image.BILINEAR).crop((margin, margin, margin + size, margin + size))
-        if mirror:
-            picture = ImageOps.mirror(picture)
-        return torch.from_numpy(np.array(picture)).permute(2, 0, 1).float() / 255
+    def picture(path: Path) -> Image.Image:
+        picture = open_image(path)
+        if letterbox:  # black bars to a square, so the squash resize keeps the aspect ratio
+            side = max(picture.size)
+            picture = ImageOps.pad(picture, (side, side))
+        return ImageOps.mirror(picture) if mirror else picture
 
-    return pixels
+    return picture
 
 
-def features(learn, predictor: Predictor, paths: list[Path], pixels=None) -> torch.Tensor:
-    """The head's pooled input ([max, avg] of the body's last feature map) for each photo."""
-    normalize = next(t for t in learn.dls.valid.after_batch.fs if isinstance(t, Normalize))  # the arch's own stats
-    mean, std = normalize.mean.cpu()[0], normalize.std.cpu()[0]
+def features(learn, predictor: Predictor, paths: list[Path], size: int, picture=open_image) -> torch.Tensor:
+    """The head's pooled input ([max, avg] of the body's last feature map) for each photo, at `size` px."""
     out = []
     with torch.inference_mode():
         for start in range(0, len(paths), 16):
-            chunk = paths[start : start + 16]
-            if pixels is None:
-                batch = predictor.preprocess(chunk)
-            else:
-                batch = (torch.stack([pixels(open_image(p)) for p in chunk]) - mean) / std
+            batch = predictor.preprocess([picture(p) for p in paths[start : start + 16]], size=size)
             out.append(learn.model[1][:2](learn.model[0](batch)))
     return torch.cat(out)
 
@@ -76,16 +64,16 @@ def main() -> None:
         name: torch.tensor([vocab.index(p.parent.name) for p in sets[name]]) for name in ("train", "valid", "external")
     }
     views = {
-        "224 (shipped)": None,
-        "224 mirrored": view(224, mirror=True),
-        "288": view(288),
-        "320": view(320),
-        "224 letterboxed": view(224, letterbox=True),
+        "224 (shipped)": (224, open_image),
+        "224 mirrored": (224, view(mirror=True)),
+        "288": (288, open_image),
+        "320": (320, open_image),
+        "224 letterboxed": (224, view(letterbox=True)),
     }
     head = learn.model[1][2:].eval()
     outputs = {}
-    for name, pixels in views.items():
-        f = {s: features(learn, predictor, paths, pixels) for s, paths in sets.items()}
+    for name, (size, picture) in views.items():
+        f = {s: features(learn, predictor, paths, size, picture) for s, paths in sets.items()}
         with torch.inference_mode():
             outputs[name] = {
                 s: (
