@@ -33,11 +33,16 @@ from .predictor import input_size
 from .train import pretrained_overlay
 
 MIN_MASS = 0.01
-"""An ImageNet class is "noticeable" on one of our classes when its mean probability over that
-class's training photos is at least this."""
+"""An ImageNet class maps onto one of our classes when its mean probability over that class's
+training photos is at least this..."""
 CONCENTRATION = 0.8
-"""...and it maps onto that class when at least this share of its mass (summed over our classes'
-means) sits there."""
+"""...and at least this share of its mass (summed over our classes' means) sits there."""
+GUARD_MIN_MASS = 0.003
+"""An ImageNet class is in domain for the guard when its mean probability over the training photos
+of one of our classes is at least this. Lower than the mapping's, so that the classes a few odd bear
+photos carry count too (on the shipped training photos: "hair slide", "hamper", "wool", "toy poodle"
+for teddies, "siamang" and "wild boar" for black bears) and those photos are not flagged. The guard
+table (BENCHMARKS.md) has the settings tried; this one alone met both targets on the external sets."""
 QUANTILE = 1.0
 """The guard's threshold: this quantile of the training photos' own scores (about 1% flagged)."""
 
@@ -157,7 +162,11 @@ class ImageNetGuard:
 
     @classmethod
     def calibrate(
-        cls, means: torch.Tensor, probabilities: torch.Tensor, min_mass: float = MIN_MASS, quantile: float = QUANTILE
+        cls,
+        means: torch.Tensor,
+        probabilities: torch.Tensor,
+        min_mass: float = GUARD_MIN_MASS,
+        quantile: float = QUANTILE,
     ) -> ImageNetGuard:
         """`means`: `class_means` of the training photos; `probabilities`: their ImageNet probabilities.
         In domain: every ImageNet class with mean probability >= `min_mass` on one of our classes, and
