@@ -14,26 +14,16 @@ from pathlib import Path
 import torch
 
 from bear_classifier import data, evaluate, imagenet, train
-from bear_classifier.predictor import Predictor
-
-
-def probabilities(predictor: Predictor, network: torch.nn.Module, paths: list[Path]) -> torch.Tensor:
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(paths), 32):
-            out.append(torch.softmax(network(predictor.preprocess(paths[start : start + 32])), 1))
-    return torch.cat(out)
 
 
 def row(size: int, network: torch.nn.Module, guard_min_mass: float) -> tuple[str, list[str]]:
     dls = data.dataloaders(evaluate.DEFAULT_DATA, data.verify_folder(evaluate.DEFAULT_DATA), size=size, seed=42)
     learn = train.make_learner(dls, frozen_body=True)  # its transforms only
-    predictor = Predictor(learn, backend="torch")
     train_items, valid = list(dls.train.items), list(dls.valid.items)
     bears, not_bears = evaluate.external_sets(evaluate.DEFAULT_EXTERNAL)
     bear_paths = [p for paths in bears.values() for p in paths]
     sets = {"train": train_items, "valid": valid, "external bears": bear_paths, **not_bears}
-    probs = {name: probabilities(predictor, network, paths) for name, paths in sets.items()}
+    probs = {name: imagenet.imagenet_probabilities(learn, paths, network) for name, paths in sets.items()}
     vocab = list(dls.vocab)
     means = imagenet.class_means(probs["train"], [p.parent.name for p in train_items], vocab)
     mapping = imagenet.ZeroShotMapping.fit(means, vocab).check()
