@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from bear_classifier import data, evaluate, imagenet, train
+from bench import write_table
 
 MIN_MASSES = (0.003, 0.005, 0.01, 0.02)
 QUANTILES = (0.99, 0.995, 1.0)
@@ -80,10 +81,7 @@ def main() -> None:
                     f"| {label}, min_mass {min_mass} | {len(guard.in_domain)} | {quantile} | {rate['valid']:.1%} | "
                     f"{rate['external bears']:.1%} | " + " | ".join(f"{rate[s]:.1%}" for s in sources) + " |"
                 )
-    table = "\n".join(lines)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(table + "\n")
-    print(table)
+    write_table(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from bear_classifier import data, evaluate, imagenet, train
+from bench import write_table
 
 
 def row(size: int, network: torch.nn.Module, guard_min_mass: float) -> tuple[str, list[str]]:
@@ -56,10 +57,7 @@ def main() -> None:
         "|---|---|---|---|---|" + "---|" * len(sources),
         *(line for line, _ in rows),
     ]
-    table = "\n".join(lines)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(table + "\n")
-    print(table)
+    write_table(lines, args.out)
 
 
 if __name__ == "__main__":
