@@ -103,16 +103,17 @@ def guard_steps(predictor: Predictor) -> dict[str, Callable[[Path], object]]:
     if predictor._guard_network is None:
         return {}
     picture = functools.cache(predictor._decode)
-    guard_input = functools.cache(lambda image: predictor._guard_plain([picture(image)]))
+
+    def transform(image: Path) -> torch.Tensor:
+        return predictor._guard_plain([picture(image)])
+
+    guard_input = functools.cache(transform)
 
     def guard_pass(image: Path) -> object:
         with torch.inference_mode():
             return predictor._guard_network(guard_input(image))
 
-    return {
-        "guard's step: transform at its size": lambda image: predictor._guard_plain([picture(image)]),
-        "guard's step: network pass at its size": guard_pass,
-    }
+    return {"guard's step: transform at its size": transform, "guard's step: network pass at its size": guard_pass}
 
 
 def package_at(revision: str) -> types.ModuleType | None:
