@@ -1,5 +1,8 @@
 """Grizzly, black or teddy? fast.ai lesson 2's bear classifier as a Gradio app. Settings: README."""
 
+import spaces  # ZeroGPU, the Space hardware of free accounts, needs it imported first; elsewhere it does nothing
+
+# isort: split
 import gradio as gr
 
 from bear_classifier import feedback, limits, serving
@@ -16,6 +19,12 @@ def classify_image(img: str | serving.ImageError, request: gr.Request) -> tuple:
     answer = serving.classify(model, img)  # requests waiting together share one forward pass
     reviews.remember(request, img, answer)  # what a "Wrong?" flag from this visitor may refer to
     return answer.as_outputs()
+
+
+@spaces.GPU(duration=5)
+def zerogpu_requirement() -> None:
+    """ZeroGPU stops an app without a @spaces.GPU function. Never called: inference stays on the CPU, where it was
+    measured, so visitors spend no GPU quota and never wait for a GPU to be attached."""
 
 
 demo = gr.Interface(

@@ -1,14 +1,17 @@
 """Deploy the app to a Hugging Face Space in one command:
 
-    python -m bear_classifier.deploy --space you/bear-classifier
+    python -m bear_classifier.deploy --space you/bear-classifier                    # ZeroGPU on a free account
     python -m bear_classifier.deploy --space you/bear-classifier --model-repo you/bear-classifier --revision <sha>
-    python -m bear_classifier.deploy --out build/space        # write the Space's files for git, send nothing
+    python -m bear_classifier.deploy --space you/bear-classifier --check --wait     # run the tree here first, then
+                                                                                    # wait for the Space and call it
+    python -m bear_classifier.deploy --out build/space      # write the Space's files for git, send nothing
 
-It creates the Space if needed (Gradio SDK), uploads exactly the files the Space runs in one commit (the app,
-`bear_classifier/*.py`, `examples/`, the model and its card unless served from a model repo, README.md with the
-Space's front matter, requirements.txt for a CPU Space, the Hub's standard .gitattributes) and deletes anything
-else a previous upload left there, sets the Space variables, and prints the Space's URL. Large files (model.pkl)
-are handled by huggingface_hub (Xet/LFS); no git or git-lfs needed.
+It picks the hardware (`--hardware`, else the Space's own if it exists, else from the account's plan: ZeroGPU for
+a free account, CPU basic for PRO), builds the Space's files for that hardware and the model's own versions
+(`spacetree`), optionally runs that exact tree in a fresh venv here (`--check`, `spacecheck`), creates the Space if
+needed, sets its variables (and a private Storage Bucket at /data with `--bucket`), uploads exactly those files
+in one commit (deleting anything an earlier upload left), and with `--wait` follows the build until the Space
+runs and answers one example. Large files (model.pkl) are handled by huggingface_hub (Xet/LFS); no git needed.
 
 The Hub is reached through `huggingface_hub.HfApi`, whose endpoint comes from HF_ENDPOINT (which is how the tests
 point it at a local stand-in, tests/hub_standin.py).
@@ -19,102 +22,128 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, SpaceCard, get_token
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, Volume, get_token, hf_hub_download
+from huggingface_hub.errors import HfHubHTTPError
 
+from . import card, export, spacecheck, spacetree
 from .hub import COMMIT_SHA
 from .settings import ROOT
+from .spacecheck import SpaceCheckError
+from .spacetree import HARDWARE, Hardware, SpaceTreeError
 
 REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
-# PyTorch's CPU-only wheels: on Linux, torch from PyPI pulls ~4 GB of CUDA (nvidia-*, triton) a CPU Space never uses.
-CPU_INDEX = "https://download.pytorch.org/whl/cpu"
-CPU_PACKAGES = ("torch", "torchvision")
 MODEL_VARIABLES = ("BEAR_MODEL_REPO", "BEAR_MODEL_REVISION")
 NO_TOKEN_HELP = (
     "No Hugging Face token found. Log in once with `hf auth login` (or `huggingface_hub.login()`, "
     "`notebook_login()` in Jupyter/Colab), set HF_TOKEN, or pass --token. It needs write access: "
     "https://huggingface.co/settings/tokens"
 )
+PAYMENT_HELP = (
+    "The Hub answered 402 Payment Required: since July 2026 a Gradio Space on {flavor} needs a PRO account (or a "
+    "Team/Enterprise organisation); free accounts may host up to 2 Gradio Spaces on ZeroGPU. Deploy with "
+    "--hardware zero-a10g (the default for a free account), or subscribe at https://huggingface.co/pro. "
+    "Sources: https://huggingface.co/docs/hub/spaces-overview, https://huggingface.co/docs/hub/spaces-zerogpu."
+)
+FORBIDDEN_HELP = (
+    "The Hub answered 403 Forbidden to {what}: {detail}. Check that the token has write access to {namespace} "
+    "(https://huggingface.co/settings/tokens); on ZeroGPU a free account may host at most 2 Spaces and a PRO "
+    "account 10: delete or move one (Settings > Hardware), or deploy with --hardware cpu-basic on PRO."
+)
+FAILED_STAGES = {"BUILD_ERROR", "RUNTIME_ERROR", "CONFIG_ERROR", "NO_APP_FILE", "PAUSED", "STOPPED", "DELETING"}
 
 
 class DeployError(RuntimeError):
     """Something the user must fix before deploying; the message says what."""
 
 
-# The Hub refuses a Space README that breaks these: https://huggingface.co/docs/hub/spaces-config-reference
-SHORT_DESCRIPTION_MAX = 60
-SPACE_COLORS = ("red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray")
+@dataclass
+class Model:
+    """What the Space serves: its card's versions and facts, whether model.pkl is portable across Python minors,
+    and the files to upload (None when the Space fetches them from `repo` at `revision`)."""
+
+    versions: dict[str, str]
+    vocab: list[str]
+    portable: bool
+    upload: tuple[bytes, bytes] | None
+    pickle: Path
+    repo: str | None = None
+    revision: str | None = None
+    private: bool = False
 
 
-def check_front_matter(card: SpaceCard) -> None:
-    """Fail before sending anything where the Hub would refuse the commit."""
-    data = card.data
-    if data.sdk != "gradio" or not data.app_file:
-        raise DeployError("README.md's front matter must say `sdk: gradio` and `app_file: app.py`")
-    short = data.get("short_description")
-    if short is not None and len(str(short)) > SHORT_DESCRIPTION_MAX:
+def local_model(root: Path = ROOT) -> Model:
+    pickle, model_card = Path(root) / "model.pkl", Path(root) / "model_card.md"
+    for path in (pickle, model_card):
+        if not path.is_file():
+            raise DeployError(
+                f"No {path.name} at {root}: train a model first (training.ipynb), or serve one from the Hub with "
+                "--model-repo you/bear-classifier --revision <commit sha>"
+            )
+    facts = card.read(model_card)
+    upload = (pickle.read_bytes(), model_card.read_bytes())
+    return Model(facts.versions, facts.vocab, not export.by_value_code(pickle), upload, pickle)
+
+
+def hub_model(api: HfApi, repo: str, revision: str) -> Model:
+    """The pinned model repo's card and model.pkl (downloaded: its versions and portability decide the Space)."""
+    try:
+        info = api.model_info(repo, revision=revision)
+        readme = hf_hub_download(repo, "README.md", revision=revision, token=api.token)
+        pickle = hf_hub_download(repo, "model.pkl", revision=revision, token=api.token)
+    except HfHubHTTPError as e:
         raise DeployError(
-            f"README.md's short_description is {len(str(short))} characters; the Hub refuses more than "
-            f"{SHORT_DESCRIPTION_MAX}: shorten it"
+            f"Could not read model.pkl and README.md of {repo} at {revision} ({_status(e)}): check the id, the "
+            "commit SHA the notebook's push printed, and that this token can read the repo."
+        ) from e
+    facts = card.read(Path(readme))
+    portable = not export.by_value_code(Path(pickle))
+    return Model(facts.versions, facts.vocab, portable, None, Path(pickle), repo, revision, bool(info.private))
+
+
+def choose_hardware(api: HfApi, space: str, requested: str | None) -> tuple[Hardware, str]:
+    """(hardware, why): `requested`, else the existing Space's, else from the account's plan (`whoami`)."""
+    if requested:
+        return HARDWARE[requested], "asked for with --hardware"
+    try:
+        runtime = api.get_space_runtime(space)
+        current = runtime.requested_hardware or runtime.hardware
+        if current in HARDWARE:
+            return HARDWARE[current], f"the Space runs on {current} already"
+    except HfHubHTTPError:
+        pass  # no such Space yet
+    namespace = space.split("/")[0]
+    try:
+        me = api.whoami()
+    except HfHubHTTPError:
+        return spacetree.ZERO_GPU, "the account's plan could not be read: ZeroGPU is the hardware every account may use"
+    if me.get("name") == namespace:
+        if me.get("isPro"):
+            return spacetree.CPU_BASIC, "a PRO account: CPU basic, where the app's CPU inference was measured"
+        return spacetree.ZERO_GPU, "a free account: ZeroGPU is the one Gradio hardware it may host"
+    return spacetree.ZERO_GPU, f"the plan of organisation {namespace} is not known here: ZeroGPU fits every plan"
+
+
+def space_files(
+    hardware: Hardware = spacetree.CPU_BASIC, model: Model | None = None, root: Path = ROOT
+) -> dict[str, bytes]:
+    """{path in the Space: content} for `hardware`, serving `model` (default: the committed model.pkl)."""
+    model = model or local_model(root)
+    try:
+        return spacetree.files(
+            hardware,
+            model.versions,
+            portable=model.portable,
+            model=model.upload,
+            model_repo=model.repo,
+            revision=model.revision,
+            root=root,
         )
-    for key in ("colorFrom", "colorTo"):
-        if data.get(key) is not None and data.get(key) not in SPACE_COLORS:
-            raise DeployError(f"README.md's {key} is {data.get(key)!r}; the Hub accepts only {', '.join(SPACE_COLORS)}")
-
-
-def space_readme(text: str, *, model_repo: str | None = None, revision: str | None = None) -> str:
-    """README.md with the Space's front matter: with a model repo, `models:` names it and `preload_from_hub:`
-    fetches model.pkl and its card at the pinned commit while the Space is built (so start-up needs no download)."""
-    card = SpaceCard(text)
-    check_front_matter(card)
-    if not model_repo:
-        return text
-    card.data.models = [model_repo, *(m for m in (card.data.models or []) if m != model_repo)]
-    card.data.preload_from_hub = [f"{model_repo} model.pkl,README.md {revision}"]
-    return str(card)
-
-
-def space_requirements(text: str) -> str:
-    """requirements.txt for the Space: the same pins, with torch/torchvision as PyTorch's CPU-only builds
-    (`+cpu` local versions, from PyTorch's CPU index; everything else still comes from PyPI)."""
-    lines = [
-        "# Written by bear_classifier.deploy: CPU-only torch/torchvision, no CUDA wheels on a CPU Space.",
-        f"--extra-index-url {CPU_INDEX}",
-    ]
-    for line in text.splitlines():
-        match = re.match(rf"^({'|'.join(CPU_PACKAGES)})==([\w.]+)(\s*#.*)?$", line.strip())
-        lines.append(f"{match[1]}=={match[2]}+cpu{match[3] or ''}" if match else line)
-    missing = [name for name in CPU_PACKAGES if not any(re.match(rf"^{name}==.*\+cpu", line) for line in lines)]
-    if missing:
-        raise DeployError(f"requirements.txt must pin {', '.join(missing)} as `name==version` (the exporting versions)")
-    return "\n".join(lines) + "\n"
-
-
-def space_files(*, model_repo: str | None = None, revision: str | None = None, root: Path = ROOT) -> dict[str, bytes]:
-    """{path in the Space: content}: exactly what the Space runs, nothing else (no venv, runs, reviews, tests,
-    benchmarks, notebooks, caches or type stubs)."""
-    root = Path(root)
-    files: dict[str, bytes] = {}
-    for pattern in ("app.py", ".gitattributes", "bear_classifier/*.py", "examples/*"):
-        for path in sorted(root.glob(pattern)):
-            if path.is_file():
-                files[path.relative_to(root).as_posix()] = path.read_bytes()
-    for name in ("app.py", ".gitattributes"):
-        if name not in files:
-            raise DeployError(f"{root / name} is missing: run the deploy command from a checkout of the project")
-    if not model_repo:
-        for name in ("model.pkl", "model_card.md"):
-            if not (root / name).is_file():
-                raise DeployError(
-                    f"No {name} at {root}: train a model first (training.ipynb), or serve one from the Hub with "
-                    "--model-repo you/bear-classifier --revision <commit sha>"
-                )
-            files[name] = (root / name).read_bytes()
-    readme = (root / "README.md").read_text(encoding="utf-8")
-    files["README.md"] = space_readme(readme, model_repo=model_repo, revision=revision).encode()
-    files["requirements.txt"] = space_requirements((root / "requirements.txt").read_text(encoding="utf-8")).encode()
-    return files
+    except SpaceTreeError as e:
+        raise DeployError(str(e)) from e
 
 
 def check_options(*, space: str | None, model_repo: str | None, revision: str | None) -> None:
@@ -132,11 +161,10 @@ def check_options(*, space: str | None, model_repo: str | None, revision: str | 
         )
 
 
-def write(folder: Path, *, model_repo: str | None = None, revision: str | None = None, root: Path = ROOT) -> Path:
+def write(folder: Path, files: dict[str, bytes]) -> Path:
     """Write the Space's files into `folder` (e.g. a clone of the Space, for git users); sends nothing."""
-    check_options(space=None, model_repo=model_repo, revision=revision)
     folder = Path(folder)
-    for name, content in space_files(model_repo=model_repo, revision=revision, root=root).items():
+    for name, content in files.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(content)
     return folder
@@ -147,40 +175,153 @@ def deploy(
     space: str,
     model_repo: str | None = None,
     revision: str | None = None,
+    hardware: str | None = None,
     token: str | None = None,
     private: bool | None = None,
+    bucket: str | None = None,
+    check: bool = False,
+    wait: float | None = None,
     root: Path = ROOT,
 ) -> str:
     """Create or update the Space `space` in one commit; returns its URL.
 
     With `model_repo` and `revision`, the Space serves model.pkl from that model repo at that commit (Space
     variables BEAR_MODEL_REPO/BEAR_MODEL_REVISION, and `preload_from_hub` in the README); without, it serves the
-    local model.pkl, and those variables are removed if an earlier deploy set them.
+    local model.pkl, and those variables are removed if an earlier deploy set them. `check`: run the exact tree
+    in a fresh venv here first (`spacecheck`); `wait`: seconds to follow the build, then call /predict once.
     """
     check_options(space=space, model_repo=model_repo, revision=revision)
-    files = space_files(model_repo=model_repo, revision=revision, root=root)
     token = token or get_token()
     if not token:
         raise DeployError(NO_TOKEN_HELP)
     api = HfApi(token=token)
-    url = api.create_repo(space, repo_type="space", space_sdk="gradio", exist_ok=True, private=private)
-    # Variables first: setting one restarts the Space, and the build that the commit starts must see them.
+    model = hub_model(api, model_repo, revision) if model_repo else local_model(root)
+    chosen, why = choose_hardware(api, space, hardware)
+    print(f"Hardware: {chosen.flavor} ({why}).")
+    files = space_files(chosen, model, root)
+    if model.private:
+        _check_space_can_read(api, space, model)
+    if check:
+        spacecheck.run(files, chosen, model_pickle=model.pickle, vocab=model.vocab, hub_token=token)
+    url = _create(api, space, chosen, private)
+    # Variables and volumes first: setting one restarts the Space, and the build the commit starts must see them.
     if model_repo:
         api.add_space_variable(space, "BEAR_MODEL_REPO", model_repo, description="Hub model repo serving model.pkl")
         api.add_space_variable(space, "BEAR_MODEL_REVISION", revision, description="its pinned commit SHA")
     else:
         for key in set(MODEL_VARIABLES) & set(api.get_space_variables(space)):
             api.delete_space_variable(space, key)
+    if bucket:
+        _mount_private_bucket(api, space, bucket)
     stale = [path for path in api.list_repo_files(space, repo_type="space") if path not in files]
     operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=data) for name, data in files.items()]
     operations += [CommitOperationDelete(path_in_repo=path) for path in stale]
-    model = f"{model_repo}@{revision[:7]}" if model_repo else "model.pkl"
+    served = f"{model_repo}@{revision[:7]}" if model_repo else "model.pkl"
     info = api.create_commit(
-        space, repo_type="space", operations=operations, commit_message=f"Deploy bear classifier ({model})"
+        space, repo_type="space", operations=operations, commit_message=f"Deploy bear classifier ({served})"
     )
     print(f"Uploaded {len(files)} files{f', deleted {len(stale)}' if stale else ''} to {space} at commit {info.oid}")
     print(f"Space: {url}")
+    if wait:
+        wait_until_running(api, space, timeout=wait, example=root / "examples" / "grizzly_bear.jpg")
     return str(url)
+
+
+def _status(error: HfHubHTTPError) -> str:
+    response = getattr(error, "response", None)
+    return f"HTTP {response.status_code}" if response is not None else str(error)
+
+
+def _server_message(error: HfHubHTTPError) -> str:
+    response = getattr(error, "response", None)
+    try:
+        return str(response.json().get("error") or response.text)
+    except Exception:
+        return str(error)
+
+
+def _create(api: HfApi, space: str, hardware: Hardware, private: bool | None) -> str:
+    """Create the Space on `hardware` (an existing one is asked to move to it), turning the Hub's plan refusals
+    into what to do."""
+    try:
+        url = api.create_repo(
+            space,
+            repo_type="space",
+            space_sdk="gradio",
+            space_hardware=hardware.flavor,
+            exist_ok=True,
+            private=private,
+        )
+        runtime = api.get_space_runtime(space)
+        if (runtime.requested_hardware or runtime.hardware) not in (None, hardware.flavor):
+            api.request_space_hardware(space, hardware.flavor)
+    except HfHubHTTPError as e:
+        status = e.response.status_code if getattr(e, "response", None) is not None else None
+        if status == 402:
+            raise DeployError(PAYMENT_HELP.format(flavor=hardware.flavor)) from e
+        if status == 403:
+            raise DeployError(
+                FORBIDDEN_HELP.format(
+                    what=f"creating {space} on {hardware.flavor}",
+                    detail=_server_message(e),
+                    namespace=space.split("/")[0],
+                )
+            ) from e
+        raise
+    return str(url)
+
+
+def _check_space_can_read(api: HfApi, space: str, model: Model) -> None:
+    """A private model repo: the Space needs a read token as its secret HF_TOKEN, or preload_from_hub fails."""
+    try:
+        secrets = api.get_space_secrets(space)
+    except HfHubHTTPError:
+        secrets = {}  # no Space yet
+    if "HF_TOKEN" not in secrets:
+        raise DeployError(
+            f"{model.repo} is private, and the Space {space} has no HF_TOKEN secret to read it with: its build "
+            f"(preload_from_hub) and start-up would fail. Make the model repo public, or give the Space a read "
+            f'token (https://huggingface.co/settings/tokens): `python -c "from huggingface_hub import HfApi; '
+            f"HfApi().add_space_secret('{space}', 'HF_TOKEN', '<read token>')\"` (create the Space first by deploying "
+            "it once without --model-repo), then deploy again."
+        )
+
+
+def _mount_private_bucket(api: HfApi, space: str, bucket: str) -> None:
+    """Flags are visitors' photos: the bucket is created private, and an existing public one is refused."""
+    api.create_bucket(bucket, private=True, exist_ok=True)
+    if not api.bucket_info(bucket).private:
+        raise DeployError(
+            f"The Storage Bucket {bucket} is public: flagged photos are visitors' photos. Make it private (its "
+            "settings page) or name a new bucket with --bucket."
+        )
+    api.set_space_volumes(space, [Volume(type="bucket", source=bucket, mount_path="/data")])
+    print(f"Storage Bucket {bucket} (private) mounted at /data: flags go to /data/review and survive restarts.")
+
+
+def wait_until_running(api: HfApi, space: str, *, timeout: float, example: Path, every: float = 10) -> dict:
+    """Follow the Space's runtime until it runs (then call /predict once on `example` and return the details) or
+    fails (then raise `DeployError` with the stage and the tail of its log)."""
+    deadline = time.monotonic() + timeout
+    stage = None
+    while time.monotonic() < deadline:
+        stage = str(api.get_space_runtime(space).stage)
+        print(f"Space {space}: {stage}", flush=True)
+        if stage == "RUNNING":
+            from gradio_client import Client, handle_file
+
+            host = api.space_info(space).host or space
+            _, verdict, details = Client(host, token=api.token, verbose=False).predict(
+                handle_file(str(example)), api_name="/predict"
+            )
+            print(f"/predict on {example.name}: {verdict} {details}")
+            return details
+        if stage in FAILED_STAGES:
+            log = list(api.fetch_space_logs(space, build=stage in ("BUILD_ERROR", "CONFIG_ERROR")))
+            tail = "".join(log[-30:]).rstrip()
+            raise DeployError(f"The Space stopped at {stage}. The end of its log:\n{tail}")
+        time.sleep(every)
+    raise DeployError(f"The Space was still {stage} after {timeout:.0f} s: look at its logs on the Space's page")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,22 +332,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--space", help="the Space id, e.g. your-name/bear-classifier")
     parser.add_argument("--model-repo", help="serve model.pkl from this Hub model repo instead of the local file")
     parser.add_argument("--revision", help="the model repo's commit SHA to pin (required with --model-repo)")
+    parser.add_argument(
+        "--hardware",
+        choices=sorted(HARDWARE),
+        help="zero-a10g (ZeroGPU: free accounts, up to 2 Spaces) or cpu-basic (PRO); default: the Space's own, "
+        "else from the account's plan",
+    )
     parser.add_argument("--token", help="a write token (default: HF_TOKEN or the token saved by `hf auth login`)")
     parser.add_argument("--private", action="store_true", default=None, help="create the Space private")
+    parser.add_argument(
+        "--bucket", help="create this Storage Bucket private (e.g. you/bear-reviews), mount it at /data"
+    )
+    parser.add_argument("--check", action="store_true", help="run the Space's exact tree in a fresh venv here first")
+    parser.add_argument("--wait", type=float, nargs="?", const=1800, help="follow the build (seconds, default 1800)")
     parser.add_argument("--out", type=Path, help="write the Space's files into this folder (for git) and send nothing")
     args = parser.parse_args(argv)
     try:
-        if args.out:
-            folder = write(args.out, model_repo=args.model_repo, revision=args.revision)
-            print(f"Wrote the Space's files to {folder}")
+        check_options(space=args.space, model_repo=args.model_repo, revision=args.revision)
+        if args.space and not args.out:
+            deploy(
+                space=args.space,
+                model_repo=args.model_repo,
+                revision=args.revision,
+                hardware=args.hardware,
+                token=args.token,
+                private=args.private,
+                bucket=args.bucket,
+                check=args.check,
+                wait=args.wait,
+            )
             return 0
-        if not args.space:
-            parser.error("--space your-name/space-name is required (or --out FOLDER to write the files only)")
-        deploy(
-            space=args.space, model_repo=args.model_repo, revision=args.revision, token=args.token, private=args.private
-        )
-    except DeployError as e:
-        parser.error(str(e))
+        if not (args.out or args.check):
+            parser.error("--space your-name/space-name is required (or --out FOLDER / --check without uploading)")
+        # Without a Space: the tree for --hardware (default ZeroGPU, the free accounts' hardware), written or checked.
+        hardware = HARDWARE[args.hardware or spacetree.ZERO_GPU.flavor]
+        model = hub_model(HfApi(token=args.token), args.model_repo, args.revision) if args.model_repo else local_model()
+        files = space_files(hardware, model)
+        if args.check:
+            spacecheck.run(files, hardware, model_pickle=model.pickle, vocab=model.vocab, hub_token=args.token)
+        if args.out:
+            print(f"Wrote the Space's files for {hardware.flavor} to {write(args.out, files)}")
+    except (DeployError, SpaceCheckError) as e:
+        print(f"deploy: {e}", file=sys.stderr)
+        return 2
+    except HfHubHTTPError as e:  # anything else the Hub refused: its own words, not a traceback
+        print(f"deploy: the Hub refused a request ({_status(e)}): {_server_message(e)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -344,32 +344,47 @@ warnings.filterwarnings("ignore")
 import timm  # noqa: F401
 from fastai.vision.all import load_learner
 learn = load_learner(sys.argv[1], cpu=True)
-_, _, probs = learn.predict(sys.argv[2])
-print(json.dumps({"vocab": [str(v) for v in learn.dls.vocab], "probs": [float(p) for p in probs]}))
+for image in sys.argv[2:]:
+    _, _, probs = learn.predict(image)
+    answer = {"vocab": [str(v) for v in learn.dls.vocab], "probs": [float(p) for p in probs]}
+    print("PREDICTED", json.dumps(answer))  # marked: fastai's progress bar writes to stdout too
 """
 
 
-def smoke_predict(path: Path, image: Path, python: str | None = None, timeout: float = 300) -> dict[str, float]:
-    """Load `path` with plain `load_learner` and run one `learn.predict(image)`, in a separate
-    process (a segfault there cannot take the caller down); returns {class: probability}.
-    Raises `ModelFileError` with the child's last lines if it crashed or failed."""
-    cmd = [python or sys.executable, "-c", _SMOKE, str(Path(path).absolute()), str(Path(image).absolute())]
+def smoke_predict(path: Path, *images: Path, python: str | None = None, timeout: float = 300) -> list[dict[str, float]]:
+    """Load `path` with plain `load_learner` and run `learn.predict` on each of `images`, in a separate
+    process (a segfault there cannot take the caller down; `python`: another interpreter, e.g. a Space's
+    venv); returns {class: probability} per image. Raises `ModelFileError` with the child's last lines if it
+    crashed or failed."""
+    cmd = [
+        python or sys.executable,
+        "-c",
+        _SMOKE,
+        str(Path(path).absolute()),
+        *(str(Path(i).absolute()) for i in images),
+    ]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     try:
         done = subprocess.run(
             cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=Path(path).absolute().parent
         )
     except subprocess.TimeoutExpired as e:
-        raise ModelFileError(f"{path}: one prediction took more than {timeout:.0f} s in a test process") from e
+        raise ModelFileError(
+            f"{path}: {len(images)} prediction(s) took more than {timeout:.0f} s in a test process"
+        ) from e
     if done.returncode != 0:
         how = f"was killed by signal {-done.returncode}" if done.returncode < 0 else f"exited with {done.returncode}"
         tail = "\n".join((done.stderr or "").strip().splitlines()[-6:])
         raise ModelFileError(
-            f"{path}: load_learner + one learn.predict {how} under Python {platform.python_version()}. "
+            f"{path}: load_learner + learn.predict {how} under {python or 'Python ' + platform.python_version()}. "
             f"Check its recorded versions (`check_servable`).\n{tail}"
         )
-    out = json.loads(done.stdout.strip().splitlines()[-1])
-    return dict(zip(out["vocab"], out["probs"]))
+    answers = [
+        json.loads(line.removeprefix("PREDICTED "))
+        for line in done.stdout.splitlines()
+        if line.startswith("PREDICTED ")
+    ]
+    return [dict(zip(out["vocab"], out["probs"])) for out in answers]
 
 
 def startup_check(
@@ -385,7 +400,7 @@ def startup_check(
     if expected_sha256 and sha256(path) != expected_sha256.lower():
         raise ModelFileError(f"{path} does not match the expected SHA-256 {expected_sha256}: refusing to unpickle it.")
     check_servable(path, recorded)
-    return smoke_predict(path, image, timeout=timeout)
+    return smoke_predict(path, image, timeout=timeout)[0]
 
 
 def reexport(path: Path, target: Path | None = None) -> str:

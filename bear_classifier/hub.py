@@ -84,3 +84,27 @@ def files_to_push(folder: Path, names: Iterable[str] = ("model.pkl", "confusion_
     files = {name: folder / name for name in names if (folder / name).exists()}
     files["README.md"] = folder / "model_card.md"
     return files
+
+
+def public_feedback(feedback_repo: str | None, space_id: str | None) -> list[str]:
+    """Warnings for a public place where flagged photos (visitors' photos) would go: the BEAR_FEEDBACK_REPO
+    dataset (`CommitScheduler` keeps an existing dataset's visibility) and a Storage Bucket mounted in this Space.
+    What cannot be read (no token, no network) is not warned about: the deploy command checks it too."""
+    api, found = HfApi(), []
+    if feedback_repo:
+        try:
+            if not api.repo_info(feedback_repo, repo_type="dataset").private:
+                found.append(f"the feedback dataset {feedback_repo} (BEAR_FEEDBACK_REPO) is PUBLIC")
+        except Exception:
+            pass  # not created yet (it will be, private), or not readable from here
+    if space_id:
+        try:
+            volumes = api.get_space_runtime(space_id).volumes or []
+            for volume in volumes:
+                if volume.type == "bucket" and not api.bucket_info(volume.source).private:
+                    found.append(f"the Storage Bucket {volume.source} mounted at {volume.mount_path} is PUBLIC")
+        except Exception:
+            pass
+    return [
+        f"WARNING: {where}: flagged photos are visitors' photos. Make it private in its settings." for where in found
+    ]

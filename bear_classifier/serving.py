@@ -4,6 +4,7 @@ prediction into what the page and the API show, and the text around it.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
@@ -40,6 +41,8 @@ def load(settings: Settings) -> tuple[Predictor, card.TrainingFacts]:
     # prediction stops the start-up instead of the first visitor's request.
     export.startup_check(model_path, facts.versions, EXAMPLES_DIR / "black_bear.jpg", expected_sha256=expected)
     learn = export.load(model_path, expected_sha256=expected)
+    for warning in hub.public_feedback(settings.feedback_repo, settings.space_id):
+        print(warning, file=sys.stderr, flush=True)  # loud, at every start, until someone fixes it
     return Predictor(learn, settings.draft_jpeg, settings.backend, settings.max_batch_size), facts
 
 

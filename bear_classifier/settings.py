@@ -1,4 +1,4 @@
-"""Every BEAR_* environment variable, read in this one module with one parser per type; and where the app lives.
+"""Every BEAR_* environment variable (and SPACE_ID, which Spaces set), read in this one module with one parser per type; and where the app lives.
 
 app.py reads `Settings.from_env()` once and passes values down; library code takes arguments. README's
 configuration table lists the same variables.
@@ -66,6 +66,7 @@ class Settings:
     draft_jpeg: bool = False  # BEAR_DRAFT_JPEG: decode large JPEGs at reduced size
     backend: str | None = None  # BEAR_BACKEND: "onnx" or "torch" (default: ONNX Runtime when installed)
     cache: Path = Path.home() / ".cache" / "bear_classifier"  # BEAR_CACHE: converted pretrained weights
+    space_id: str | None = None  # SPACE_ID: set by Hugging Face Spaces (owner/name) when running on one
 
     @property
     def max_batch_size(self) -> int:
@@ -89,4 +90,5 @@ class Settings:
             draft_jpeg=_flag(env, "BEAR_DRAFT_JPEG", False),
             backend=backend,
             cache=Path(_text(env, "BEAR_CACHE") or cls.cache),
+            space_id=_text(env, "SPACE_ID"),
         )

@@ -4,7 +4,10 @@ It is a plain `http.server.ThreadingHTTPServer` on 127.0.0.1 (port 0: the OS pic
 just enough of the Hub's HTTP API for `bear_classifier.hub` and `bear_classifier.deploy`, for model and Space repos:
 repo creation, README front-matter validation, preupload, commit (NDJSON, additions and deletions), repo info and
 file listing (`snapshot_download`, `list_repo_files`), Space variables, and `/resolve/` HEAD/GET for
-`hf_hub_download`. The real Hub is never reached in tests.
+`hf_hub_download`; and what `deploy` needs of accounts and Spaces: `whoami` with the account's plan, the Hub's plan rules
+since July 2026 (a free account gets 402 Payment Required for a Gradio Space on cpu-basic and may host 2 ZeroGPU
+Spaces), Space runtimes that move through scripted stages (BUILDING -> RUNNING, or BUILD_ERROR/RUNTIME_ERROR with
+logs), hardware requests, secrets, volumes, Storage Buckets and private repos. The real Hub is never reached in tests.
 
 Repos are keyed as the Hub's URLs name them: "owner/name" for a model, "spaces/owner/name" for a Space
 ("datasets/owner/name" for a dataset), so a model repo and a Space may share an id, as they do on the Hub.
@@ -38,11 +41,17 @@ COMMIT = re.compile(rf"^/api/{_REPO}/commit/(?P<revision>[^/]+)$")
 TREE = re.compile(rf"^/api/{_REPO}/tree/(?P<revision>[^/]+)(?:/(?P<path>.+))?$")
 INFO = re.compile(rf"^/api/{_REPO}(?:/revision/(?P<revision>[^/]+))?$")
 VARIABLES = re.compile(r"^/api/spaces/(?P<repo>[^/]+/[^/]+)/variables$")
+SPACE_API = re.compile(
+    r"^/api/spaces/(?P<repo>[^/]+/[^/]+)/(?P<what>runtime|hardware|secrets|volumes|logs/build|logs/run)$"
+)
+BUCKET = re.compile(r"^/api/buckets/(?P<bucket>[^/]+/[^/]+)$")
 RESOLVE = re.compile(r"^/(?P<repo>(?:spaces/|datasets/)?[^/]+/[^/]+)/resolve/(?P<revision>[^/]+)/(?P<filename>.+)$")
 # Every path the client may use against the stand-in; anything else is a bug in the code under test.
 KNOWN_ROUTES = re.compile(
     r"^/(api/repos/create$|api/validate-yaml$|api/agent-harnesses$|"
+    r"api/whoami-v2$|api/buckets/[^/]+/[^/]+$|"
     r"api/(models|spaces|datasets)/[^/]+/[^/]+(/(preupload|commit|tree|revision)/.+|/variables)?$|"
+    r"api/spaces/[^/]+/[^/]+/(runtime|hardware|secrets|volumes|logs/build|logs/run)$|"
     r"((spaces|datasets)/)?[^/]+/[^/]+/resolve/)"
 )
 
@@ -50,6 +59,11 @@ KNOWN_ROUTES = re.compile(
 SPACE_COLORS = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
 SPACE_SDKS = {"gradio", "docker", "static", "streamlit"}
 SHORT_DESCRIPTION_MAX = 60
+FREE_ZERO_GPU_SPACES = 2  # hub-docs spaces-zerogpu: free personal accounts host up to 2 ZeroGPU Spaces
+PAYMENT_REQUIRED = (
+    "Static Spaces are free for everyone, but hosting Gradio and Docker Spaces on free cpu-basic requires a PRO "
+    "subscription. Subscribe at https://huggingface.co/pro"
+)  # the Hub's own words, as quoted in ed-donner/agents#1469
 
 
 def repo_key(repo_type: str, repo_id: str) -> str:
@@ -114,6 +128,18 @@ class HubStandIn:
     branches: dict[tuple[str, str], str] = field(default_factory=dict)
     # Space repo id -> {key: {"value": ..., "description": ...}}
     variables: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    # The account a token belongs to (whoami-v2); a free one by default
+    user: str = "bear-lab"
+    pro: bool = False
+    hardware: dict[str, str] = field(default_factory=dict)  # Space repo id -> requested hardware
+    # Space repo id -> the stages its runtime reports, one per call (the last one stays), and its logs
+    stages: dict[str, list[str]] = field(default_factory=dict)
+    logs: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # Space -> "build"/"run" -> lines
+    hosts: dict[str, str] = field(default_factory=dict)  # Space repo id -> the URL its app answers on
+    secrets: dict[str, set[str]] = field(default_factory=dict)
+    volumes: dict[str, list[dict]] = field(default_factory=dict)
+    buckets: dict[str, bool] = field(default_factory=dict)  # bucket id -> private
+    private: set[str] = field(default_factory=set)  # repo keys created or marked private
 
     def add_commit(
         self, repo_id: str, files: dict[str, bytes], branch: str = "main", deleted: Iterable[str] = ()
@@ -203,6 +229,22 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
                 )
             elif match := COMMIT.match(request.path):
                 self._commit(request, match["type"], match["repo"], match["revision"])
+            elif (match := SPACE_API.match(request.path)) and match["what"] == "hardware":
+                flavor = json.loads(request.body)["flavor"]
+                if not self._refuse_hardware(flavor, match["repo"]):
+                    hub.hardware[match["repo"]] = flavor
+                    self._json(200, self._runtime(match["repo"]))
+            elif (match := SPACE_API.match(request.path)) and match["what"] == "secrets":
+                hub.secrets.setdefault(match["repo"], set()).add(json.loads(request.body)["key"])
+                self._send(200)
+            elif match := BUCKET.match(request.path):
+                if match["bucket"] in hub.buckets:
+                    return self._json(
+                        409, {"error": "You already created this bucket", "url": f"{hub.url}/buckets/{match['bucket']}"}
+                    )
+                item = json.loads(request.body or b"{}")
+                hub.buckets[match["bucket"]] = bool(item.get("private")) or item.get("visibility") == "private"
+                self._json(200, {"url": f"{hub.url}/buckets/{match['bucket']}", **self._bucket(match["bucket"])})
             elif match := VARIABLES.match(request.path):
                 item = json.loads(request.body)
                 variables = hub.variables.setdefault(match["repo"], {})
@@ -211,6 +253,70 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
                     **({"description": item["description"]} if item.get("description") else {}),
                 }
                 self._json(200, variables)
+            else:
+                self._not_found()
+
+        def _space_get(self, repo: str, what: str) -> None:
+            if f"spaces/{repo}" not in hub.repos:
+                return self._not_found(f"Repository spaces/{repo} not found", code="RepoNotFound")
+            if what == "runtime":
+                self._json(200, self._runtime(repo))
+            elif what == "secrets":
+                self._json(
+                    200, {key: {"key": key, "updatedAt": "2026-12-01T00:00:00Z"} for key in hub.secrets.get(repo, ())}
+                )
+            elif what.startswith("logs/"):
+                lines = hub.logs.get(repo, {}).get(what.removeprefix("logs/"), [])
+                events = "".join(
+                    f"data: {json.dumps({'data': line + chr(10), 'timestamp': '2026-01-01T00:00:00Z'})}\n\n"
+                    for line in lines
+                )
+                self._send(200, events.encode(), {"Content-Type": "text/event-stream"})
+            else:
+                self._not_found()
+
+        def _runtime(self, repo: str) -> dict:
+            # Before the first upload the Space has no app; after it, each call moves one scripted stage on.
+            uploaded = any(c.repo_id == repo and c.repo_type == "space" for c in hub.commits)
+            stages = hub.stages.get(repo) or ["RUNNING"]
+            stage = "NO_APP_FILE" if not uploaded else stages.pop(0) if len(stages) > 1 else stages[0]
+            flavor = hub.hardware.get(repo)
+            return {
+                "stage": stage,
+                "hardware": {"current": flavor if stage == "RUNNING" else None, "requested": flavor},
+                "volumes": hub.volumes.get(repo),
+            }
+
+        def _bucket(self, bucket: str) -> dict:
+            return {
+                "id": bucket,
+                "private": hub.buckets[bucket],
+                "createdAt": "2026-12-01T00:00:00.000Z",
+                "size": 0,
+                "totalFiles": 0,
+            }
+
+        def _refuse_hardware(self, flavor: str | None, repo: str) -> bool:
+            """The Hub's plan rules: 402 for cpu-basic (or no hardware) on a free account, ZeroGPU capped at 2."""
+            if hub.pro:
+                return False
+            if flavor in (None, "cpu-basic"):
+                self._json(402, {"error": PAYMENT_REQUIRED})
+                return True
+            others = [r for r, f in hub.hardware.items() if f == "zero-a10g" and r != repo]
+            if flavor == "zero-a10g" and len(others) >= FREE_ZERO_GPU_SPACES:
+                self._json(
+                    403, {"error": f"You can host at most {FREE_ZERO_GPU_SPACES} ZeroGPU Spaces on a free account"}
+                )
+                return True
+            return False
+
+        def do_PUT(self) -> None:
+            request = self._record()
+            match = SPACE_API.match(request.path)
+            if match and match["what"] == "volumes":
+                hub.volumes[match["repo"]] = json.loads(request.body)["volumes"]
+                self._send(200)
             else:
                 self._not_found()
 
@@ -234,12 +340,18 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             url = f"{hub.url}/{key}"
             if key in hub.repos:  # what the Hub answers; create_repo(exist_ok=True) reads the url from it
                 return self._json(409, {"error": "You already created this repo", "url": url})
+            if repo_type == "space" and payload.get("sdk") in ("gradio", "docker"):
+                if self._refuse_hardware(payload.get("hardware"), repo_id):
+                    return None
+                hub.hardware[repo_id] = payload.get("hardware") or "cpu-basic"
+            if payload.get("private") or payload.get("visibility") == "private":
+                hub.private.add(key)
             hub.repos.add(key)
-            if repo_type == "space":  # the Hub's first commit of a new Space: a README stub and .gitattributes
-                stub = f"---\ntitle: {payload['name']}\nsdk: {payload['sdk']}\n---\n"
-                hub.add_commit(
-                    key, {".gitattributes": b"*.pkl filter=lfs diff=lfs merge=lfs -text\n", "README.md": stub.encode()}
-                )
+            # The Hub's first commit of a new repo: .gitattributes (and, for a Space, a README stub)
+            first = {".gitattributes": b"*.pkl filter=lfs diff=lfs merge=lfs -text\n"}
+            if repo_type == "space":
+                first["README.md"] = f"---\ntitle: {payload['name']}\nsdk: {payload['sdk']}\n---\n".encode()
+            hub.add_commit(key, first)
             self._json(200, {"url": url, "name": repo_id})
 
         def _commit(self, request: Request, repo_type: str, repo_id: str, revision: str) -> None:
@@ -290,7 +402,10 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             if sha is None:
                 return self._not_found(f"Revision {revision} not found", code="RevisionNotFound")
             siblings = [{"rfilename": name} for name in sorted(hub.snapshots[key][sha])]
-            self._json(200, {"id": repo_id, "sha": sha, "private": False, "siblings": siblings})
+            info = {"id": repo_id, "sha": sha, "private": key in hub.private, "siblings": siblings}
+            if repo_type == "spaces":
+                info.update(host=hub.hosts.get(repo_id), runtime=self._runtime(repo_id))
+            self._json(200, info)
 
         def _resolve(self, request: Request, head: bool) -> None:
             match = RESOLVE.match(request.path)
@@ -314,7 +429,15 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             # Besides these routes, huggingface_hub's user-agent code GETs /api/agent-harnesses (a best-effort
             # registry it caches for a day): it gets the 404 of any unknown path, which the client shrugs off.
             request = self._record()
-            if match := TREE.match(request.path):
+            if request.path == "/api/whoami-v2":
+                self._json(200, {"type": "user", "name": hub.user, "isPro": hub.pro, "orgs": []})
+            elif match := SPACE_API.match(request.path):
+                self._space_get(match["repo"], match["what"])
+            elif match := BUCKET.match(request.path):
+                if match["bucket"] not in hub.buckets:
+                    return self._not_found(f"Bucket {match['bucket']} not found", code="RepoNotFound")
+                self._json(200, self._bucket(match["bucket"]))
+            elif match := TREE.match(request.path):
                 self._tree(match["type"], match["repo"], match["revision"], match["path"])
             elif match := VARIABLES.match(request.path):
                 self._json(200, hub.variables.get(match["repo"], {}))
@@ -378,6 +501,7 @@ def pointed_at_standin(tmp_path, monkeypatch) -> Iterator[HubStandIn]:
             "AGENT_HARNESSES_PATH": str(home / ".agent_harnesses.json"),
             "HF_HUB_DISABLE_XET": True,
             "HF_HUB_OFFLINE": False,
+            "HF_HUB_DISABLE_TELEMETRY": True,  # gradio_client's Client(...) would report to {ENDPOINT}/api/telemetry
         }
         for name, value in settings.items():
             monkeypatch.setattr(constants, name, value)
@@ -385,6 +509,7 @@ def pointed_at_standin(tmp_path, monkeypatch) -> Iterator[HubStandIn]:
         monkeypatch.setenv("HF_HOME", str(home))
         monkeypatch.setenv("HF_HUB_CACHE", str(home / "hub"))
         monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
         monkeypatch.delenv("HF_TOKEN", raising=False)
         monkeypatch.delenv("HF_OIDC_RESOURCE", raising=False)
         yield server

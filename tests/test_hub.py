@@ -212,3 +212,27 @@ def test_the_app_explains_why_it_does_not_serve_a_push_to_hub_fastai_repo(standi
     with pytest.raises(card.MissingFactsError, match="push_to_hub_fastai") as error:
         serving.load(Settings.from_env())
     assert "bear_classifier.hub.push" in str(error.value) and "BEAR_MODEL_REPO" in str(error.value)
+
+
+def test_a_public_place_for_flags_is_warned_about_at_start_up(standin):
+    from huggingface_hub import HfApi, Volume
+
+    api = HfApi(token=TOKEN)
+    assert hub.public_feedback("bear-lab/not-created-yet", None) == []  # the app creates it private
+    api.create_repo("bear-lab/reviews", repo_type="dataset", private=True)
+    assert hub.public_feedback("bear-lab/reviews", None) == []
+    api.create_repo("bear-lab/open-reviews", repo_type="dataset")
+    assert hub.public_feedback("bear-lab/open-reviews", None) == [
+        "WARNING: the feedback dataset bear-lab/open-reviews (BEAR_FEEDBACK_REPO) is PUBLIC: flagged photos are "
+        "visitors' photos. Make it private in its settings."
+    ]
+    api.create_repo("bear-lab/space", repo_type="space", space_sdk="gradio", space_hardware="zero-a10g")
+    api.create_bucket("bear-lab/open-bucket")
+    api.set_space_volumes("bear-lab/space", [Volume(type="bucket", source="bear-lab/open-bucket", mount_path="/data")])
+    (warning,) = hub.public_feedback(None, "bear-lab/space")
+    assert "bear-lab/open-bucket mounted at /data is PUBLIC" in warning
+    api.create_bucket("bear-lab/closed-bucket", private=True)
+    api.set_space_volumes(
+        "bear-lab/space", [Volume(type="bucket", source="bear-lab/closed-bucket", mount_path="/data")]
+    )
+    assert hub.public_feedback(None, "bear-lab/space") == []

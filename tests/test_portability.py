@@ -58,7 +58,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def probabilities(files) -> dict[str, float]:
     """learn.predict on this Python, with plain load_learner in a fresh process."""
-    return export.smoke_predict(files["portable"], IMAGE)
+    return export.smoke_predict(files["portable"], IMAGE)[0]
 
 
 def test_fastai_export_carries_bytecode_and_ours_does_not(files):
@@ -70,14 +70,14 @@ def test_fastai_export_carries_bytecode_and_ours_does_not(files):
 
 
 def test_portable_export_predicts_like_fastai_export(files, probabilities):
-    assert close(export.smoke_predict(files["fastai"], IMAGE), probabilities)
+    assert close(export.smoke_predict(files["fastai"], IMAGE)[0], probabilities)
 
 
 def test_reexport_makes_an_old_export_portable(files, probabilities, tmp_path):
     sha = export.reexport(files["fastai"], tmp_path / "model.pkl")
     assert sha == export.sha256(tmp_path / "model.pkl")
     assert export.by_value_code(tmp_path / "model.pkl") == []
-    assert close(export.smoke_predict(tmp_path / "model.pkl", IMAGE), probabilities)
+    assert close(export.smoke_predict(tmp_path / "model.pkl", IMAGE)[0], probabilities)
 
 
 def test_export_refuses_what_only_this_minor_could_load(files, tmp_path):
@@ -121,7 +121,7 @@ def test_smoke_predict_survives_a_crash(files, monkeypatch):
 @pytest.mark.parametrize("minor", OTHER_MINORS)
 def test_exported_here_predicts_there(files, probabilities, minor):
     python = other_python(minor)
-    assert close(export.smoke_predict(files["portable"], IMAGE, python=python), probabilities)
+    assert close(export.smoke_predict(files["portable"], IMAGE, python=python)[0], probabilities)
     # the failure this guards against: fastai's own export only runs on the minor that wrote it
     with pytest.raises(export.ModelFileError):
         export.smoke_predict(files["fastai"], IMAGE, python=python)
@@ -135,5 +135,5 @@ def test_exported_there_predicts_here(minor, tmp_path):
     subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
     model = tmp_path / f"{minor}-portable.pkl"
     assert export.by_value_code(model) == []
-    there = export.smoke_predict(model, IMAGE, python=python)
-    assert close(export.smoke_predict(model, IMAGE), there)
+    there = export.smoke_predict(model, IMAGE, python=python)[0]
+    assert close(export.smoke_predict(model, IMAGE)[0], there)

@@ -1,0 +1,213 @@
+"""The files a Space runs, for the hardware it runs on and the model it serves.
+
+Two hardware targets (hub-docs spaces-overview and spaces-zerogpu, checked 2026-12; README "Deploy your own Space"):
+- `zero-a10g` (ZeroGPU): the one Gradio hardware a free personal account may host (up to 2 Spaces). Gradio SDK
+  only, some Python minors only (3.10 and 3.12 at the last check), torch from PyPI (its CUDA build), and the
+  app must import `spaces` and decorate at least one function with `@spaces.GPU` (app.py does; inference stays
+  on the CPU, so visitors spend no GPU quota and wait for no GPU).
+- `cpu-basic`: PRO accounts and paid organisations. Any Python minor; CPU-only torch from PyPI's sister index.
+
+The Space follows its model: the library versions and Python minor come from the model's card (the environment
+that exported it, e.g. Colab's), so the app's start-up check accepts the model instead of refusing it after a
+full build. A combination that cannot serve is refused here, before anything is sent.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub import SpaceCard
+
+from .settings import ROOT
+
+SPACE_DIR = ROOT / "space"
+"""The Space's own README (visitor-facing, with its front matter); the developer README never goes up."""
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+TORCH_PACKAGES = ("torch", "torchvision")
+# The Hub refuses a Space README that breaks these: https://huggingface.co/docs/hub/spaces-config-reference
+SHORT_DESCRIPTION_MAX = 60
+SPACE_COLORS = ("red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray")
+# The card's `versions` that are pinned in requirements.txt (the rest of the card's versions, e.g. python, are not).
+CARD_PINS = ("fastai", "fastcore", "fasttransform", "plum-dispatch", "torch", "torchvision", "timm", "pillow")
+
+
+class SpaceTreeError(ValueError):
+    """The Space cannot be built as asked; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Hardware:
+    flavor: str  # the Hub's name (huggingface_hub.SpaceHardware)
+    pythons: tuple[str, ...]  # Python minors the hardware runs, preferred first
+    min_torch: tuple[int, int]  # oldest torch it supports
+    cpu_torch: bool  # CPU-only torch wheels (PyTorch's CPU index) instead of PyPI's CUDA build
+    summary: str
+
+
+ZERO_GPU = Hardware(
+    "zero-a10g",
+    ("3.12", "3.10"),
+    (2, 1),
+    False,
+    "ZeroGPU: the hardware a free account may host (up to 2 Spaces); needs a @spaces.GPU function, Python 3.10/3.12",
+)
+CPU_BASIC = Hardware(
+    "cpu-basic",
+    ("3.11", "3.12", "3.13", "3.10"),
+    (2, 0),
+    True,
+    "CPU basic (2 vCPU, 16 GB): needs PRO or a paid organisation since July 2026",
+)
+HARDWARE = {hw.flavor: hw for hw in (ZERO_GPU, CPU_BASIC)}
+# torch publishes wheels for a Python minor from these releases on (older torch has none to install).
+TORCH_FOR_PYTHON = {"3.10": (1, 11), "3.11": (1, 13), "3.12": (2, 2), "3.13": (2, 5)}
+
+
+def minor(version: str) -> str:
+    return ".".join(str(version).split(".")[:2])
+
+
+def _release(version: str) -> tuple[int, int]:
+    major, minor_, *_ = (int(part) for part in re.findall(r"\d+", str(version))[:2] + ["0"])
+    return major, minor_
+
+
+def public_version(version: str) -> str:
+    """`2.8.0+cu126` (Colab's torch) -> `2.8.0`: the local part names a build index, not a release on PyPI."""
+    return str(version).split("+")[0]
+
+
+def python_for(hardware: Hardware, model_python: str, portable: bool) -> str:
+    """The Python minor the Space runs: the model's own where the hardware has it; else (a portable model.pkl
+    loads on any minor) the hardware's preferred one. A model.pkl carrying bytecode is refused on another minor."""
+    wanted = minor(model_python)
+    if wanted in hardware.pythons:
+        return wanted
+    if portable:
+        return hardware.pythons[0]
+    raise SpaceTreeError(
+        f"model.pkl was exported under Python {wanted} and carries Python bytecode, so it only loads on Python "
+        f"{wanted}, which {hardware.flavor} does not run ({', '.join(hardware.pythons)}). Re-export it portably "
+        f"under Python {wanted} (`python -c \"from bear_classifier import export; export.reexport('model.pkl')\"`, "
+        f"then push it again), or deploy with --hardware cpu-basic (PRO)."
+    )
+
+
+def pins(requirements: str, versions: dict[str, str]) -> dict[str, str]:
+    """{package: version} of requirements.txt, with the model card's versions where it records them."""
+    found = {m[1].lower(): m[2] for m in re.finditer(r"^([\w.-]+)==([^\s#;]+)", requirements, re.MULTILINE)}
+    for name in CARD_PINS:
+        if name in versions and name in found:
+            found[name] = public_version(versions[name])
+    return found
+
+
+def check_combination(hardware: Hardware, python: str, pinned: dict[str, str]) -> None:
+    """Refuse what cannot install or serve, before anything is sent."""
+    torch = pinned.get("torch")
+    if torch is None:
+        raise SpaceTreeError(
+            "requirements.txt must pin torch as `torch==version` (the version that exported the model)"
+        )
+    if _release(torch) < hardware.min_torch:
+        raise SpaceTreeError(
+            f"{hardware.flavor} supports torch {'.'.join(map(str, hardware.min_torch))} or newer; the model was "
+            f"exported with torch {torch}. Retrain or re-export it under a newer torch, then push it again."
+        )
+    if hardware is ZERO_GPU and _release(torch) == (2, 3):
+        raise SpaceTreeError(
+            "ZeroGPU does not support torch 2.3.x (hub-docs spaces-zerogpu): use another torch release"
+        )
+    if _release(torch) < TORCH_FOR_PYTHON.get(python, (0, 0)):
+        raise SpaceTreeError(
+            f"torch {torch} has no wheels for Python {python}, the Python {hardware.flavor} would run. "
+            f"Re-export the model under a newer torch (pushing it again), or choose the other --hardware."
+        )
+
+
+def requirements(text: str, hardware: Hardware, pinned: dict[str, str]) -> str:
+    """The Space's requirements.txt: `text` (the repository's serving requirements) with the model's versions, and
+    torch as the hardware needs it (`+cpu` builds from PyTorch's CPU index on cpu-basic, PyPI's on ZeroGPU)."""
+    lines = [f"# Written by bear_classifier.deploy for a {hardware.flavor} Space: the model card's versions."]
+    if hardware.cpu_torch:
+        lines += ["# CPU-only torch/torchvision: PyPI's Linux torch pulls ~4 GB of CUDA a CPU Space never uses.",
+                  f"--extra-index-url {CPU_INDEX}"]  # fmt: skip
+    for line in text.splitlines():
+        match = re.match(r"^([\w.-]+)==([^\s#;]+)(.*)$", line.strip())
+        if not match:
+            lines.append(line)
+            continue
+        name, comment = match[1], match[3]
+        version = pinned.get(name.lower(), match[2])
+        local = "+cpu" if hardware.cpu_torch and name in TORCH_PACKAGES else ""
+        lines.append(f"{name}=={version}{local}{comment}")
+    return "\n".join(lines) + "\n"
+
+
+def check_front_matter(card: SpaceCard) -> None:
+    """Fail before sending anything where the Hub would refuse the commit."""
+    data = card.data
+    if data.sdk != "gradio" or not data.app_file:
+        raise SpaceTreeError("the Space README's front matter must say `sdk: gradio` and `app_file: app.py`")
+    short = data.get("short_description")
+    if short is not None and len(str(short)) > SHORT_DESCRIPTION_MAX:
+        raise SpaceTreeError(
+            f"the Space README's short_description is {len(str(short))} characters; the Hub refuses more than "
+            f"{SHORT_DESCRIPTION_MAX}: shorten it"
+        )
+    for key in ("colorFrom", "colorTo"):
+        if data.get(key) is not None and data.get(key) not in SPACE_COLORS:
+            raise SpaceTreeError(
+                f"the Space README's {key} is {data.get(key)!r}; the Hub accepts only {', '.join(SPACE_COLORS)}"
+            )
+
+
+def readme(text: str, hardware: Hardware, python: str, model_repo: str | None, revision: str | None) -> str:
+    """The Space's README.md: `space/README.md` with the hardware it fits (`suggested_hardware`, which a duplicated
+    Space gets too), its Python minor and, with a model repo, `models:` and `preload_from_hub:` (the Space fetches
+    model.pkl and its card at the pinned commit while it is built, so start-up needs no download)."""
+    card = SpaceCard(text)
+    check_front_matter(card)
+    card.data.python_version = python
+    card.data.suggested_hardware = hardware.flavor
+    if model_repo:
+        card.data.models = [model_repo, *(m for m in (card.data.models or []) if m != model_repo)]
+        card.data.preload_from_hub = [f"{model_repo} model.pkl,README.md {revision}"]
+    return str(card)
+
+
+def files(
+    hardware: Hardware,
+    versions: dict[str, str],
+    *,
+    portable: bool,
+    model: tuple[bytes, bytes] | None,
+    model_repo: str | None = None,
+    revision: str | None = None,
+    root: Path = ROOT,
+) -> dict[str, bytes]:
+    """{path in the Space: content}: exactly what the Space runs (no venv, runs, reviews, tests, benchmarks,
+    notebooks, caches, type stubs or the developer README). `versions`: the model card's; `model`: (model.pkl,
+    model_card.md) to upload, None when the Space fetches them from `model_repo`."""
+    root = Path(root)
+    tree: dict[str, bytes] = {}
+    for pattern in ("app.py", ".gitattributes", "bear_classifier/*.py", "examples/*"):
+        for path in sorted(root.glob(pattern)):
+            if path.is_file():
+                tree[path.relative_to(root).as_posix()] = path.read_bytes()
+    for name in ("app.py", ".gitattributes", "requirements.txt", "space/README.md"):
+        if not (root / name).is_file():
+            raise SpaceTreeError(f"{root / name} is missing: run the deploy command from a checkout of the project")
+    if model:
+        tree["model.pkl"], tree["model_card.md"] = model
+    python = python_for(hardware, versions.get("python", "3.11"), portable)
+    pinned = pins((root / "requirements.txt").read_text(encoding="utf-8"), versions)
+    check_combination(hardware, python, pinned)
+    text = (root / "space" / "README.md").read_text(encoding="utf-8")
+    tree["README.md"] = readme(text, hardware, python, model_repo, revision).encode()
+    tree["requirements.txt"] = requirements(
+        (root / "requirements.txt").read_text(encoding="utf-8"), hardware, pinned
+    ).encode()
+    return tree
