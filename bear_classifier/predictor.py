@@ -16,7 +16,7 @@ import math
 import queue
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,15 +79,22 @@ class OnnxNetwork:
 
         graph = io.BytesIO()
         outputs = ["probabilities"] + (["imagenet"] if imagenet is not None else [])
-        torch.onnx.export(
-            TorchNetwork(model, imagenet),
-            (torch.zeros(1, 3, size, size),),
-            graph,
-            input_names=["images"],
-            output_names=outputs,
-            dynamic_axes={name: {0: "batch"} for name in ["images", *outputs]},
-            dynamo=False,  # the TorchScript exporter: needs only `onnx`, handles this CNN
-        )
+
+        def export() -> None:
+            torch.onnx.export(
+                TorchNetwork(model, imagenet),
+                (torch.zeros(1, 3, size, size),),
+                graph,
+                input_names=["images"],
+                output_names=outputs,
+                dynamic_axes={name: {0: "batch"} for name in ["images", *outputs]},
+                dynamo=False,  # the TorchScript exporter: needs only `onnx`, handles this CNN
+            )
+
+        # On a fresh thread: on ZeroGPU, `spaces` enters torch dispatch modes on the main thread (they are
+        # per-thread), and tracing under them writes a graph without inputs (`deploy --check` caught it).
+        with ThreadPoolExecutor(1) as exporter:
+            exporter.submit(export).result()
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         # After a run, the pool's threads spin for a while waiting for the next one: a little faster for

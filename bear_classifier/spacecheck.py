@@ -77,7 +77,10 @@ def run(
         examples = sorted((tree / "examples").glob("*.jpg"))
         reference = export.smoke_predict(model_pickle, *examples, python=str(installed), timeout=timeout)
         with _device_api() as device, _app(installed, tree, hardware, device.url, hub_token, timeout) as url:
-            answers = _predict(url, examples)
+            try:
+                answers = _predict(url, examples)
+            except Exception as e:
+                raise SpaceCheckError(f"/predict failed ({e}). The app's log ends:\n{_tail(work / 'app.log')}") from e
             if hardware.flavor == "zero-a10g" and not device.reports:
                 raise SpaceCheckError(
                     "ZeroGPU: the app started without a start-up report to the device API, so ZeroGPU would stop it "
@@ -120,10 +123,14 @@ def _reachable(url: str, timeout: float = 5) -> bool:
 
 
 def _install(python: str, venv: Path, requirements: Path) -> Path:
-    """A fresh venv with the Space's requirements; returns its python."""
-    subprocess.run([python, "-m", "venv", str(venv)], check=True)
-    installed = venv / "bin" / "python"
-    text = requirements.read_text()
+    """A fresh venv with the Space's requirements; returns its python. A venv left in a kept `workdir` by an
+    earlier check of the same requirements is reused (`.requirements` inside it records them)."""
+    installed, record = venv / "bin" / "python", venv / ".requirements"
+    text = original = requirements.read_text()
+    if record.is_file() and record.read_text() == original and installed.exists():
+        _log(f"  reusing {venv}: it holds exactly these requirements")
+        return installed
+    subprocess.run([python, "-m", "venv", "--clear", str(venv)], check=True)
     if CPU_INDEX in text and not _reachable(CPU_INDEX + "/torch/"):
         _log(f"  {CPU_INDEX} cannot be reached from here: installing PyPI's torch build of the same version instead")
         text = "\n".join(
@@ -141,6 +148,7 @@ def _install(python: str, venv: Path, requirements: Path) -> Path:
         tail = "\n".join(done.stderr.strip().splitlines()[-15:])
         raise SpaceCheckError(f"pip could not install the Space's requirements.txt:\n{tail}")
     _log(f"  installed the Space's requirements.txt in {time.monotonic() - started:.0f} s")
+    record.write_text(original)
     return installed
 
 
