@@ -1,7 +1,7 @@
 """Measure a model.pkl and its baselines on the validation split AND on photos from elsewhere.
 
-    python -m bear_classifier.evaluate --model model.pkl [--data ../shared/data/bears]
-        [--external ../shared/data/external] [--json runs/evaluation.json]
+    python -m bear_classifier.evaluate --model model.pkl [--data data/bears] [--external data/external]
+        [--json runs/evaluation.json]
 
 The baseline ladder, each on the validation split (the training run's: seed 42, 20%) and on the
 external bears (`<external>/bears/<label>/`): pixel similarity (`baseline`), the ImageNet-pretrained
@@ -268,15 +268,25 @@ def markdown(result: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bear_classifier.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=Path("model.pkl"))
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the training folder (<root>/<label>/*)")
+    # The defaults are where training.ipynb's data_dir (and the README's training command) put the photos.
+    parser.add_argument("--data", type=Path, default=Path("data/bears"), help="the training folder (<root>/<label>/*)")
     parser.add_argument(
-        "--external", type=Path, default=DEFAULT_EXTERNAL, help="bears/<label>/ and not_bears/<source>/"
+        "--external", type=Path, default=None, help="bears/<label>/ and not_bears/<source>/ (measured only)"
     )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--no-baselines", action="store_true", help="the model only")
     args = parser.parse_args(argv)
+    if not args.data.is_dir():
+        parser.error(
+            f"no training photos at {args.data}: the validation split is re-made from them. Run training.ipynb "
+            "first (it downloads them there), or pass --data <folder with one sub-folder of photos per label>."
+        )
+    if args.external is not None and not args.external.is_dir():
+        parser.error(f"--external {args.external} does not exist (it needs bears/<label>/ and not_bears/<source>/)")
+    if not args.model.is_file():
+        parser.error(f"no model at {args.model}: pass --model <path to a model.pkl>")
     learn = export.load(args.model)
-    external = args.external if args.external and args.external.is_dir() else None
+    external = args.external
     result = evaluate_learner(learn, args.data, external, baselines=not args.no_baselines)
     result["model"] = {"path": str(args.model), "sha256": export.sha256(args.model)}
     print(markdown(result))

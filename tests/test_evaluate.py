@@ -154,3 +154,23 @@ def test_zero_shot_recipe_puts_the_mapping_inside_the_model(tmp_path):
         assert list(answer.probabilities.values()) == pytest.approx(expected, abs=1e-4)
         assert answer.ood_score == pytest.approx(1 - float(at_224[i, predictor.guard["in_domain"]].sum()), abs=1e-4)
     assert plain_fastai_predict(tmp_path / "model.pkl", EXAMPLES / "cat.jpg", tmp_path)[:2] == ("cat", ["cat", "cup"])
+
+
+def test_the_command_without_photos_says_where_they_go(tmp_path):
+    """The README's evaluate command on a fresh clone (no data/bears yet): a message, not a traceback."""
+    import os
+    import subprocess
+    import sys
+
+    from bear_classifier.settings import ROOT
+
+    run = subprocess.run(
+        [sys.executable, "-m", "bear_classifier.evaluate", "--model", str(ROOT / "model.pkl"), "--json", "e.json"],
+        cwd=tmp_path,  # a fresh clone has no data/bears
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 2 and "no training photos at data/bears" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "e.json").exists()
