@@ -208,3 +208,14 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def many_scans_jpeg(width: int = 8000, height: int = 6250, scans: int = 1000) -> bytes:
+    """A progressive greyscale JPEG of a flat picture whose last scan (an AC refinement: only end-of-block
+    runs, about 76 bytes at 8000 x 6250) is repeated: each repeat is another pass over every block when
+    decoded. libjpeg only warns about the repeated refinement."""
+    data = hard_inputs.encode(Image.new("L", (width, height), 128), "JPEG", progressive=True, quality=90)
+    last_scan = data.rfind(b"\xff\xda")
+    tables = data.rfind(b"\xff\xc4", 0, last_scan)  # the Huffman table written for that scan, when there is one
+    start = tables if tables > data.rfind(b"\xff\xda", 0, last_scan) else last_scan
+    return data[:-2] + data[start:-2] * (scans - 1) + b"\xff\xd9"

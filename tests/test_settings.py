@@ -31,7 +31,7 @@ def test_every_spelling_of_a_flag_means_the_same(value, batch):
 def test_defaults_without_any_variable():
     settings = Settings.from_env({})
     assert settings.batch and settings.max_batch_size == 16 and not settings.draft_jpeg
-    assert settings.upload_ttl == 3600 and settings.model_repo is None and settings.backend is None
+    assert settings.upload_ttl == 600 and settings.model_repo is None and settings.backend is None
 
 
 def test_values_are_read():
