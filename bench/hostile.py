@@ -39,10 +39,11 @@ class Outcome:
 class RawCaller:
     """One visitor (one Gradio session) speaking the protocol directly: upload, queue/join, queue/data, run."""
 
-    def __init__(self, url: str, timeout: float = 180):
+    def __init__(self, url: str, timeout: float = 180, source: str | None = None):
+        """`source`: the loopback address to call from (127.0.0.2, ...), as distinct clients of a Space."""
         self.url = url.rstrip("/")
         self.api = self.url + "/gradio_api"
-        self.http = httpx.Client(timeout=timeout)
+        self.http = httpx.Client(timeout=timeout, transport=httpx.HTTPTransport(local_address=source))
         self.session = uuid.uuid4().hex
         config = self.http.get(self.url + "/config").raise_for_status().json()
         self.fn_index = {d["api_name"]: d["id"] for d in config["dependencies"]}
@@ -219,3 +220,20 @@ def many_scans_jpeg(width: int = 8000, height: int = 6250, scans: int = 1000) ->
     tables = data.rfind(b"\xff\xc4", 0, last_scan)  # the Huffman table written for that scan, when there is one
     start = tables if tables > data.rfind(b"\xff\xda", 0, last_scan) else last_scan
     return data[:-2] + data[start:-2] * (scans - 1) + b"\xff\xd9"
+
+
+def dropped_upload(url: str, megabytes: int = 5, source: str | None = None) -> None:
+    """An upload that stops half-way and closes the connection."""
+    import socket
+    from urllib.parse import urlparse
+
+    target = urlparse(url)
+    head = (
+        f"POST /gradio_api/upload HTTP/1.1\r\nHost: {target.hostname}\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\n"
+        f"Content-Length: {megabytes * 2 * 2**20}\r\n\r\n"
+        "--b\r\nContent-Disposition: form-data; name=files; filename=d.jpg\r\n\r\n"
+    ).encode()
+    with socket.create_connection((target.hostname, target.port), source_address=(source or "127.0.0.1", 0)) as s:
+        s.sendall(head + b"x" * (megabytes * 2**20))
+        time.sleep(0.5)
