@@ -3,6 +3,7 @@ spoken by hand with httpx), and the catalogue of attacks from issue 9. The test 
 a small size (tests/test_hostile.py); this script runs the full sizes against `python app.py` on loopback.
 
     python -m bench.hostile       # about 3 minutes; prints the table BENCHMARKS.md holds
+    python -m bench.hostile fair  # issue 17: an honest visitor's latency while each attack runs, 2-3 minutes
 """
 
 from __future__ import annotations
@@ -203,8 +204,95 @@ def table() -> str:
     )
 
 
+def honest_photos(n: int) -> list[bytes]:
+    """`n` different photos (answers are kept by content, so a repeated photo would cost nothing)."""
+    picture = Image.open(EXAMPLES_DIR / "black_bear.jpg").convert("RGB")
+    return [hard_inputs.encode(picture.rotate(i * 0.5), "JPEG", quality=90) for i in range(n)]
+
+
+def big_photo() -> bytes:
+    picture = Image.open(EXAMPLES_DIR / "grizzly_bear.jpg").convert("RGB").resize((8160, 6120))
+    return hard_inputs.encode(picture, "JPEG", quality=90)
+
+
+def fairness(seconds: float = 20) -> str:
+    """Each attack from 127.0.0.2 for `seconds`, while an honest visitor at 127.0.0.3 sends a new photo at a
+    time: the visitor's latencies, and the server's memory after start-up and after all attacks."""
+    import tempfile
+    import threading
+
+    from bench import p95
+    from bench.appserver import AppServer
+
+    def many_scans(caller: RawCaller) -> None:
+        caller.session = uuid.uuid4().hex
+        caller.predict(caller.uploaded("scans.jpg", scans_1000))
+
+    def slow_scans(caller: RawCaller) -> None:  # passes the pre-check: costs its decode budget at most
+        caller.session = uuid.uuid4().hex
+        caller.predict(caller.uploaded(f"slow{uuid.uuid4().hex}.jpg", slow_32 + uuid.uuid4().bytes))
+
+    def rejoins(caller: RawCaller) -> None:
+        caller.session = uuid.uuid4().hex
+        caller.join([big])
+
+    def uploads(caller: RawCaller) -> None:
+        caller.upload((f"{uuid.uuid4().hex}.jpg", b"\xff\xd8" + uuid.uuid4().bytes * (10 * 2**16 - 1)))
+
+    scans_1000, slow_32, photos = many_scans_jpeg(scans=1000), many_scans_jpeg(scans=27), honest_photos(400)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        server = AppServer(Path(tmp))
+        try:
+            honest = RawCaller(server.url, source="127.0.0.3")
+            honest.predict(honest.uploaded("warm.jpg", photos.pop()))
+            started = server.rss_mb()
+            setup = RawCaller(server.url, source="127.0.0.2")
+            big = setup.uploaded("big.jpg", big_photo())
+            for name, attack in [
+                ("progressive JPEG, 1,000 refinement scans (200 KB), again and again", many_scans),
+                ("progressive JPEG, 32 scans at 50 MP (passes the pre-check), new each time", slow_scans),
+                ("one 50 MP JPEG joined again and again under fresh session hashes, never read", rejoins),
+                ("10 MB uploads as fast as answered", uploads),
+                ("none", None),
+            ]:
+                done = threading.Event()
+
+                def attacking(attack=attack, done=done) -> None:
+                    caller = RawCaller(server.url, source="127.0.0.2")
+                    while not done.is_set():
+                        try:
+                            attack(caller)
+                        except httpx.HTTPError:  # the server cut a request off: the attack goes on
+                            pass
+
+                threads = [threading.Thread(target=attacking) for _ in range(4 if attack else 0)]
+                for thread in threads:
+                    thread.start()
+                latencies, end = [], time.perf_counter() + seconds
+                while time.perf_counter() < end:
+                    start = time.perf_counter()
+                    outcome = honest.predict(honest.uploaded("b.jpg", photos.pop()))
+                    assert outcome.success and outcome.data[2]["label"] == "black", outcome
+                    latencies.append(time.perf_counter() - start)
+                done.set()
+                for thread in threads:
+                    thread.join()
+                rows.append(
+                    (name, len(latencies), f"{sorted(latencies)[len(latencies) // 2]:.2f}", f"{p95(latencies):.2f}")
+                )
+            time.sleep(5)
+            rss = f"after start-up {started:.0f} MB, after all attacks {server.rss_mb():.0f} MB (peak {server.peak_rss_mb():.0f} MB)"
+        finally:
+            server.stop()
+    table = "| attack from 127.0.0.2 (4 threads) | honest answers | median s | p95 s |\n|---|---|---|---|\n"
+    return table + "\n".join("| " + " | ".join(map(str, row)) + " |" for row in rows) + f"\n\nServer RSS: {rss}."
+
+
 def main() -> None:
-    print(table())
+    import sys
+
+    print(fairness() if sys.argv[1:] == ["fair"] else table())
 
 
 if __name__ == "__main__":

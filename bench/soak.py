@@ -51,6 +51,7 @@ def bad_files(folder: Path) -> list[Path]:
         "text.jpg": b"not an image",
         "cut.jpg": hard_inputs.truncated_jpeg(),
         "bomb.png": hard_inputs.decompression_bomb(),
+        "scans.jpg": hostile.many_scans_jpeg(2000, 1500, scans=200),  # refused before decoding (issue 17)
         **hostile.corrupt_decoder_files(),
     }
     for name, content in samples.items():
