@@ -181,8 +181,8 @@ def _serve(cpu_seconds: int, memory_mb: int, requests: BinaryIO, answers: Binary
     resource.setrlimit(resource.RLIMIT_AS, (ceiling, ceiling))
     for line in requests:
         used = resource.getrusage(resource.RUSAGE_SELF)
-        # The soft limit counts the process's whole life: move it to this decode's budget. Past it the
-        # kernel sends SIGXCPU, which ends the process.
+        # The soft limit counts the process's whole life, in whole seconds: move it to this decode's budget
+        # (between `cpu_seconds` - 1 and `cpu_seconds`). Past it the kernel sends SIGXCPU, which ends the process.
         resource.setrlimit(
             resource.RLIMIT_CPU, (int(used.ru_utime + used.ru_stime) + cpu_seconds, resource.RLIM_INFINITY)
         )

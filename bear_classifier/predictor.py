@@ -212,12 +212,13 @@ def _identity_when_valid(t) -> bool:
 class Predictor:
     """An exported learner (see `export`) behind one inference thread, for thread-safe, low-overhead prediction.
 
-    A request makes one hop: its photos go to the inference thread, which decodes, transforms and
-    classifies them together with whatever other callers sent meanwhile (one forward pass for up to
-    `max_batch` photos). One thread, because the fastai transforms keep per-call state (not
-    thread-safe), two cores gain nothing from parallel forward passes, decoding one photo at a time
-    bounds memory (a 50 MP photo takes 150 MB decoded), and glibc gives every thread that allocates
-    activations its own memory arena (BENCHMARKS.md, memory).
+    A request makes one hop: its photos go to the inference thread, which transforms and classifies them
+    together with whatever other callers sent meanwhile (one forward pass for up to `max_batch` photos).
+    The app decodes photos beforehand in worker processes (`decoder_pool`, `decoding.Decoded`), so a slow
+    file never holds the thread; other callers' files (paths, bytes) are decoded here. One thread, because
+    the fastai transforms keep per-call state (not thread-safe), two cores gain nothing from parallel
+    forward passes, and glibc gives every thread that allocates activations its own memory arena
+    (BENCHMARKS.md, memory).
     """
 
     def __init__(self, learn: Learner, draft: bool = False, backend: str | None = None, max_batch: int = 16):
