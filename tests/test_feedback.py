@@ -114,3 +114,29 @@ def test_fine_tune_on_reviews_exports_a_working_model(smoke_run, tmp_path):
     assert reloaded.ood_state["kind"] == "imagenet-mass"  # the guard travels inside the new model.pkl too
     # the pixels are normalised as the pretrained body expects (the new dataloaders got vision_learner's Normalize)
     assert [type(t).__name__ for t in reloaded.dls.valid.after_batch.fs][-1] == "Normalize"
+
+
+def test_a_slow_flag_never_holds_up_remember(tmp_path):
+    """A flag used to decode and re-encode the photo under the log's lock, which every prediction's
+    remember() takes: everyone waited 13-16 s behind a slow photo."""
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+
+    def slow_review_copy(path, side, client):
+        started.set()
+        release.wait(30)
+        return b"jpeg"
+
+    log = review_log(tmp_path / "review", review_copy=slow_review_copy)
+    log.remember(visitor("slow"), str(example("black")), ANSWER)
+    flagging = threading.Thread(target=log.flag_answer, args=("slow", str(example("black")), "grizzly", "a"))
+    flagging.start()
+    assert started.wait(10)
+    remembered = threading.Thread(target=log.remember, args=(visitor("other"), str(example("teddy")), ANSWER))
+    remembered.start()
+    remembered.join(5)
+    waited = remembered.is_alive()
+    release.set()
+    flagging.join()
+    assert not waited
