@@ -43,6 +43,8 @@ class Rates:
     predictions_per_minute: int = 20  # decodes: a photo answered before (same content) costs nothing
     upload_mb_per_minute: int = 100
     flags_per_hour: int = 10
+    upload_share_mb: int = 250  # uploaded bytes per `upload_window_s`: a quarter of the upload folder
+    upload_window_s: int = 600  # an upload's lifetime (BEAR_UPLOAD_TTL): what one client can hold at once
 
 
 class Quotas:
@@ -56,6 +58,7 @@ class Quotas:
             "prediction": parse(f"{rates.predictions_per_minute}/minute"),
             "upload_kb": parse(f"{rates.upload_mb_per_minute * 1024}/minute"),
             "flag": parse(f"{rates.flags_per_hour}/hour"),
+            "upload_held_kb": parse(f"{rates.upload_share_mb * 1024} per {rates.upload_window_s} seconds"),
         }
 
     def spend(self, kind: str, client: str, cost: int = 1) -> bool:

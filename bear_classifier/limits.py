@@ -12,7 +12,8 @@ to `launch(app_kwargs={"middleware": [...]})`):
 - an upload request must carry exactly one file, the upload folder has a total cap, and whatever Gradio's
   parser wrote for a failed, cut-off or many-part request is deleted (`uploads.UploadFolder`);
 - a JSON payload that names a web address as a file path is refused: photos arrive as uploads only;
-- each client address has its share of queue joins and uploaded bytes (`clients.Quotas`): beyond it, 429;
+- each client address has its share of queue joins and uploaded bytes, per minute and of the upload folder
+  over a file's lifetime (`clients.Quotas`): beyond it, 429;
 - "queue full" becomes a clear "busy, try again".
 Calls of the queued endpoint around the queue (`/run/predict`) are Gradio's own `queue(api_open=False)`.
 """
@@ -181,7 +182,8 @@ class BodyLimits:
         client = address(scope.get("client", (None,))[0], _headers(scope), self.trust_forwarded)
         if kind == "upload":
             size = int(declared) if declared else cap  # without a length, a request may use the whole cap
-            if not self.quotas.spend("upload_kb", client, size // 1024):
+            spent = self.quotas.spend("upload_kb", client, size // 1024)
+            if not spent or not self.quotas.spend("upload_held_kb", client, size // 1024):
                 return await _refuse(send, 429, WAIT)
             if not self.uploads.has_room(size):
                 return await _refuse(send, 503, UPLOADS_FULL)

@@ -85,7 +85,16 @@ class Settings:
 
     @property
     def rates(self) -> Rates:
-        return Rates(self.joins_per_minute, self.predictions_per_minute, self.upload_mb_per_minute, self.flags_per_hour)
+        """Each client's shares; of the upload folder, at most a quarter over an upload's lifetime: 100 MB a
+        minute for the 10 minutes a file lives would otherwise let one client fill it alone."""
+        return Rates(
+            self.joins_per_minute,
+            self.predictions_per_minute,
+            self.upload_mb_per_minute,
+            self.flags_per_hour,
+            upload_share_mb=max(1, self.upload_max_mb // 4),
+            upload_window_s=max(1, self.upload_ttl),
+        )
 
     @property
     def budget(self) -> Budget:
