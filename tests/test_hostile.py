@@ -11,7 +11,7 @@ import pytest
 
 from bear_classifier import decoding
 from bear_classifier.clients import WAIT
-from bear_classifier.limits import BUSY, URL_PATH
+from bear_classifier.limits import BUSY, UPLOADS_FULL, URL_PATH
 from bench import hostile
 from bench.appserver import ROOT, AppServer
 from tests.conftest import EXAMPLES, example
@@ -363,3 +363,80 @@ def test_no_temp_file_outlives_its_request(fair_server):
     hostile.dropped_upload(fair_server.url, source="127.0.0.7")
     time.sleep(1)
     assert top_level_files(fair_server) == []
+
+
+# Filling the disk (issue 17): a server of its own with a small upload folder (30 MB, files kept 20 s: one client
+# may hold a quarter of it) and a small review folder (2 MB: one client may fill a tenth of it); the per-minute
+# shares are off, so the caps are tested.
+@pytest.fixture(scope="module")
+def small_server(tmp_path_factory):
+    running = AppServer(
+        tmp_path_factory.mktemp("small"),
+        BEAR_UPLOAD_MAX_MB="30",
+        BEAR_UPLOAD_TTL="20",
+        BEAR_REVIEW_MAX_MB="2",
+        BEAR_JOINS_PER_MINUTE="1000",
+        BEAR_PREDICTIONS_PER_MINUTE="1000",
+        BEAR_UPLOAD_MB_PER_MINUTE="1000",
+        BEAR_FLAGS_PER_HOUR="1000",
+    )
+    yield running
+    running.stop()
+
+
+def test_one_client_holds_at_most_a_quarter_of_the_upload_folder(small_server):
+    """100 MB a minute for the 10 minutes an upload lives let one client fill the whole folder alone."""
+    wait_for_room(small_server)
+    attacker = hostile.RawCaller(small_server.url, source="127.0.0.9")
+    statuses = [attacker.upload((f"a{i}.jpg", bytes([i]) * (3 * 2**20))).status_code for i in range(4)]
+    assert statuses[:2] == [200, 200] and statuses[2:] == [429, 429], statuses  # 7 MB of the 30 MB folder
+    assert honest_upload(small_server) == 200
+
+
+def wait_for_room(server: AppServer, megabytes: int = 10) -> None:
+    """Until the folder holds under `megabytes` (files live 20 s; the sweep runs every 5 s)."""
+    for _ in range(60):
+        if sum(p.stat().st_size for p in server.upload_dir.rglob("*") if p.is_file()) < megabytes * 2**20:
+            return
+        time.sleep(1)
+    pytest.fail("the upload folder was still full a minute later")
+
+
+def honest_upload(server: AppServer) -> int:
+    return hostile.RawCaller(server.url, source=HONEST).upload(("b.jpg", example("black").read_bytes())).status_code
+
+
+def test_the_upload_folder_has_a_total_cap(small_server):
+    """Uploads beyond BEAR_UPLOAD_MAX_MB, from as many clients as it takes, are refused with 503 (they used to
+    fill the disk until the sweep an hour later); once the sweep has deleted the old ones, uploads are taken
+    again."""
+    statuses = []
+    for i in range(12):  # a crowd: one 4 MB upload from each of 12 addresses
+        crowd = hostile.RawCaller(small_server.url, source=f"127.0.1.{i + 1}")
+        statuses.append(crowd.upload((f"u{i}.jpg", bytes([i]) * (4 * 2**20))).status_code)
+    assert statuses[0] == 200 and statuses.count(503) >= 3 and set(statuses) <= {200, 503}, statuses
+    assert sum(p.stat().st_size for p in small_server.upload_dir.rglob("*") if p.is_file()) <= 30 * 2**20
+    full = hostile.RawCaller(small_server.url, source=HONEST).upload(("phone.jpg", bytes(4 * 2**20)))  # a 4 MB photo
+    assert full.status_code == 503 and full.json()["detail"] == UPLOADS_FULL
+    wait_for_room(small_server)  # the sweep deletes them after their lifetime: uploads are taken again
+    assert honest_upload(small_server) == 200
+
+
+def flag_new_photo(caller: hostile.RawCaller, content: bytes) -> bool:
+    """A new session uploads a new photo (same picture, new bytes), has it classified and flags it: stored?"""
+    caller.session = uuid.uuid4().hex
+    photo = caller.uploaded("g.jpg", content + uuid.uuid4().bytes)  # after the JPEG's end: a new file, same picture
+    assert label_of(caller.predict(photo)) == "grizzly"
+    return caller.flag(photo, button=1).json()["data"] != ["Error!"]
+
+
+def test_one_client_cannot_fill_the_review_folder_with_new_sessions(small_server):
+    """A new session per flag used to get past every per-session limit: one client filled the review folder and
+    nobody else could flag. Now one client address stores at most a tenth of it; another can still flag."""
+    content = example("grizzly").read_bytes()  # about 75 KB once re-encoded: two fit in a client's 205 KB
+    attacker = hostile.RawCaller(small_server.url, source=ATTACKER)
+    images = small_server.review_dir / "images"
+    stored = [flag_new_photo(attacker, content) for _ in range(8)]
+    assert stored[0] and stored.count(False) >= 5, stored
+    assert sum(p.stat().st_size for p in images.iterdir()) <= 0.1 * 2 * 2**20
+    assert flag_new_photo(hostile.RawCaller(small_server.url, source=HONEST), content)
