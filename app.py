@@ -4,19 +4,29 @@ import spaces  # ZeroGPU, the Space hardware of free accounts, needs it imported
 
 # isort: split
 import gradio as gr
+from gradio.utils import get_upload_folder
 
-from bear_classifier import feedback, limits, serving
+from bear_classifier import clients, feedback, limits, serving, uploads
 from bear_classifier.components import Probabilities, UploadedImage
 from bear_classifier.settings import Settings
 
 settings = Settings.from_env()  # every BEAR_* variable, read once
 model, card = serving.load(settings)  # load_learner once, after checking model.pkl against its card
 categories = model.vocab
-reviews = feedback.ReviewLog(settings.feedback_repo, max_bytes=settings.review_max_mb * 2**20)
+decoders = model.decoder_pool(settings.decode_workers, settings.budget)  # decoding under a budget, off every lock
+quotas = clients.Quotas(settings.rates)  # each client address's share
+answers = serving.Answers(model, decoders, quotas)  # remembered by content: the same photo again costs nothing
+reviews = feedback.ReviewLog(
+    settings.feedback_repo,
+    max_bytes=settings.review_max_mb * 2**20,
+    quotas=quotas,
+    trust_forwarded=settings.on_space,
+    review_copy=decoders.review_copy,
+)
 
 
 def classify_image(img: str | serving.ImageError, request: gr.Request) -> tuple:
-    answer = serving.classify(model, img)  # requests waiting together share one forward pass
+    answer = answers.answer(img, clients.of_request(request, settings.on_space))
     reviews.remember(request, img, answer)  # what a "Wrong?" flag from this visitor may refer to
     return answer.as_outputs()
 
@@ -40,22 +50,30 @@ demo = gr.Interface(
     title="Grizzly, black or teddy?",
     description=serving.description(card),
     article=serving.article(card),
-    # Production extras: requests handled at once (they share forward passes), "Wrong?" flags kept for
-    # review, uploads deleted after a TTL.
+    # Production extras: requests handled at once (they share forward passes), "Wrong?" flags kept for review.
     concurrency_limit=settings.max_batch_size,
     flagging_mode="manual",
     flagging_options=feedback.flag_options(categories),
     flagging_dir=str(settings.review_dir),
     flagging_callback=reviews,
-    delete_cache=(settings.upload_ttl, settings.upload_ttl),
 )
-demo.queue(max_size=4 * settings.max_batch_size + 16)  # bounded: an unbounded queue can be flooded to a stop
+# Bounded: an unbounded queue can be flooded to a stop. api_open=False: the queued endpoint cannot be called
+# around the queue (Gradio's default only on a Space).
+demo.queue(max_size=4 * settings.max_batch_size + 16, api_open=False)
+# Uploads are deleted after their lifetime (tracked by Gradio or not), the folder is capped; the examples stay.
+upload_folder = uploads.UploadFolder(
+    get_upload_folder(),
+    settings.upload_max_mb * 2**20,
+    settings.upload_ttl,
+    keep=lambda: set().union(*(getattr(block, "keep_in_cache", set()) for block in demo.blocks.values())),
+)
 
 if __name__ == "__main__":
+    upload_folder.start()
     demo.launch(
         max_file_size=limits.MAX_FILE_BYTES,
         show_error=False,  # callers see our own ImageError messages, never tracebacks, paths or commands
         enable_monitoring=False,  # /monitoring would be public on a Space
-        # Body caps, one file per upload, no URL paths, no calls around the queue.
-        app_kwargs={"middleware": [limits.middleware(limits.queued_events(demo))]},
+        # Exact routes, body caps, one file per upload, no URL paths, each client's share.
+        app_kwargs={"middleware": [limits.middleware(demo, quotas, upload_folder, trust_forwarded=settings.on_space)]},
     )

@@ -9,13 +9,15 @@ the offline ImageNet weights) -> `export` (portable model.pkl, with the guard in
 Serving side, one request (`settings` read once by app.py; `serving.load` checks model.pkl first):
 
     Gradio worker thread                                     inference thread (predictor.Predictor)
-    limits.BodyLimits      body caps, one file per upload, no URLs, no calls around the queue
+    limits.BodyLimits      exact routes, body caps, one file per upload, no URLs,
+                           each client's share of joins and upload bytes (clients.Quotas)
     components.UploadedImage.preprocess    only files uploaded here (images.uploaded_file)
-    app.classify_image -> serving.classify -> Predictor.predict_batch  --one hop-->  decode (images.open_image)
-                                                                                     + transform + network
-                                                                                     + guard (224 px pass),
-                                                                                     for every request
-                                                                                     waiting
+    app.classify_image -> serving.Answers.answer   known content? answered from memory
+        -> decoding.DecoderPool.decode   a worker process: images.open_image under a CPU/memory budget,
+                                         resized to the network's sizes
+        -> serving.classify -> Predictor.predict_batch  --one hop-->  transform + network + guard,
+                                                                      for every request waiting
     serving.format_answer / refusal  <-------------------------------------------   Prediction | ImageError
     feedback.ReviewLog.remember    (what a "Wrong?" flag of this session may refer to)
+    uploads.UploadFolder           total cap, leftovers of failed uploads, the lifetime sweep
 """

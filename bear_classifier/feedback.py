@@ -3,9 +3,11 @@
 The "Wrong?" buttons store the photo, the model's answer and the user's correction in a review folder
 (`flags.csv` plus `images/`). Only a prediction this server answered in the caller's own Gradio session
 can be flagged: the photo is the server's copy of that upload and the answer is the server's record, so
-a caller can neither copy server files in nor write made-up rows. Flags are limited per session,
-de-duplicated by content, and the folder is capped in bytes: once full, new flags are refused (the
-reviewed ones are the valuable ones; nothing is dropped silently). On a Space, mount a Storage Bucket at
+a caller can neither copy server files in nor write made-up rows. Flags are limited per client address
+(`clients.Quotas`, not per session: a caller chooses its session), de-duplicated by content, and the folder
+is capped in bytes: once full, new flags are refused (the reviewed ones are the valuable ones; nothing is
+dropped silently); one client can fill at most `CLIENT_SHARE` of it. The photo is re-encoded outside any
+lock (by a decoder worker in the app), so a slow photo never holds up a prediction's `remember()`. On a Space, mount a Storage Bucket at
 /data or set BEAR_FEEDBACK_REPO to sync the folder to a private Hub dataset: a Space's own disk is wiped
 on restart. `train.fine_tune_on_reviews` then continues training the shipped model on the corrected photos.
 """
@@ -13,12 +15,11 @@ on restart. `train.fine_tune_on_reviews` then continues training the shipped mod
 from __future__ import annotations
 
 import csv
-import hashlib
-import io
 import json
 import threading
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,14 +28,18 @@ from typing import Any
 import gradio as gr
 from gradio.context import LocalContext
 
-from .images import ImageError, open_image
-from .serving import Answer
+from . import clients
+from .decoding import review_jpeg
+from .images import ImageError
+from .serving import Answer, file_digest
 
 NOT_A_BEAR = "not a bear"
 COLUMNS = ["time", "image", "correction", "label", "confidence", "out_of_domain", "probabilities", "sha256"]
 REVIEW_SIDE = 1024
 """Flagged photos are stored re-encoded, at most this many pixels a side: enough to retrain on, a fraction
 of an upload's size, and without the EXIF block (a phone photo's GPS position)."""
+CLIENT_SHARE = 0.1
+"""The most of the review folder's capacity one client address can fill: the rest stays for everyone else."""
 
 
 def flag_options(vocab: list[str]) -> list[tuple[str, str]]:
@@ -61,16 +66,22 @@ class ReviewLog(gr.FlaggingCallback):
         hub_repo: str | None = None,
         *,
         max_bytes: int = 500 * 2**20,
-        flags_per_session: int = 10,
+        quotas: clients.Quotas | None = None,
+        trust_forwarded: bool = False,
+        review_copy: Callable[[str, int, str], bytes] | None = None,
         sessions_remembered: int = 10_000,
     ):
+        """`quotas`: each client's flags (default `clients.Rates()`); `review_copy(path, side, client)`: the
+        re-encoded photo (default: decoded in this process)."""
         self.hub_repo = hub_repo
         self.max_bytes = max_bytes
-        self.flags_per_session = flags_per_session
+        self.quotas = quotas or clients.Quotas(clients.Rates())
+        self.trust_forwarded = trust_forwarded
+        self.review_copy = review_copy or (lambda path, side, client: review_jpeg(path, side))
         self.sessions_remembered = sessions_remembered
         self.scheduler = None
         self._answered: OrderedDict[str, _Answered] = OrderedDict()
-        self._flags: Counter[str] = Counter()
+        self._client_bytes: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     def setup(self, components: Any, flagging_dir: str | Path) -> None:
@@ -107,27 +118,38 @@ class ReviewLog(gr.FlaggingCallback):
         request = LocalContext.request.get(None)  # Gradio's FlagMethod passes no session: read it from the call
         sent = flag_data[0] if flag_data else None
         sent_path = sent.get("path") if isinstance(sent, dict) else getattr(sent, "path", None)
-        return self.flag_answer(getattr(request, "session_hash", None), sent_path, flag_option)
+        client = clients.of_request(request, self.trust_forwarded)
+        return self.flag_answer(getattr(request, "session_hash", None), sent_path, flag_option, client)
 
-    def flag_answer(self, session: str | None, sent_path: str | None, correction: str | None) -> int:
-        """Store the correction of the answer this server gave `session` for the photo at `sent_path`;
-        returns the number of stored flags."""
+    def flag_answer(self, session: str | None, sent_path: str | None, correction: str | None, client: str = "") -> int:
+        """Store the correction of the answer this server gave `session` for the photo at `sent_path`, charged
+        to `client`'s share; returns the number of stored flags."""
         with self._lock:
             answered = self._answered.get(session or "")
-            if answered is None or not sent_path or str(Path(sent_path).resolve()) != answered.path:
-                raise FlagRefused("Only a photo this page just classified can be flagged: press Submit first.")
-            if not correction:
-                raise FlagRefused("Choose which answer is right.")
-            if self._flags[session] >= self.flags_per_session:
-                raise FlagRefused(f"At most {self.flags_per_session} flags per visit.")
-            original = Path(answered.path).read_bytes()
-            digest = hashlib.sha256(original).hexdigest()
+        if answered is None or not sent_path or str(Path(sent_path).resolve()) != answered.path:
+            raise FlagRefused("Only a photo this page just classified can be flagged: press Submit first.")
+        if not correction:
+            raise FlagRefused("Choose which answer is right.")
+        try:
+            digest = file_digest(answered.path)
+        except OSError:
+            raise FlagRefused("This photo is no longer on the server: upload it again.") from None
+        if digest in self._stored:
+            return len(self._stored)  # flagged before: one copy is enough
+        if not self.quotas.spend("flag", client):
+            raise FlagRefused(f"At most {self.quotas.rates.flags_per_hour} flags per hour.")
+        try:
+            jpeg = self.review_copy(answered.path, REVIEW_SIDE, client)  # slow: outside the lock
+        except ImageError as e:
+            raise FlagRefused(str(e)) from e
+        with self._lock:
             if digest in self._stored:
-                return len(self._stored)  # flagged before: one copy is enough
-            jpeg = _review_copy(original)
+                return len(self._stored)
+            if self._client_bytes[client] + len(jpeg) > CLIENT_SHARE * self.max_bytes:
+                raise FlagRefused("You have flagged many photos: thank you, that is enough for now.")
             if self._bytes + len(jpeg) > self.max_bytes:
                 raise FlagRefused("The review folder is full: flags are paused until it is reviewed.")
-            self._flags[session] += 1
+            self._client_bytes[client] += len(jpeg)
             self._store(digest, jpeg, correction, answered)
             return len(self._stored)
 
@@ -150,14 +172,6 @@ class ReviewLog(gr.FlaggingCallback):
                 csv.DictWriter(f, COLUMNS).writerow(row)
         self._stored.add(digest)
         self._bytes += len(jpeg) + 200
-
-
-def _review_copy(original: bytes) -> bytes:
-    picture = open_image(original)
-    picture.thumbnail((REVIEW_SIDE, REVIEW_SIDE))
-    buffer = io.BytesIO()
-    picture.save(buffer, "JPEG", quality=90)  # no exif= argument: location and camera data are dropped
-    return buffer.getvalue()
 
 
 def reviewed_images(folder: Path) -> list[tuple[Path, str]]:

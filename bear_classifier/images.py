@@ -15,6 +15,14 @@ from PIL import Image, ImageOps
 
 MAX_PIXELS = 50_000_000
 """Largest image we decode (a 50 MP phone photo); bigger ones are refused as possible decompression bombs."""
+MAX_SIDE = 16_384
+"""Longest side we decode (WebP's own limit; a 50 MP photo is 8,160 px): a 50,000 x 1,000 strip is no photo."""
+MAX_JPEG_SCANS = 32
+"""A baseline JPEG has 1 scan, libjpeg's progressive script 10 (6 in greyscale); the 1,130 JPEGs in the training
+and external photos have at most 14. Each scan of a progressive JPEG is a pass over the whole picture: 8000 x 6250
+px in 76-byte refinement scans cost 33 ms of CPU each, 55 s for a 76 KB file (BENCHMARKS.md, hostile callers)."""
+MAX_JPEG_SEGMENTS = 256
+"""Marker segments (tables, scans, metadata) before the picture ends: the same photos have at most 29."""
 
 FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
 """What we decode (MPO: phones' multi-picture JPEGs). Never EPS/PS (Pillow runs Ghostscript on them), nor the
@@ -45,6 +53,8 @@ def open_image(source: ImageInput | None, draft_size: int | None = None) -> Imag
         try:
             image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source, formats=_readable_formats())
             _check_size(image)
+            if image.format in ("JPEG", "MPO"):
+                _check_jpeg_structure(source if isinstance(source, bytes) else Path(source).read_bytes())
             if draft_size and image.format == "JPEG":
                 image.draft("RGB", (draft_size, draft_size))
             image.load()  # decode now, so truncated data fails here and not deep in the model
@@ -55,6 +65,8 @@ def open_image(source: ImageInput | None, draft_size: int | None = None) -> Imag
             raise ImageError(f"Could not read the file: {e.strerror}.") from e
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise ImageError(_too_large_message()) from e
+        except MemoryError:
+            raise  # over a decoder worker's memory budget (decoding.py): not the file's fault alone
         except Exception as e:  # a crafted file can make a decoder raise anything (RuntimeError, IndexError...)
             raise ImageError(
                 "This file is not an image we can read (corrupt, truncated, not an image, or a format other than "
@@ -82,15 +94,60 @@ def _readable_formats() -> list[str]:
 
 
 def _check_size(image: Image.Image) -> None:
-    if image.width * image.height > MAX_PIXELS:
+    if image.width * image.height > MAX_PIXELS or max(image.size) > MAX_SIDE:
         raise ImageError(_too_large_message(image.size))
     if min(image.size) < 1:
         raise ImageError("This image is empty (zero pixels).")
 
 
+def _check_jpeg_structure(data: bytes) -> None:
+    """Counts the marker segments and scans of the first picture in a JPEG, without decoding: a walk from
+    marker to marker that skips each scan's entropy-coded data (where 0xFF is always followed by 0x00 or a
+    restart marker)."""
+    position, segments, scans, end = 2, 0, 0, len(data)
+    while position + 4 <= end and segments <= MAX_JPEG_SEGMENTS and scans <= MAX_JPEG_SCANS:
+        if data[position] != 0xFF:
+            return  # damaged: the decoder says so
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker == 0xD9:  # end of image
+            return
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # restart markers carry no length
+            position += 2
+            continue
+        segments += 1
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+        if marker == 0xDA:  # start of scan: skip its entropy-coded data
+            scans += 1
+            position = _next_marker(data, position)
+    if scans > MAX_JPEG_SCANS:
+        raise ImageError(
+            f"This JPEG has more than {MAX_JPEG_SCANS} scans (a camera writes 1 to 14): save it again as an ordinary JPEG."
+        )
+    if segments > MAX_JPEG_SEGMENTS:
+        raise ImageError(f"This JPEG has more than {MAX_JPEG_SEGMENTS} segments: save it again as an ordinary JPEG.")
+
+
+def _next_marker(data: bytes, position: int) -> int:
+    while (position := data.find(b"\xff", position)) != -1 and position + 1 < len(data):
+        following = data[position + 1]
+        if following == 0xFF:
+            position += 1
+        elif following == 0x00 or 0xD0 <= following <= 0xD7:
+            position += 2
+        else:
+            return position
+    return len(data)
+
+
 def _too_large_message(size: tuple[int, int] | None = None) -> str:
     shown = f" ({size[0]}x{size[1]})" if size else ""
-    return f"This image is too large{shown}: at most {MAX_PIXELS // 1_000_000} megapixels, please resize it."
+    return (
+        f"This image is too large{shown}: at most {MAX_PIXELS // 1_000_000} megapixels and {MAX_SIDE:,} pixels a side, "
+        "please resize it."
+    )
 
 
 def _upright(image: Image.Image) -> Image.Image:

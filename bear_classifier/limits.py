@@ -1,23 +1,40 @@
 """What a caller may send to the app over HTTP, enforced before Gradio reads a byte of it.
 
 Gradio reads a request body whole into memory and has no per-request cap except on uploaded files, lets one
-upload request carry any number of files, and fetches an `http(s)` path in a JSON payload from the web
-(server-side). `BodyLimits` is an ASGI middleware (pass it to `launch(app_kwargs={"middleware": [...]})`):
-- a body over its cap is refused with 413 (by Content-Length, or while it streams in without one);
-- an upload request must carry exactly one file;
+upload request carry any number of files, fetches an `http(s)` path in a JSON payload from the web
+(server-side), and serves many more routes than the page uses. `BodyLimits` is an ASGI middleware (pass it
+to `launch(app_kwargs={"middleware": [...]})`):
+- only the routes, methods and event ids that the page and the documented API use pass (`Routes`), each
+  matched exactly and its JSON body parsed as Gradio parses it; everything else is 404/405, a body that does
+  not parse 400/422 (never a 500);
+- a body over its cap is refused with 413 (by Content-Length, or while it streams in without one); an
+  upload that streams for longer than `uploads.UPLOAD_SECONDS` is cut off (408);
+- an upload request must carry exactly one file, the upload folder has a total cap, and whatever Gradio's
+  parser wrote for a failed, cut-off or many-part request is deleted (`uploads.UploadFolder`);
 - a JSON payload that names a web address as a file path is refused: photos arrive as uploads only;
-- the queued endpoint cannot be called around the queue (Gradio serves `/run/predict` too);
+- each client address has its share of queue joins and uploaded bytes, per minute and of the upload folder
+  over a file's lifetime (`clients.Quotas`): beyond it, 429;
 - "queue full" becomes a clear "busy, try again".
+Calls of the queued endpoint around the queue (`/run/predict`) are Gradio's own `queue(api_open=False)`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
+from gradio.data_classes import CancelBody, PredictBody, ResetBody, SimplePredictBody
+from pydantic import BaseModel, ValidationError
 from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect
+
+from .clients import WAIT, Quotas, address
+from .uploads import UPLOAD_SECONDS, UploadFolder
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -32,60 +49,176 @@ API_BODY_BYTES = 64 * 1024
 MULTIPART_OVERHEAD = 64 * 1024
 BUSY = "The classifier is busy: please try again in a few seconds."
 URL_PATH = "Send the photo as an uploaded file: web addresses are not fetched."
-AROUND_THE_QUEUE = "Call this endpoint through the queue (gradio_client, or POST /gradio_api/call/{name})."
+UPLOADS_FULL = "The server holds too many uploads just now: please try again in a few minutes."
+NOT_FOUND = "Not found."
+API = "/gradio_api"
+PAGE_FILES = ("/assets/", "/static/", "/svelte/", API + "/file=", API + "/heartbeat/")
+"""GET prefixes of the page's own files and its heartbeat (static files, cached examples, a session's id)."""
+PAGE_GETS = {
+    "/",
+    "/config",
+    "/theme.css",
+    "/favicon.ico",
+    "/manifest.json",
+    "/robots.txt",
+    "/pwa_icon",
+    API + "/info",
+    API + "/theme.css",
+    API + "/queue/data",
+    API + "/upload_progress",
+    API + "/startup-events",
+}
+"""GET routes the page and gradio_client read, exactly."""
 
 
 class _TooLarge(Exception):
     pass
 
 
-def middleware(queued: dict[int, str], max_file_bytes: int = MAX_FILE_BYTES) -> Middleware:
-    """The middleware entry for `launch(app_kwargs={"middleware": [...]})`; `queued`: fn_index -> api_name of
-    the app's queued events (`queued_events(demo)`)."""
-    return Middleware(BodyLimits, max_file_bytes=max_file_bytes, queued=queued)
+class _TooSlow(Exception):
+    pass
 
 
-def queued_events(demo: Any) -> dict[int, str]:
-    """fn_index -> api_name of every event of `demo` that runs through the queue."""
-    return {fn_id: str(fn.api_name) for fn_id, fn in demo.fns.items() if fn.queue}
+@dataclass(frozen=True)
+class Routes:
+    """The app's events: fn_index -> api_name, those that run through the queue and those the page sends
+    directly (examples, flag buttons)."""
+
+    queued: dict[int, str]
+    direct: dict[int, str]
+
+    @classmethod
+    def of(cls, demo: Any) -> Routes:
+        events = demo.fns.items()
+        return cls(
+            {i: str(fn.api_name) for i, fn in events if fn.queue},
+            {i: str(fn.api_name) for i, fn in events if not fn.queue},
+        )
+
+    def post(self, path: str) -> tuple[str, type[BaseModel]] | None:
+        """The kind of an allowed POST route and the body Gradio parses there; None for any other path."""
+        names = set(self.queued.values()) | set(self.direct.values())
+        exact: dict[str, tuple[str, type[BaseModel]]] = {
+            API + "/upload": ("upload", BaseModel),
+            API + "/queue/join": ("join", PredictBody),
+            API + "/cancel": ("cancel", CancelBody),
+            API + "/reset": ("reset", ResetBody),
+            **{f"{API}/call/{name}": ("call", SimplePredictBody) for name in self.queued.values()},
+            **{f"{API}/run/{name}": ("run", PredictBody) for name in names},
+        }
+        return exact.get(path)
+
+    def allows(self, kind: str, path: str, body: BaseModel) -> bool:
+        """Whether the event this body names exists where it is sent: queue joins for queued events only,
+        direct runs for any event of the app (Gradio's api_open=False refuses queued ones there)."""
+        fn_index = getattr(body, "fn_index", None)
+        if kind == "join":
+            return fn_index in self.queued
+        if kind == "run":
+            return fn_index in self.queued or fn_index in self.direct if fn_index is not None else True
+        return True
+
+
+def get_allowed(path: str) -> bool:
+    return path in PAGE_GETS or path.startswith(PAGE_FILES)
+
+
+def middleware(
+    demo: Any,
+    quotas: Quotas,
+    uploads: UploadFolder,
+    trust_forwarded: bool = False,
+    max_file_bytes: int = MAX_FILE_BYTES,
+) -> Middleware:
+    """The middleware entry for `launch(app_kwargs={"middleware": [...]})`; `trust_forwarded`: read the
+    client's address from X-Forwarded-For (only behind a Space's proxy)."""
+    return Middleware(
+        BodyLimits,
+        routes=Routes.of(demo),
+        quotas=quotas,
+        uploads=uploads,
+        trust_forwarded=trust_forwarded,
+        max_file_bytes=max_file_bytes,
+    )
 
 
 class BodyLimits:
-    def __init__(self, app: ASGIApp, max_file_bytes: int, queued: dict[int, str]):
+    def __init__(
+        self,
+        app: ASGIApp,
+        routes: Routes,
+        quotas: Quotas,
+        uploads: UploadFolder,
+        trust_forwarded: bool,
+        max_file_bytes: int,
+    ):
         self.app = app
+        self.routes = routes
+        self.quotas = quotas
+        self.uploads = uploads
+        self.trust_forwarded = trust_forwarded
         self.upload_bytes = max_file_bytes + MULTIPART_OVERHEAD
-        self.queued = queued
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        if scope["type"] != "http" or scope["method"] == "OPTIONS":
             return await self.app(scope, receive, send)
-        path = scope["path"].rstrip("/")
-        upload = path.endswith("/upload")
-        cap = self.upload_bytes if upload else API_BODY_BYTES
+        path = scope["path"]
+        if len(path) > 1 and path.endswith("/") and not path.endswith("//"):
+            path = path[:-1]  # Gradio registers most routes with and without the trailing slash
+        if scope["method"] in ("GET", "HEAD"):
+            if get_allowed(path):
+                return await self.app(scope, receive, send)
+            return await _refuse(send, 404, NOT_FOUND)
+        route = self.routes.post(path) if scope["method"] == "POST" else None
+        if route is None:
+            if scope["method"] == "POST":
+                return await _refuse(send, 404, NOT_FOUND)
+            return await _refuse(send, 405, "Method not allowed.")
+        kind, model = route
+        cap = self.upload_bytes if kind == "upload" else API_BODY_BYTES
         declared = _header(scope, b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > cap):
             return await _too_large(send, cap)
-        if upload:
-            return await self._upload(scope, receive, send, cap)
+        client = address(scope.get("client", (None,))[0], _headers(scope), self.trust_forwarded)
+        if kind == "upload":
+            size = int(declared) if declared else cap  # without a length, a request may use the whole cap
+            spent = self.quotas.spend("upload_kb", client, size // 1024)
+            if not spent or not self.quotas.spend("upload_held_kb", client, size // 1024):
+                return await _refuse(send, 429, WAIT)
+            if not self.uploads.has_room(size):
+                return await _refuse(send, 503, UPLOADS_FULL)
+            with self.uploads.upload():
+                return await self._upload(scope, receive, send, cap)
         body = await _read(receive, cap)
         if body is None:
             return await _too_large(send, cap)
-        if _names_a_web_path(body):
+        try:
+            payload = json.loads(body)
+            parsed = model.model_validate(payload)
+        except (ValueError, RecursionError):  # not JSON, or nested beyond Python's recursion limit
+            return await _refuse(send, 400, "The request body is not valid JSON.")
+        except ValidationError:
+            return await _refuse(send, 422, f"The request body is not what {path} takes.")
+        if not self.routes.allows(kind, path, parsed):
+            return await _refuse(send, 404, "No such event.")
+        if _names_a_web_path(payload):
             return await _refuse(send, 400, URL_PATH)
-        if name := self._around_the_queue(path, body):
-            return await _refuse(send, 403, AROUND_THE_QUEUE.format(name=name))
-        replay = _replay(body, receive)
-        if path.endswith("/queue/join"):
+        if kind in ("join", "call"):
+            if not self.quotas.spend("join", client):
+                return await _refuse(send, 429, WAIT)
             send = _busy_message(send)
-        await self.app(scope, replay, send)
+        await self.app(scope, _replay(body, receive), send)
 
     async def _upload(self, scope: Scope, receive: Receive, send: Send, cap: int) -> None:
-        """Streams the upload to Gradio (counting bytes), then checks its answer: one file per request."""
-        received = 0
+        """Streams the upload to Gradio (counting bytes and time), then checks its answer: one file per request."""
+        received, deadline = 0, time.monotonic() + UPLOAD_SECONDS
 
         async def counted() -> Message:
             nonlocal received
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise _TooSlow from None
             received += len(message.get("body", b""))
             if received > cap:
                 raise _TooLarge
@@ -103,6 +236,13 @@ class BodyLimits:
             await self.app(scope, counted, hold)
         except _TooLarge:
             return await _too_large(send, cap)
+        except _TooSlow:
+            return await _refuse(send, 408, f"An upload may take at most {UPLOAD_SECONDS} s.")
+        except (
+            ClientDisconnect,
+            OSError,
+        ):  # the caller went away mid-upload: nobody to answer; the leftovers go with `upload()`
+            return
         start = answer.get("start")
         if start and start["status"] == 200:
             paths = json.loads(answer["body"] or b"[]")
@@ -112,27 +252,16 @@ class BodyLimits:
         await send(start or {"type": "http.response.start", "status": 500, "headers": []})
         await send({"type": "http.response.body", "body": answer["body"]})
 
-    def _around_the_queue(self, path: str, body: bytes) -> str | None:
-        """The api_name of a queued event that this direct call (`/run/...`, `/api/...`) targets, if any.
-        Gradio's page sends its own unqueued events (examples, flag buttons) to /run/predict with a
-        `fn_index`, so the target is the body's fn_index when given, else the path's api_name."""
-        route, _, name = path.removeprefix("/gradio_api/").partition("/")
-        if route not in ("run", "api"):
-            return None
-        try:
-            fn_index = json.loads(body).get("fn_index")
-        except (ValueError, AttributeError):
-            fn_index = None
-        if fn_index is not None:
-            return self.queued.get(fn_index) if isinstance(fn_index, int) else None
-        return name if name in self.queued.values() else None
-
 
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", []):
         if key.lower() == name:
             return value.decode("latin-1").strip()
     return None
+
+
+def _headers(scope: Scope) -> list[tuple[str, str]]:
+    return [(key.decode("latin-1"), value.decode("latin-1")) for key, value in scope.get("headers", [])]
 
 
 async def _read(receive: Receive, cap: int) -> bytes | None:
@@ -165,12 +294,8 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def _names_a_web_path(body: bytes) -> bool:
+def _names_a_web_path(payload: Any) -> bool:
     """Whether a JSON payload holds a file whose `path` is a web address (Gradio would download it)."""
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return False  # not JSON: Gradio refuses it on its own
     stack = [payload]
     while stack:
         item = stack.pop()

@@ -36,6 +36,7 @@ from fastai.vision.all import (
 from PIL import Image
 from torch import nn
 
+from .decoding import Budget, Decoded, DecoderPool
 from .images import ImageError, ImageInput, open_image
 
 # Running the exported network: our class probabilities and (with the guard) the pretrained ImageNet
@@ -218,12 +219,13 @@ def _identity_when_valid(t) -> bool:
 class Predictor:
     """An exported learner (see `export`) behind one inference thread, for thread-safe, low-overhead prediction.
 
-    A request makes one hop: its photos go to the inference thread, which decodes, transforms and
-    classifies them together with whatever other callers sent meanwhile (one forward pass for up to
-    `max_batch` photos). One thread, because the fastai transforms keep per-call state (not
-    thread-safe), two cores gain nothing from parallel forward passes, decoding one photo at a time
-    bounds memory (a 50 MP photo takes 150 MB decoded), and glibc gives every thread that allocates
-    activations its own memory arena (BENCHMARKS.md, memory).
+    A request makes one hop: its photos go to the inference thread, which transforms and classifies them
+    together with whatever other callers sent meanwhile (one forward pass for up to `max_batch` photos).
+    The app decodes photos beforehand in worker processes (`decoder_pool`, `decoding.Decoded`), so a slow
+    file never holds the thread; other callers' files (paths, bytes) are decoded here. One thread, because
+    the fastai transforms keep per-call state (not thread-safe), two cores gain nothing from parallel
+    forward passes, and glibc gives every thread that allocates activations its own memory arena
+    (BENCHMARKS.md, memory).
     """
 
     def __init__(self, learn: Learner, draft: bool = False, backend: str | None = None, max_batch: int = 16):
@@ -258,19 +260,31 @@ class Predictor:
         # slightly compared with learn.predict; off unless asked for (BENCHMARKS.md measures it).
         self.draft_size = 2 * size if draft else None
         self.max_batch = max_batch
-        self._waiting: queue.SimpleQueue[tuple[ImageInput | None, Future]] = queue.SimpleQueue()
+        self._waiting: queue.SimpleQueue[tuple[ImageInput | Decoded | None, Future]] = queue.SimpleQueue()
         threading.Thread(target=self._serve, name="inference", daemon=True).start()
 
-    def predict(self, image: ImageInput) -> Prediction:
+    def decoder_pool(self, workers: int, budget: Budget) -> DecoderPool:
+        """Decoder workers (`decoding.DecoderPool`) that hand back each photo at the size each pass's resize
+        step makes (that resize is then a copy, so the pixels are the same as decoding here); the full
+        picture for a learner without the standard transforms."""
+        if self._plain is None:
+            return DecoderPool(workers, budget, draft_size=self.draft_size)
+        sizes = [self._plain.resize_to] + ([self._guard_plain.resize_to] if self._guard_plain else [])
+        return DecoderPool(workers, budget, sizes, self._plain.resample, self.draft_size)
+
+    def predict(self, image: ImageInput | Decoded) -> Prediction:
         """One photo's prediction; `ImageError` (a message for the user) when it cannot be read."""
         result = self.predict_batch([image])[0]
         if isinstance(result, ImageError):
             raise result
         return result
 
-    def predict_batch(self, images: Sequence[ImageInput | ImageError | None]) -> list[Prediction | ImageError]:
+    def predict_batch(
+        self, images: Sequence[ImageInput | Decoded | ImageError | None]
+    ) -> list[Prediction | ImageError]:
         """A prediction per item, or that item's `ImageError`: a bad item never fails the others.
-        An `ImageError` given as an item (refused before decoding) is handed back as it is."""
+        An `ImageError` given as an item (refused before decoding) is handed back as it is; a `Decoded`
+        photo (a decoder worker's, at `decode_sizes()`) is not decoded again."""
         waiting = []
         for image in images:
             done: Future = Future()
@@ -284,6 +298,13 @@ class Predictor:
     def _decode(self, image: ImageInput | None) -> Image.Image:
         """An upright RGB picture, or `ImageError` with a message for the user."""
         return open_image(image, draft_size=self.draft_size)
+
+    def _views(self, image: ImageInput | Decoded | None) -> tuple[Image.Image, Image.Image]:
+        """The picture each pass reads: (the head's, the guard's second pass's)."""
+        if isinstance(image, Decoded):
+            return image.pictures[0], image.pictures[-1]
+        picture = self._decode(image)
+        return picture, picture
 
     def preprocess(self, images: Sequence[ImageInput], size: int | None = None) -> torch.Tensor:
         """Decode and transform exactly as the validation set was, on the calling thread (training-side
@@ -315,11 +336,11 @@ class Predictor:
                 batch.append(self._waiting.get())
             self._answer(batch)
 
-    def _answer(self, batch: list[tuple[ImageInput | None, Future]]) -> None:
+    def _answer(self, batch: list[tuple[ImageInput | Decoded | None, Future]]) -> None:
         pictures, waiting = [], []
         for image, done in batch:
             try:
-                pictures.append(self._decode(image))
+                pictures.append(self._views(image))
                 waiting.append(done)
             except ImageError as refusal:
                 done.set_result(refusal)
@@ -332,7 +353,7 @@ class Predictor:
         for done, prediction in zip(waiting, predictions):
             done.set_exception(prediction) if isinstance(prediction, Exception) else done.set_result(prediction)
 
-    def _alone(self, picture: Image.Image) -> Prediction | Exception:
+    def _alone(self, picture: tuple[Image.Image, Image.Image]) -> Prediction | Exception:
         try:
             return self._classify([picture])[0]
         except Exception as e:
@@ -342,11 +363,11 @@ class Predictor:
         return self._plain(pictures) if self._plain else self.fastai_transform(pictures)
 
     @torch.inference_mode()
-    def _classify(self, pictures: Sequence[Image.Image]) -> list[Prediction]:
-        outputs = self.network(self._transform(pictures))
+    def _classify(self, views: Sequence[tuple[Image.Image, Image.Image]]) -> list[Prediction]:
+        outputs = self.network(self._transform([head for head, _ in views]))
         probs, imagenet = outputs[0], (outputs[1] if len(outputs) > 1 else None)
         if self._guard_network is not None:
-            imagenet = self._guard_network(self._guard_plain(pictures))[1]
+            imagenet = self._guard_network(self._guard_plain([guard for _, guard in views]))[1]
         scores = self._ood_scores(imagenet, len(probs))
         threshold = self.guard["threshold"] if self.guard else float("inf")
         return [

@@ -4,12 +4,17 @@ prediction into what the page and the API show, and the text around it.
 
 from __future__ import annotations
 
+import hashlib
 import sys
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
 from . import card, export, hub
+from .clients import WAIT, Quotas
+from .decoding import Decoded, DecoderPool
 from .images import ImageError, ImageInput
 from .predictor import Prediction, Predictor
 from .settings import EXAMPLES_DIR, ROOT, Settings
@@ -69,7 +74,41 @@ class Answer:
         return self.probabilities, self.message, self.details
 
 
-def classify(model: Predictor, image: ImageInput | ImageError | None) -> Answer:
+class Answers:
+    """The app's answers: each photo decoded by `decoders` (a worker process under a budget, charged to the
+    client's share of decodes), classified by `model`, and remembered by the content's SHA-256, so the same
+    photo sent again (by anyone) costs neither a decode nor a forward pass."""
+
+    def __init__(self, model: Predictor, decoders: DecoderPool, quotas: Quotas, remembered: int = 4096):
+        self.model, self.decoders, self.quotas, self.remembered = model, decoders, quotas, remembered
+        self._answers: OrderedDict[str, Answer] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def answer(self, path: str | ImageError, client: str) -> Answer:
+        """The answer for the uploaded file at `path` (or the refusal already decided)."""
+        if isinstance(path, ImageError):
+            return refusal(path)
+        digest = file_digest(path)
+        with self._lock:
+            if (known := self._answers.get(digest)) is not None:
+                self._answers.move_to_end(digest)
+                return known
+        if not self.quotas.spend("prediction", client):
+            return refusal(ImageError(WAIT))  # not remembered: it says nothing about the photo
+        answer = classify(self.model, self.decoders.decode(path, client))
+        with self._lock:
+            self._answers[digest] = answer
+            while len(self._answers) > self.remembered:
+                self._answers.popitem(last=False)
+        return answer
+
+
+def file_digest(path: str | Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def classify(model: Predictor, image: ImageInput | Decoded | ImageError | None) -> Answer:
     """One photo's answer; the requests that wait meanwhile share its forward pass (`Predictor`)."""
     result = model.predict_batch([image])[0]
     return refusal(result) if isinstance(result, ImageError) else format_answer(result)

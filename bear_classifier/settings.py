@@ -1,4 +1,5 @@
-"""Every BEAR_* environment variable (and SPACE_ID, which Spaces set), read in this one module with one parser per type; and where the app lives.
+"""Every BEAR_* environment variable (and SPACE_ID, which Spaces set), read in this one module with one parser per
+type; and where the app lives.
 
 app.py reads `Settings.from_env()` once and passes values down; library code takes arguments. README's
 configuration table lists the same variables.
@@ -10,6 +11,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from .clients import Rates
+from .decoding import Budget
 
 ROOT = Path(__file__).resolve().parent.parent
 """Where app.py, model.pkl and the examples live."""
@@ -61,7 +65,15 @@ class Settings:
     review_dir: Path = Path("review")  # BEAR_REVIEW_DIR: where flags go
     review_max_mb: int = 500  # BEAR_REVIEW_MAX_MB: review folder cap; new flags are refused beyond it
     feedback_repo: str | None = None  # BEAR_FEEDBACK_REPO: private Hub dataset the review folder syncs to
-    upload_ttl: int = 3600  # BEAR_UPLOAD_TTL: seconds before uploaded photos are deleted
+    upload_ttl: int = 600  # BEAR_UPLOAD_TTL: seconds before uploaded photos are deleted
+    upload_max_mb: int = 1000  # BEAR_UPLOAD_MAX_MB: all uploads together; beyond it uploads wait for the sweep
+    decode_workers: int = 2  # BEAR_DECODE_WORKERS: decoder processes
+    decode_cpu_seconds: int = 4  # BEAR_DECODE_CPU_SECONDS: CPU budget of one decode
+    decode_memory_mb: int = 768  # BEAR_DECODE_MEMORY_MB: memory budget of one decoder process
+    joins_per_minute: int = 30  # BEAR_JOINS_PER_MINUTE: queue joins per client address
+    predictions_per_minute: int = 20  # BEAR_PREDICTIONS_PER_MINUTE: decoded photos per client address
+    upload_mb_per_minute: int = 100  # BEAR_UPLOAD_MB_PER_MINUTE: uploaded bytes per client address
+    flags_per_hour: int = 10  # BEAR_FLAGS_PER_HOUR: stored flags per client address
     batch: bool = True  # BEAR_BATCH: share forward passes between concurrent requests
     draft_jpeg: bool = False  # BEAR_DRAFT_JPEG: decode large JPEGs at reduced size
     backend: str | None = None  # BEAR_BACKEND: "onnx" or "torch" (default: ONNX Runtime when installed)
@@ -69,8 +81,30 @@ class Settings:
     space_id: str | None = None  # SPACE_ID: set by Hugging Face Spaces (owner/name) when running on one
 
     @property
+    def on_space(self) -> bool:
+        """Behind Hugging Face's proxy, so X-Forwarded-For names the client."""
+        return self.space_id is not None
+
+    @property
     def max_batch_size(self) -> int:
         return 16 if self.batch else 1
+
+    @property
+    def rates(self) -> Rates:
+        """Each client's shares; of the upload folder, at most a quarter over an upload's lifetime: 100 MB a
+        minute for the 10 minutes a file lives would otherwise let one client fill it alone."""
+        return Rates(
+            self.joins_per_minute,
+            self.predictions_per_minute,
+            self.upload_mb_per_minute,
+            self.flags_per_hour,
+            upload_share_mb=max(1, self.upload_max_mb // 4),
+            upload_window_s=max(1, self.upload_ttl),
+        )
+
+    @property
+    def budget(self) -> Budget:
+        return Budget(self.decode_cpu_seconds, self.decode_memory_mb)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -86,6 +120,14 @@ class Settings:
             review_max_mb=_number(env, "BEAR_REVIEW_MAX_MB", cls.review_max_mb),
             feedback_repo=_text(env, "BEAR_FEEDBACK_REPO"),
             upload_ttl=_number(env, "BEAR_UPLOAD_TTL", cls.upload_ttl),
+            upload_max_mb=_number(env, "BEAR_UPLOAD_MAX_MB", cls.upload_max_mb),
+            decode_workers=_number(env, "BEAR_DECODE_WORKERS", cls.decode_workers),
+            decode_cpu_seconds=_number(env, "BEAR_DECODE_CPU_SECONDS", cls.decode_cpu_seconds),
+            decode_memory_mb=_number(env, "BEAR_DECODE_MEMORY_MB", cls.decode_memory_mb),
+            joins_per_minute=_number(env, "BEAR_JOINS_PER_MINUTE", cls.joins_per_minute),
+            predictions_per_minute=_number(env, "BEAR_PREDICTIONS_PER_MINUTE", cls.predictions_per_minute),
+            upload_mb_per_minute=_number(env, "BEAR_UPLOAD_MB_PER_MINUTE", cls.upload_mb_per_minute),
+            flags_per_hour=_number(env, "BEAR_FLAGS_PER_HOUR", cls.flags_per_hour),
             batch=_flag(env, "BEAR_BATCH", True),
             draft_jpeg=_flag(env, "BEAR_DRAFT_JPEG", False),
             backend=backend,

@@ -3,6 +3,7 @@ spoken by hand with httpx), and the catalogue of attacks from issue 9. The test 
 a small size (tests/test_hostile.py); this script runs the full sizes against `python app.py` on loopback.
 
     python -m bench.hostile       # about 3 minutes; prints the table BENCHMARKS.md holds
+    python -m bench.hostile fair  # issue 17: an honest visitor's latency, CPU and disk per attack, about 6 minutes
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import struct
 import time
 import uuid
@@ -39,10 +41,12 @@ class Outcome:
 class RawCaller:
     """One visitor (one Gradio session) speaking the protocol directly: upload, queue/join, queue/data, run."""
 
-    def __init__(self, url: str, timeout: float = 180):
+    def __init__(self, url: str, timeout: float = 180, source: str | None = None):
+        """`source`: the loopback address to call from (127.0.0.2, ...), as distinct clients of a Space."""
         self.url = url.rstrip("/")
+        self.source = source
         self.api = self.url + "/gradio_api"
-        self.http = httpx.Client(timeout=timeout)
+        self.http = httpx.Client(timeout=timeout, transport=httpx.HTTPTransport(local_address=source))
         self.session = uuid.uuid4().hex
         config = self.http.get(self.url + "/config").raise_for_status().json()
         self.fn_index = {d["api_name"]: d["id"] for d in config["dependencies"]}
@@ -129,9 +133,9 @@ def corrupt_decoder_files() -> dict[str, bytes]:
     return {"x.dds": dds_unknown_format(), "x.qoi": qoi_cut(), "x.avif": avif_damaged(), "x.eps": eps_loop()}
 
 
-def flood_queue(url: str, joins: int, threads: int = 16) -> dict[int, int]:
+def flood_queue(url: str, joins: int, threads: int = 16, source: str | None = None) -> dict[int, int]:
     """`joins` queue/join requests that never read their results; returns the count per HTTP status."""
-    callers = [RawCaller(url) for _ in range(threads)]
+    callers = [RawCaller(url, source=source) for _ in range(threads)]
     try:
         with ThreadPoolExecutor(threads) as pool:
             statuses = list(pool.map(lambda i: callers[i % threads].join([None]).status_code, range(joins)))
@@ -169,17 +173,23 @@ def table() -> str:
         try:
             before = server.rss_mb()
             start = time.perf_counter()
-            counts = flood_queue(server.url, 3000)
+            counts = flood_queue(server.url, 3000, source="127.0.0.2")
             rows.append(
                 (
-                    "3,000 queue/join in a burst, results never read",
+                    "3,000 queue/join in a burst from 127.0.0.2, results never read",
                     f"HTTP status counts {counts}",
                     f"{time.perf_counter() - start:.1f} s",
                 )
             )
-            caller = RawCaller(server.url)
+            caller = RawCaller(server.url, source="127.0.0.3")
             answered = caller.predict(caller.uploaded("bear.jpg", (EXAMPLES_DIR / "black_bear.jpg").read_bytes()))
-            rows.append(("a normal prediction after the flood", "answered" if answered.success else answered.error, ""))
+            rows.append(
+                (
+                    "a normal prediction from 127.0.0.3 after the flood",
+                    "answered" if answered.success else answered.error,
+                    "",
+                )
+            )
             for megabytes, chunked in ((300, False), (300, True)):
                 status = oversized_body(server.url, megabytes, chunked)
                 rows.append((f"{megabytes} MB JSON body{' (chunked)' if chunked else ''}", f"HTTP {status}", ""))
@@ -202,8 +212,265 @@ def table() -> str:
     )
 
 
+def honest_photos(n: int) -> list[bytes]:
+    """`n` different photos (answers are kept by content, so a repeated photo would cost nothing)."""
+    picture = Image.open(EXAMPLES_DIR / "black_bear.jpg").convert("RGB")
+    return [hard_inputs.encode(picture.rotate(i * 0.5), "JPEG", quality=90) for i in range(n)]
+
+
+def big_photo() -> bytes:
+    picture = Image.open(EXAMPLES_DIR / "grizzly_bear.jpg").convert("RGB").resize((8160, 6120))
+    return hard_inputs.encode(picture, "JPEG", quality=90)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of the server and of every process it started (decoder workers, live or already replaced)."""
+    import psutil
+
+    process = psutil.Process(pid)
+    own = process.cpu_times()
+    total = own.user + own.system + own.children_user + own.children_system
+    for child in process.children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def folder_bytes(*folders: Path) -> int:
+    total = 0
+    for folder in folders:
+        for root, _, names in os.walk(folder):
+            for name in names:
+                try:
+                    total += (Path(root) / name).lstat().st_size
+                except FileNotFoundError:
+                    pass
+    return total
+
+
+NOT_ALLOWED = ["/run/upload", "/api/predict", "/queue/upload", "/call/v2/predict", "/run/predict/upload", "/x/upload"]
+"""Routes a page never calls: `POST /gradio_api/run/upload` used to get the upload treatment (issue 17)."""
+
+
+class Attacks:
+    """Issue 17's attacks, each one round of requests from `caller`; each returns how many requests it sent."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.scans_1000 = many_scans_jpeg(scans=1000)  # refused by the pre-check
+        self.slow_27 = many_scans_jpeg(scans=27)  # passes the pre-check; costs its decode budget
+        self.big = big_photo()
+        self.small = hard_inputs.encode(Image.open(EXAMPLES_DIR / "teddy_bear.jpg").convert("RGB"), "JPEG")
+
+    def catalogue(self) -> list[tuple[str, Any]]:
+        return [
+            ("progressive JPEG, 1,000 refinement scans (200 KB), new session each time", self.many_scans),
+            ("progressive JPEG, 27 scans at 50 MP (passes the pre-check), new content each time", self.slow_scans),
+            (
+                '"Wrong?" on a slow (50 MP) photo: upload, predict, flag, new session and content each time',
+                self.flag_slow,
+            ),
+            ("one 50 MP JPEG joined again and again under fresh session hashes, never read", self.rejoins),
+            ("POST /run/upload and 5 other non-allow-listed routes (web-address payload)", self.routes),
+            ('fn_index "0" and 0.0 to /run/predict (around the queue)', self.fn_index),
+            (
+                "orphan temp files: an extra multipart part, a chunked upload over the cap, a dropped upload",
+                self.orphans,
+            ),
+            ("10 MB uploads as fast as answered", self.uploads),
+            (
+                "a new session per flag (upload, predict, flag a new photo) to fill the review folder",
+                self.flag_sessions,
+            ),
+            ("30,000 nested [ to /queue/join", self.nested),
+        ]
+
+    def many_scans(self, caller: RawCaller) -> int:
+        caller.session = uuid.uuid4().hex
+        caller.predict(caller.uploaded("scans.jpg", self.scans_1000))
+        return 2
+
+    def slow_scans(self, caller: RawCaller) -> int:
+        caller.session = uuid.uuid4().hex
+        caller.predict(caller.uploaded(f"slow{uuid.uuid4().hex}.jpg", self.slow_27 + uuid.uuid4().bytes))
+        return 2
+
+    def flag_slow(self, caller: RawCaller) -> int:
+        caller.session = uuid.uuid4().hex
+        photo = caller.uploaded("big.jpg", self.big + uuid.uuid4().bytes)
+        caller.predict(photo)
+        caller.flag(photo, button=1)
+        return 3
+
+    def rejoins(self, caller: RawCaller) -> int:
+        if not hasattr(caller, "big"):
+            caller.big = caller.uploaded("big.jpg", self.big)
+        caller.session = uuid.uuid4().hex
+        caller.join([caller.big])
+        return 1
+
+    def routes(self, caller: RawCaller) -> int:
+        body = {"data": [{"path": "https://example.com/b.jpg", "meta": FILE_DATA}], "session_hash": caller.session}
+        for path in NOT_ALLOWED:
+            caller.http.post(caller.api + path, json=body)
+        return len(NOT_ALLOWED)
+
+    def fn_index(self, caller: RawCaller) -> int:
+        for value in ("0", 0.0):
+            body = {"data": [{"path": "https://example.com/b.jpg", "meta": FILE_DATA}], "fn_index": value}
+            caller.http.post(caller.api + "/run/predict", json=body | {"session_hash": caller.session})
+        return 2
+
+    def orphans(self, caller: RawCaller) -> int:
+        extra = [("files", ("a.jpg", self.small)), ("other", ("b.jpg", b"x" * 2**20))]
+        caller.http.post(caller.api + "/upload", files=extra)
+        head = b"--b\r\nContent-Disposition: form-data; name=files; filename=c.jpg\r\n\r\n"
+        caller.http.post(
+            caller.api + "/upload",
+            content=iter([head] + [b"x" * 2**20] * 12),
+            headers={"content-type": "multipart/form-data; boundary=b"},
+        )
+        dropped_upload(self.url, source=caller.source)
+        return 3
+
+    def uploads(self, caller: RawCaller) -> int:
+        caller.upload((f"{uuid.uuid4().hex}.jpg", b"\xff\xd8" + uuid.uuid4().bytes * (10 * 2**16 - 1)))
+        return 1
+
+    def flag_sessions(self, caller: RawCaller) -> int:
+        caller.session = uuid.uuid4().hex
+        photo = caller.uploaded("t.jpg", self.small + uuid.uuid4().bytes)
+        caller.predict(photo)
+        caller.flag(photo, button=2)
+        return 3
+
+    def nested(self, caller: RawCaller) -> int:
+        caller.http.post(
+            caller.api + "/queue/join", content=b"[" * 30_000, headers={"content-type": "application/json"}
+        )
+        return 1
+
+
+def fairness(seconds: float = 24) -> str:
+    """Each attack from 4 threads at an address of its own (127.0.2.x, so that one attack's spent share does
+    not make the next one look harmless) for `seconds`, while an honest visitor at 127.0.0.3 sends a new photo
+    every 4 s: the visitor's latencies, the server's CPU time (its decoder workers included) and disk per attack
+    request, and the server's memory after start-up and after all attacks."""
+    import tempfile
+    import threading
+
+    from bench import p95
+    from bench.appserver import AppServer
+
+    photos = honest_photos(120)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        server = AppServer(Path(tmp))
+        attacks = Attacks(server.url)
+        folders = (server.upload_dir, server.review_dir)
+        try:
+            honest = RawCaller(server.url, source="127.0.0.3")
+            honest.predict(honest.uploaded("warm.jpg", photos.pop()))
+            started = server.rss_mb()
+            for row, (name, attack) in enumerate([*attacks.catalogue(), ("none", None)], start=1):
+                done, sent, peak = threading.Event(), [0], [0]
+                cpu, disk = tree_cpu_seconds(server.process.pid), folder_bytes(*folders)
+
+                def attacking(attack=attack, done=done, sent=sent, row=row) -> None:
+                    caller = RawCaller(server.url, source=f"127.0.2.{row}")
+                    while not done.is_set():
+                        try:
+                            sent[0] += attack(caller)
+                        except (httpx.HTTPError, OSError):  # refused or cut off: the attack goes on
+                            sent[0] += 1
+
+                def watching(done=done, peak=peak, disk=disk) -> None:
+                    while not done.wait(0.5):
+                        peak[0] = max(peak[0], folder_bytes(*folders) - disk)
+
+                threads = [threading.Thread(target=attacking) for _ in range(4 if attack else 0)]
+                threads.append(threading.Thread(target=watching))
+                for thread in threads:
+                    thread.start()
+                latencies, failed, end = [], 0, time.perf_counter() + seconds
+                while time.perf_counter() < end:
+                    start = time.perf_counter()
+                    try:
+                        outcome = honest.predict(honest.uploaded("b.jpg", photos.pop()))
+                        answered = outcome.success and outcome.data[2]["error"] is None
+                    except httpx.HTTPError:
+                        answered = False
+                    latencies.append(time.perf_counter() - start)
+                    failed += not answered
+                    time.sleep(max(0.0, 4 - latencies[-1]))  # a person's pace, inside the share of 20 a minute
+                done.set()
+                for thread in threads:
+                    thread.join()
+                spent = tree_cpu_seconds(server.process.pid) - cpu
+                rows.append(
+                    (
+                        name,
+                        sent[0],
+                        f"{len(latencies) - failed}/{len(latencies)}",
+                        f"{sorted(latencies)[len(latencies) // 2]:.2f}",
+                        f"{p95(latencies):.2f}",
+                        f"{spent:.1f} ({spent / max(1, sent[0]):.3f})" if attack else f"{spent:.1f}",
+                        f"{peak[0] / 2**20:.1f}",
+                    )
+                )
+            time.sleep(5)
+            leftovers = [p.name for p in server.upload_dir.iterdir() if p.is_file()]
+            rss = (
+                f"after start-up {started:.0f} MB, after all attacks {server.rss_mb():.0f} MB "
+                f"(peak {server.peak_rss_mb():.0f} MB); temp files left in the upload folder: {len(leftovers)}"
+            )
+        finally:
+            server.stop()
+    table = (
+        "| attack (4 threads, its own address) | attack requests | honest answered | honest median s | "
+        "honest p95 s | server CPU s (per attack request) | peak disk growth MB |\n|---|---|---|---|---|---|---|\n"
+    )
+    return table + "\n".join("| " + " | ".join(map(str, row)) + " |" for row in rows) + f"\n\nServer RSS: {rss}."
+
+
+def many_scans_jpeg(width: int = 8000, height: int = 6250, scans: int = 1000) -> bytes:
+    """A progressive greyscale JPEG of a flat picture whose last scan (an AC refinement: only end-of-block
+    runs, about 76 bytes at 8000 x 6250) is repeated: each repeat is another pass over every block when
+    decoded. libjpeg only warns about the repeated refinement."""
+    data = hard_inputs.encode(Image.new("L", (width, height), 128), "JPEG", progressive=True, quality=90)
+    last_scan = data.rfind(b"\xff\xda")
+    tables = data.rfind(b"\xff\xc4", 0, last_scan)  # the Huffman table written for that scan, when there is one
+    start = tables if tables > data.rfind(b"\xff\xda", 0, last_scan) else last_scan
+    return data[:-2] + data[start:-2] * (scans - 1) + b"\xff\xd9"
+
+
+def dropped_upload(url: str, megabytes: int = 5, source: str | None = None) -> None:
+    """An upload that stops half-way and closes the connection."""
+    import socket
+    from urllib.parse import urlparse
+
+    target = urlparse(url)
+    head = (
+        f"POST /gradio_api/upload HTTP/1.1\r\nHost: {target.hostname}\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\n"
+        f"Content-Length: {megabytes * 2 * 2**20}\r\n\r\n"
+        "--b\r\nContent-Disposition: form-data; name=files; filename=d.jpg\r\n\r\n"
+    ).encode()
+    with socket.create_connection((target.hostname, target.port), source_address=(source or "127.0.0.1", 0)) as s:
+        try:
+            s.sendall(head + b"x" * (megabytes * 2**20))
+        except ConnectionError:  # refused (a share or the folder's cap) and closed before we stopped
+            return
+        time.sleep(0.5)
+
+
 def main() -> None:
-    print(table())
+    import sys
+
+    print(fairness() if sys.argv[1:] == ["fair"] else table())
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Load/soak test: many concurrent `gradio_client` callers, a share of them hostile (bad uploads, and raw
-protocol requests from bench.hostile's catalogue).
+protocol requests from bench.hostile's catalogue: hostile payloads, and issue 17's routes, fn_index spellings,
+nested JSON, orphan-making uploads, rejoins and flags from new sessions).
 
 Checks that every good request got the right label, every bad one a clear error, none was lost,
 and the server's memory stopped growing. Bounded in requests and time; loopback only.
@@ -16,10 +17,12 @@ import statistics
 import tempfile
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 from gradio_client import handle_file
 
 from bear_classifier.settings import EXAMPLES_DIR
@@ -51,6 +54,7 @@ def bad_files(folder: Path) -> list[Path]:
         "text.jpg": b"not an image",
         "cut.jpg": hard_inputs.truncated_jpeg(),
         "bomb.png": hard_inputs.decompression_bomb(),
+        "scans.jpg": hostile.many_scans_jpeg(2000, 1500, scans=200),  # refused before decoding (issue 17)
         **hostile.corrupt_decoder_files(),
     }
     for name, content in samples.items():
@@ -67,13 +71,74 @@ RAW_ATTACKS = {
     "string instead of a file": lambda: "just a string",
 }
 
+WEB_PHOTO = {"path": "https://example.com/b.jpg", "meta": hostile.FILE_DATA}
+
+
+def _expect(response: httpx.Response, statuses: set[int]) -> str | None:
+    return None if response.status_code in statuses else f"HTTP {response.status_code} {response.text[:200]}"
+
+
+def _extra_part(caller: hostile.RawCaller) -> str | None:
+    files = [("files", ("a.jpg", (EXAMPLES_DIR / "teddy_bear.jpg").read_bytes())), ("other", ("b", b"x" * 2**20))]
+    return _expect(caller.http.post(caller.api + "/upload", files=files), {200, 400})
+
+
+def _chunked_over_cap(caller: hostile.RawCaller) -> str | None:
+    head = b"--b\r\nContent-Disposition: form-data; name=files; filename=c.jpg\r\n\r\n"
+    response = caller.http.post(
+        caller.api + "/upload",
+        content=iter([head] + [b"x" * 2**20] * 12),
+        headers={"content-type": "multipart/form-data; boundary=b"},
+    )
+    return _expect(response, {413})
+
+
+def _dropped(caller: hostile.RawCaller) -> None:
+    hostile.dropped_upload(caller.url, megabytes=2)
+
+
+def _rejoin(caller: hostile.RawCaller) -> str | None:
+    if not hasattr(caller, "photo"):
+        caller.photo = caller.uploaded("t.jpg", (EXAMPLES_DIR / "teddy_bear.jpg").read_bytes())
+    caller.session = uuid.uuid4().hex  # a fresh session hash, its result never read
+    return _expect(caller.join([caller.photo]), {200, 503})
+
+
+def _flag_unanswered(caller: hostile.RawCaller) -> str | None:
+    caller.session = uuid.uuid4().hex
+    photo = caller.uploaded("t.jpg", (EXAMPLES_DIR / "teddy_bear.jpg").read_bytes() + caller.session.encode())
+    data = caller.flag(photo).json().get("data")
+    return None if data == ["Error!"] else f"stored a flag for a photo never answered: {data}"
+
+
+# Issue 17's requests around the prediction itself: each must get the refusal named here.
+RAW_REQUESTS = {
+    "POST /run/upload (not an allowed route)": lambda c: _expect(
+        c.http.post(c.api + "/run/upload", json={"data": [WEB_PHOTO], "session_hash": c.session}), {404}
+    ),
+    'fn_index "0" around the queue': lambda c: _expect(
+        c.http.post(c.api + "/run/predict", json={"data": [None], "fn_index": "0", "session_hash": "s"}), {404}
+    ),
+    "fn_index 0.0 around the queue": lambda c: _expect(
+        c.http.post(c.api + "/run/predict", json={"data": [None], "fn_index": 0.0, "session_hash": "s"}), {404}
+    ),
+    "30,000 nested [": lambda c: _expect(
+        c.http.post(c.api + "/queue/join", content=b"[" * 30_000, headers={"content-type": "application/json"}), {400}
+    ),
+    "an extra multipart part": _extra_part,
+    "a chunked upload over the cap": _chunked_over_cap,
+    "a dropped upload": _dropped,
+    "a rejoin under a fresh session hash": _rejoin,
+    "a flag from a new session, nothing answered": _flag_unanswered,
+}
+
 
 def run(
     server: AppServer, requests: int, callers: int, bad_share: float = 0.1, warmup: int = 200, seed: int = 0
 ) -> SoakResult:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as tmp:
-        bad = bad_files(Path(tmp)) + list(RAW_ATTACKS)
+        bad = bad_files(Path(tmp)) + list(RAW_ATTACKS) + list(RAW_REQUESTS)
         plan = [
             (None, rng.choice(bad)) if rng.random() < bad_share else (label, EXAMPLES_DIR / name)
             for label, name in (rng.choice(list(GOOD.items())) for _ in range(requests))
@@ -85,6 +150,14 @@ def run(
         def attack(name: str) -> None:
             if not hasattr(raw, "caller"):
                 raw.caller = hostile.RawCaller(server.url)
+            if name in RAW_REQUESTS:
+                try:
+                    problem = RAW_REQUESTS[name](raw.caller)
+                except httpx.HTTPError as e:  # the server may close the connection on a refused upload
+                    problem = None if "upload" in name else repr(e)
+                if problem:
+                    result.wrong.append(f"{name}: {problem}")
+                return
             outcome = raw.caller.predict(RAW_ATTACKS[name]())
             if outcome.success and not outcome.data[2].get("error"):
                 result.wrong.append(f"{name}: answered {outcome.data[2]}")
@@ -113,6 +186,14 @@ def run(
                 list(pool.map(one, plan[i : i + tenth]))
                 result.rss_mb.append(server.rss_mb())
         result.seconds = time.perf_counter() - start
+        for _ in range(20):  # no temp file outlives its upload request (dropped ones end when the server notices)
+            leftovers = (
+                [p.name for p in server.upload_dir.iterdir() if p.is_file()] if server.upload_dir.is_dir() else []
+            )
+            if not leftovers:
+                break
+            time.sleep(0.5)
+        result.wrong.extend(f"temp file left in the upload folder: {name}" for name in leftovers)
     return result
 
 

@@ -29,9 +29,20 @@ needs_real_bears = pytest.mark.skipif(
 )
 
 
+UNLIMITED = {
+    "BEAR_JOINS_PER_MINUTE": "1000000",
+    "BEAR_PREDICTIONS_PER_MINUTE": "1000000",
+    "BEAR_UPLOAD_MB_PER_MINUTE": "1000000",
+    "BEAR_FLAGS_PER_HOUR": "1000000",
+    "BEAR_UPLOAD_MAX_MB": "100000",  # a client's share of the upload folder is a quarter of it
+}
+"""For the shared server: every test client calls from 127.0.0.1, so per-client shares are tested on a server
+of their own (tests/test_hostile.py, `fair_server`)."""
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
-    running = AppServer(tmp_path_factory.mktemp("server"))
+    running = AppServer(tmp_path_factory.mktemp("server"), **UNLIMITED)
     yield running
     running.stop()
 

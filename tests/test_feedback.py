@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image, ImageOps
 
-from bear_classifier import export, feedback, serving, train
+from bear_classifier import clients, export, feedback, serving, train
 from tests.conftest import VOCAB, example
 
 ANSWER = serving.Answer(
@@ -28,10 +28,10 @@ def review_log(folder, **limits):
     return log
 
 
-def answered_and_flagged(log, path, correction, session):
+def answered_and_flagged(log, path, correction, session, client="127.0.0.2"):
     """What the app does on Submit (remember the answer), then what the "Wrong: ..." button does."""
     log.remember(visitor(session), str(path), ANSWER)
-    return log.flag_answer(session, str(path), correction)
+    return log.flag_answer(session, str(path), correction, client)
 
 
 def flag_images(folder, tmp_path):
@@ -41,7 +41,7 @@ def flag_images(folder, tmp_path):
         for i, variant in enumerate((lambda im: im, ImageOps.mirror, ImageOps.flip, ImageOps.grayscale)):
             path = tmp_path / f"{label}_{i}.jpg"
             variant(Image.open(example(label))).convert("RGB").save(path)
-            answered_and_flagged(log, path, label, session=f"{label}{i}")
+            answered_and_flagged(log, path, label, session=f"{label}{i}", client=f"{label}{i}")
     answered_and_flagged(log, example("black"), feedback.NOT_A_BEAR, session="other")
     return log
 
@@ -72,17 +72,24 @@ def test_only_an_answered_photo_of_the_same_session_can_be_flagged(tmp_path):
     assert feedback.reviewed_images(tmp_path / "review") == []
 
 
-def test_flags_are_deduplicated_limited_per_session_and_capped_in_bytes(tmp_path):
-    log = review_log(tmp_path / "review", flags_per_session=2, max_bytes=400_000)
+def test_flags_are_deduplicated_limited_per_client_and_capped_in_bytes(tmp_path):
+    log = review_log(tmp_path / "review", quotas=clients.Quotas(clients.Rates(flags_per_hour=2)))
     assert answered_and_flagged(log, example("black"), "grizzly", "s") == 1
     assert answered_and_flagged(log, example("black"), "grizzly", "s") == 1  # the same photo again: not stored twice
-    assert answered_and_flagged(log, example("teddy"), "black", "s") == 2
+    assert answered_and_flagged(log, example("teddy"), "black", "t") == 2  # another session of the same client
     with pytest.raises(feedback.FlagRefused, match="At most 2"):
-        answered_and_flagged(log, example("grizzly"), "black", "s")
-    big = tmp_path / "noise.png"
-    Image.effect_noise((1024, 1024), 120).convert("RGB").save(big)
-    with pytest.raises(feedback.FlagRefused, match="full"):
-        answered_and_flagged(log, big, "black", "t")
+        answered_and_flagged(log, example("grizzly"), "black", "u")  # a fresh session does not reset the count
+    assert answered_and_flagged(log, example("grizzly"), "black", "u", client="127.0.0.3") == 3
+    noise = []
+    for i in range(8):
+        noise.append(tmp_path / f"noise{i}.png")
+        Image.effect_noise((1024, 1024), 120).convert("RGB").save(noise[-1])
+    log, stored = review_log(tmp_path / "capped", max_bytes=20_000_000), 0
+    with pytest.raises(feedback.FlagRefused, match="enough for now"):  # one client fills at most its share
+        for i, path in enumerate(noise):
+            stored = answered_and_flagged(log, path, "black", f"v{i}", client="127.0.0.4")
+    assert stored < len(noise)
+    assert answered_and_flagged(log, noise[-1], "black", "w", client="127.0.0.5") == stored + 1  # the rest stays open
 
 
 def test_stored_photos_lose_their_exif_and_size(tmp_path):
@@ -107,3 +114,29 @@ def test_fine_tune_on_reviews_exports_a_working_model(smoke_run, tmp_path):
     assert reloaded.ood_state["kind"] == "imagenet-mass"  # the guard travels inside the new model.pkl too
     # the pixels are normalised as the pretrained body expects (the new dataloaders got vision_learner's Normalize)
     assert [type(t).__name__ for t in reloaded.dls.valid.after_batch.fs][-1] == "Normalize"
+
+
+def test_a_slow_flag_never_holds_up_remember(tmp_path):
+    """A flag used to decode and re-encode the photo under the log's lock, which every prediction's
+    remember() takes: everyone waited 13-16 s behind a slow photo."""
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+
+    def slow_review_copy(path, side, client):
+        started.set()
+        release.wait(30)
+        return b"jpeg"
+
+    log = review_log(tmp_path / "review", review_copy=slow_review_copy)
+    log.remember(visitor("slow"), str(example("black")), ANSWER)
+    flagging = threading.Thread(target=log.flag_answer, args=("slow", str(example("black")), "grizzly", "a"))
+    flagging.start()
+    assert started.wait(10)
+    remembered = threading.Thread(target=log.remember, args=(visitor("other"), str(example("teddy")), ANSWER))
+    remembered.start()
+    remembered.join(5)
+    waited = remembered.is_alive()
+    release.set()
+    flagging.join()
+    assert not waited

@@ -9,7 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from bear_classifier.limits import AROUND_THE_QUEUE, BUSY, URL_PATH
+from bear_classifier import decoding
+from bear_classifier.clients import WAIT
+from bear_classifier.limits import BUSY, UPLOADS_FULL, URL_PATH
 from bench import hostile
 from bench.appserver import ROOT, AppServer
 from tests.conftest import EXAMPLES, example
@@ -177,13 +179,57 @@ def test_web_addresses_are_never_fetched(caller):
     assert response.status_code == 400 and response.json()["detail"] == URL_PATH
 
 
-@pytest.mark.parametrize("route, by_index", [("run", True), ("run", False), ("api", False)])
-def test_the_queue_cannot_be_bypassed(caller, route, by_index):
-    body = {"data": [None], "session_hash": caller.session} | (
-        {"fn_index": caller.fn_index["predict"]} if by_index else {}
+AROUND_THE_QUEUE = "does not accept direct HTTP POST requests"  # Gradio's own queue(api_open=False)
+
+
+@pytest.mark.parametrize("fn_index", [0, "0", 0.0, None])
+def test_the_queue_cannot_be_bypassed(caller, fn_index):
+    """fn_index as a string or a float: Gradio coerces it to 0, so it must be refused as 0 is."""
+    body = {"data": [None], "session_hash": caller.session} | ({"fn_index": fn_index} if fn_index is not None else {})
+    response = caller.http.post(caller.api + "/run/predict", json=body)
+    assert response.status_code == 404 and AROUND_THE_QUEUE in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/run/upload",
+        "/api/predict",
+        "/queue/upload",
+        "/call/v2/predict",
+        "/run/predict/upload",
+        "/vibe-edit",
+        "/x/upload",
+    ],
+)
+def test_only_exact_routes_are_served(caller, path):
+    """`POST /gradio_api/run/upload` used to get the upload treatment (any path ending in /upload), skipping
+    the JSON checks: predict ran around the queue, and a web address reached Gradio's downloader."""
+    body = {"data": [{"path": "https://example.com/b.jpg", "meta": hostile.FILE_DATA}], "session_hash": caller.session}
+    response = caller.http.post(caller.api + path, json=body)
+    assert response.status_code == 404, response.text
+
+
+def test_unknown_events_and_methods_are_refused(caller):
+    assert caller.http.post(caller.api + "/run/predict", json={"data": [], "fn_index": 999}).status_code == 404
+    assert (
+        caller.http.post(
+            caller.api + "/queue/join", json={"data": [None], "fn_index": 15, "session_hash": "s"}
+        ).status_code
+        == 404
     )
-    response = caller.http.post(caller.api + f"/{route}/predict", json=body)
-    assert response.status_code == 403 and response.json()["detail"] == AROUND_THE_QUEUE.format(name="predict")
+    assert caller.http.put(caller.api + "/queue/join", json={}).status_code == 405
+    assert caller.http.get(caller.api + "/vibe-code").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body", [b"[" * 30_000, b'{"data": ' + b"[" * 30_000 + b"}", b"{", b"\xff\xfe", b'{"data": "x"}', b"[]", b"null"]
+)
+def test_malformed_bodies_get_a_4xx(caller, body):
+    """30,000 nested [ used to be a 500 (RecursionError in the middleware)."""
+    for path in ("/queue/join", "/run/Flag", "/call/predict", "/cancel"):
+        response = caller.http.post(caller.api + path, content=body, headers={"content-type": "application/json"})
+        assert 400 <= response.status_code < 500, (path, response.status_code)
 
 
 def test_unqueued_events_of_the_page_still_run(caller):
@@ -192,7 +238,7 @@ def test_unqueued_events_of_the_page_still_run(caller):
     assert caller.http.post(caller.api + "/run/predict", json=body).status_code == 200
 
 
-def test_a_queue_flood_is_turned_away_and_the_queue_keeps_serving(server, caller):
+def test_a_queue_flood_is_turned_away_and_the_queue_keeps_serving(server, caller):  # per-client shares: below
     """Gradio's unbounded queue stopped for good after ~2,500 unread joins; ours is bounded."""
     counts = hostile.flood_queue(server.url, 300)
     assert counts.get(503, 0) > 0 and set(counts) <= {200, 503}, counts
@@ -217,3 +263,180 @@ def test_errors_tell_callers_nothing_about_the_server(caller):
 def test_monitoring_is_off(caller):
     assert caller.http.get(caller.api + "/monitoring/summary").status_code == 404
     assert httpx.get(caller.url + "/monitoring").status_code in (403, 404)
+
+
+# One visitor cannot stall, starve or fill the Space (issue 17): a server with the shipped per-client shares and
+# a 1 s decode budget; the attacker calls from 127.0.0.2, the honest visitor from 127.0.0.3.
+ATTACKER, HONEST = "127.0.0.2", "127.0.0.3"
+
+
+@pytest.fixture(scope="module")
+def fair_server(tmp_path_factory):
+    running = AppServer(tmp_path_factory.mktemp("fair"), BEAR_DECODE_CPU_SECONDS="1", BEAR_UPLOAD_MAX_MB="300")
+    yield running
+    running.stop()
+
+
+def honest_answer(server: AppServer) -> str | None:
+    visitor = hostile.RawCaller(server.url, source=HONEST)
+    try:
+        return label_of(visitor.predict(visitor.uploaded("b.jpg", example("black").read_bytes())))
+    finally:
+        visitor.close()
+
+
+def top_level_files(server: AppServer) -> list:
+    return [p for p in server.upload_dir.iterdir() if p.is_file()] if server.upload_dir.is_dir() else []
+
+
+def test_a_many_scan_jpeg_is_refused_before_decoding(fair_server):
+    """76 KB of repeated refinement scans decoded for 55 s on the inference thread while others waited."""
+    attacker = hostile.RawCaller(fair_server.url, source=ATTACKER)
+    with ThreadPoolExecutor(2) as pool:
+        bad = pool.submit(attacker.predict, attacker.uploaded("scans.jpg", hostile.many_scans_jpeg(scans=1000)))
+        assert honest_answer(fair_server) == "black"
+        assert "scans" in error_of(bad.result(timeout=60))
+
+
+def test_a_slow_decode_is_stopped_at_its_budget_and_others_are_answered(fair_server):
+    """32 scans pass the pre-check but cost more than the 1 s CPU budget at 50 MP: the worker is stopped
+    (and replaced) while the honest visitor's photo is decoded by another one."""
+    attacker = hostile.RawCaller(fair_server.url, source=ATTACKER)
+    slow = attacker.uploaded("slow.jpg", hostile.many_scans_jpeg(scans=27))
+    with ThreadPoolExecutor(2) as pool:
+        bad = pool.submit(attacker.predict, slow)
+        assert honest_answer(fair_server) == "black"
+        assert error_of(bad.result(timeout=60)) == decoding.TOO_SLOW
+    assert honest_answer(fair_server) == "black"  # the replacement worker serves
+
+
+def test_a_large_photo_is_decoded_outside_the_server_process(server):
+    """A 50 MP photo decoded in the server took 150 MB and more of its memory for good. (On the shared server:
+    the fair server's 1 s budget leaves a decode between 0 and 1 s of CPU, RLIMIT_CPU counts whole seconds.)"""
+    from PIL import Image
+
+    from bench import hard_inputs
+
+    photo = hard_inputs.encode(Image.open(example("grizzly")).resize((8160, 6120)), "JPEG", quality=90)
+    before = server.rss_mb()
+    caller = hostile.RawCaller(server.url, source="127.0.0.4")
+    assert label_of(caller.predict(caller.uploaded("big.jpg", photo))) == "grizzly"
+    assert server.rss_mb() - before < 60
+
+
+def test_one_client_cannot_fill_the_queue_with_rejoins(fair_server):
+    """One upload joined again and again under fresh session hashes, results never read: the client's joins
+    run out (429) and the photo is decoded once (answers are kept by content); the honest visitor is answered."""
+    attacker = hostile.RawCaller(fair_server.url, source="127.0.0.5")
+    photo = attacker.uploaded("same.jpg", example("teddy").read_bytes())
+    statuses = []
+    for _ in range(40):
+        attacker.session = uuid.uuid4().hex
+        statuses.append(attacker.join([photo]).status_code)
+    assert statuses.count(429) >= 10 and set(statuses) <= {200, 429}
+    assert attacker.join([photo]).json()["detail"] == WAIT
+    assert honest_answer(fair_server) == "black"
+
+
+def test_uploads_have_a_share_per_client_and_a_total_cap(fair_server):
+    attacker = hostile.RawCaller(fair_server.url, source="127.0.0.6")
+    noise = [bytes([i]) * (9 * 2**20) for i in range(14)]
+    statuses = [attacker.upload((f"n{i}.jpg", content)).status_code for i, content in enumerate(noise)]
+    assert statuses.count(429) >= 3 and statuses[0] == 200, statuses  # 100 MB a minute
+    assert honest_answer(fair_server) == "black"
+
+
+def test_no_temp_file_outlives_its_request(fair_server):
+    """Extra parts under another field name, a dropped upload and a chunked upload over the cap each left
+    Gradio's temp file (about 10 MB) in the upload folder for good."""
+    attacker = hostile.RawCaller(fair_server.url, source="127.0.0.7")
+    content = example("black").read_bytes()
+    extra = attacker.http.post(
+        attacker.api + "/upload", files=[("files", ("a.jpg", content)), ("other", ("b.jpg", b"x" * 2**20))]
+    )
+    assert extra.status_code in (200, 400)
+    chunks = iter([b"--b\r\nContent-Disposition: form-data; name=files; filename=c.jpg\r\n\r\n"] + [b"x" * 2**20] * 12)
+    over = attacker.http.post(
+        attacker.api + "/upload", content=chunks, headers={"content-type": "multipart/form-data; boundary=b"}
+    )
+    assert over.status_code == 413
+    hostile.dropped_upload(fair_server.url, source="127.0.0.7")
+    time.sleep(1)
+    assert top_level_files(fair_server) == []
+
+
+# Filling the disk (issue 17): a server of its own with a small upload folder (30 MB, files kept 20 s: one client
+# may hold a quarter of it) and a small review folder (2 MB: one client may fill a tenth of it); the per-minute
+# shares are off, so the caps are tested.
+@pytest.fixture(scope="module")
+def small_server(tmp_path_factory):
+    running = AppServer(
+        tmp_path_factory.mktemp("small"),
+        BEAR_UPLOAD_MAX_MB="30",
+        BEAR_UPLOAD_TTL="20",
+        BEAR_REVIEW_MAX_MB="2",
+        BEAR_JOINS_PER_MINUTE="1000",
+        BEAR_PREDICTIONS_PER_MINUTE="1000",
+        BEAR_UPLOAD_MB_PER_MINUTE="1000",
+        BEAR_FLAGS_PER_HOUR="1000",
+    )
+    yield running
+    running.stop()
+
+
+def test_one_client_holds_at_most_a_quarter_of_the_upload_folder(small_server):
+    """100 MB a minute for the 10 minutes an upload lives let one client fill the whole folder alone."""
+    wait_for_room(small_server)
+    attacker = hostile.RawCaller(small_server.url, source="127.0.0.9")
+    statuses = [attacker.upload((f"a{i}.jpg", bytes([i]) * (3 * 2**20))).status_code for i in range(4)]
+    assert statuses[:2] == [200, 200] and statuses[2:] == [429, 429], statuses  # 7 MB of the 30 MB folder
+    assert honest_upload(small_server) == 200
+
+
+def wait_for_room(server: AppServer, megabytes: int = 10) -> None:
+    """Until the folder holds under `megabytes` (files live 20 s; the sweep runs every 5 s)."""
+    for _ in range(60):
+        if sum(p.stat().st_size for p in server.upload_dir.rglob("*") if p.is_file()) < megabytes * 2**20:
+            return
+        time.sleep(1)
+    pytest.fail("the upload folder was still full a minute later")
+
+
+def honest_upload(server: AppServer) -> int:
+    return hostile.RawCaller(server.url, source=HONEST).upload(("b.jpg", example("black").read_bytes())).status_code
+
+
+def test_the_upload_folder_has_a_total_cap(small_server):
+    """Uploads beyond BEAR_UPLOAD_MAX_MB, from as many clients as it takes, are refused with 503 (they used to
+    fill the disk until the sweep an hour later); once the sweep has deleted the old ones, uploads are taken
+    again."""
+    statuses = []
+    for i in range(12):  # a crowd: one 4 MB upload from each of 12 addresses
+        crowd = hostile.RawCaller(small_server.url, source=f"127.0.1.{i + 1}")
+        statuses.append(crowd.upload((f"u{i}.jpg", bytes([i]) * (4 * 2**20))).status_code)
+    assert statuses[0] == 200 and statuses.count(503) >= 3 and set(statuses) <= {200, 503}, statuses
+    assert sum(p.stat().st_size for p in small_server.upload_dir.rglob("*") if p.is_file()) <= 30 * 2**20
+    full = hostile.RawCaller(small_server.url, source=HONEST).upload(("phone.jpg", bytes(4 * 2**20)))  # a 4 MB photo
+    assert full.status_code == 503 and full.json()["detail"] == UPLOADS_FULL
+    wait_for_room(small_server)  # the sweep deletes them after their lifetime: uploads are taken again
+    assert honest_upload(small_server) == 200
+
+
+def flag_new_photo(caller: hostile.RawCaller, content: bytes) -> bool:
+    """A new session uploads a new photo (same picture, new bytes), has it classified and flags it: stored?"""
+    caller.session = uuid.uuid4().hex
+    photo = caller.uploaded("g.jpg", content + uuid.uuid4().bytes)  # after the JPEG's end: a new file, same picture
+    assert label_of(caller.predict(photo)) == "grizzly"
+    return caller.flag(photo, button=1).json()["data"] != ["Error!"]
+
+
+def test_one_client_cannot_fill_the_review_folder_with_new_sessions(small_server):
+    """A new session per flag used to get past every per-session limit: one client filled the review folder and
+    nobody else could flag. Now one client address stores at most a tenth of it; another can still flag."""
+    content = example("grizzly").read_bytes()  # about 75 KB once re-encoded: two fit in a client's 205 KB
+    attacker = hostile.RawCaller(small_server.url, source=ATTACKER)
+    images = small_server.review_dir / "images"
+    stored = [flag_new_photo(attacker, content) for _ in range(8)]
+    assert stored[0] and stored.count(False) >= 5, stored
+    assert sum(p.stat().st_size for p in images.iterdir()) <= 0.1 * 2 * 2**20
+    assert flag_new_photo(hostile.RawCaller(small_server.url, source=HONEST), content)

@@ -31,7 +31,7 @@ def test_every_spelling_of_a_flag_means_the_same(value, batch):
 def test_defaults_without_any_variable():
     settings = Settings.from_env({})
     assert settings.batch and settings.max_batch_size == 16 and not settings.draft_jpeg
-    assert settings.upload_ttl == 3600 and settings.model_repo is None and settings.backend is None
+    assert settings.upload_ttl == 600 and settings.model_repo is None and settings.backend is None
 
 
 def test_values_are_read():
@@ -72,3 +72,9 @@ def test_no_other_module_reads_a_bear_variable():
         if reads.search(p.read_text()) and p.name != "settings.py"
     ]
     assert readers == []
+
+
+def test_one_client_may_hold_a_quarter_of_the_upload_folder_for_an_upload_lifetime():
+    rates = Settings.from_env({"BEAR_UPLOAD_MAX_MB": "300", "BEAR_UPLOAD_TTL": "120"}).rates
+    assert (rates.upload_share_mb, rates.upload_window_s) == (75, 120)
+    assert (Settings().rates.upload_share_mb, Settings().rates.upload_window_s) == (250, 600)
