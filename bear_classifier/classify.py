@@ -34,7 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .images import ImageError, open_image
-from .results import ResultsError, ResultsFile, Row, done_paths, row
+from .results import ResultsError, ResultsFile, Row, check_out, done_paths, row
 from .settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -188,6 +188,7 @@ def run(
     """Classify `files` into `out`; the first Ctrl-C finishes the batch in hand, closes `out` (a
     valid file that `--resume` continues) and returns a summary marked `interrupted`."""
     workers = workers or os.cpu_count() or 1
+    check_out(out, resume)
     if engine == "ray":
         from . import classify_ray
 

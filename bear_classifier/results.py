@@ -125,12 +125,18 @@ def _drop_partial_line(out: Path) -> None:
             file.truncate(data.rfind(b"\n") + 1)
 
 
+def check_out(out: Path, resume: bool) -> None:
+    """Refuse an output we would not write, before anything is classified: unknown format, or overwriting."""
+    output_format(out)
+    if out.exists() and not resume:
+        raise ResultsError(f"{out} already exists: add --resume to continue it, or remove it to start over.")
+
+
 class ResultsFile:
     """Rows to `out`, appended to it when `resume`; `close()` leaves a complete file."""
 
     def __init__(self, out: Path, vocab: Sequence[str], resume: bool):
-        if out.exists() and not resume:
-            raise ResultsError(f"{out} already exists: add --resume to continue it, or remove it to start over.")
+        check_out(out, resume)
         self.out, self.kind, self.vocab = out, output_format(out), list(vocab)
         self._buffer: list[Row] = []
         if self.kind == "parquet":
