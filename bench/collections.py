@@ -174,9 +174,10 @@ def table(results: dict[str, dict], size: int) -> list[str]:
     for name, result in results.items():
         rate = size / result["seconds"]
         ratio = f"{rate / base:.1f}x" if base else "-"
+        load = f"{result['load_1min']:.1f}" if "load_1min" in result else "not recorded"
         lines.append(
             f"| {VARIANTS[name][0]} | {rate:.1f} | {ratio} | {result['seconds']:.1f} | {result['startup_s']:.1f} "
-            f"| {result.get('load_1min', float('nan')):.1f} |"
+            f"| {load} |"
         )
     return lines
 
