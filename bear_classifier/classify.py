@@ -187,7 +187,6 @@ def run(
 ) -> Summary:
     """Classify `files` into `out`; the first Ctrl-C finishes the batch in hand, closes `out` (a
     valid file that `--resume` continues) and returns a summary marked `interrupted`."""
-    workers = workers or os.cpu_count() or 1
     check_out(out, resume)
     if engine == "ray":
         from . import classify_ray
@@ -210,7 +209,7 @@ def run(
         rows = (
             classify_ray.ray_rows(todo, settings, workers, skip=frozenset(done))
             if engine == "ray"
-            else local_rows(todo, predictor, workers)
+            else local_rows(todo, predictor, workers or os.cpu_count() or 1)
         )
         total = None if any(is_uri(f) for f in todo) else len(todo)  # a prefix holds an unknown number
         with tqdm(total=total, unit="photo", disable=not progress, file=sys.stderr) as bar:
@@ -239,7 +238,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, type=Path, help="results file: .csv, .jsonl or .parquet")
     parser.add_argument("--resume", action="store_true", help="keep the rows in --out; classify only the rest")
     parser.add_argument("--engine", choices=["local", "ray"], default="local", help="this machine, or a Ray cluster")
-    parser.add_argument("--workers", type=int, help="decoding processes, or Ray actors (default: one per core)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="decoding processes (default: one per core), or Ray actors (default: one per CPU of the cluster)",
+    )
     parser.add_argument("--model-repo", help="Hub model repo to load model.pkl from (default: BEAR_MODEL_REPO)")
     parser.add_argument("--revision", help="the commit SHA to pin --model-repo to (default: BEAR_MODEL_REVISION)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -61,10 +61,11 @@ class PhotoClassifier:
 
 
 def ray_rows(
-    files: Sequence[str], settings: Settings, workers: int, skip: frozenset[str] = frozenset()
+    files: Sequence[str], settings: Settings, workers: int | None = None, skip: frozenset[str] = frozenset()
 ) -> Iterator[list[Row]]:
-    """Rows for `files` (in no particular order), from `workers` actors. `skip`: paths that already
-    have a row, for the photos found under object-storage prefixes (local ones are listed beforehand)."""
+    """Rows for `files` (in no particular order), from `workers` actors (default: one per CPU of the
+    cluster). `skip`: paths that already have a row, for the photos found under object-storage
+    prefixes (local ones are listed beforehand)."""
     ray = _ray()
     started_here = not ray.is_initialized()
     if started_here:
@@ -88,7 +89,7 @@ def ray_rows(
             PhotoClassifier,
             fn_constructor_args=(settings,),
             batch_size=settings.max_batch_size,
-            compute=ray.data.ActorPoolStrategy(size=workers),
+            compute=ray.data.ActorPoolStrategy(size=workers or max(1, int(ray.cluster_resources().get("CPU", 1)))),
             num_cpus=1,
         )
         for batch in rows.iter_batches(batch_size=None, batch_format="pyarrow"):
