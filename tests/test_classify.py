@@ -104,7 +104,7 @@ def test_every_format_holds_the_same_rows(model, bad_folder, tmp_path, suffix):
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
-def test_resume_classifies_only_what_has_no_row(model, bad_folder, tmp_path, suffix, monkeypatch):
+def test_resume_classifies_only_what_has_no_row(model, bad_folder, tmp_path, suffix):
     files, out = inputs(bad_folder), tmp_path / f"r{suffix}"
     classify.run(files[:10], out, Settings(), workers=1, progress=False)
     first = results.read_rows(out, model.vocab)
@@ -135,16 +135,6 @@ def test_ctrl_c_leaves_a_complete_parquet_file(model, bad_folder, tmp_path, monk
     assert summary.interrupted and summary.photos == 2 * model.max_batch < len(files)
     assert [r["path"] for r in results.read_rows(out, model.vocab)] == files[: summary.photos]
     assert not out.with_name("r.parquet.partial").exists()
-
-
-def cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "bear_classifier.classify", *args, "--no-progress"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def test_cli_ctrl_c_then_resume(tmp_path):
