@@ -20,4 +20,8 @@ Serving side, one request (`settings` read once by app.py; `serving.load` checks
     serving.format_answer / refusal  <-------------------------------------------   Prediction | ImageError
     feedback.ReviewLog.remember    (what a "Wrong?" flag of this session may refer to)
     uploads.UploadFolder           total cap, leftovers of failed uploads, the lifetime sweep
+
+Batch side: `classify` (`python -m bear_classifier.classify`: folders, globs and files to a row per photo,
+decoded in worker processes, through the same `images.open_image` and `Predictor`), `results` (the rows
+as CSV, JSON Lines or Parquet; --resume), `classify_ray` (the same rows on a Ray cluster, Ray Data).
 """

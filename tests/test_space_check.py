@@ -55,6 +55,7 @@ def zerogpu_venv(tmp_path_factory) -> Path:
     return work / "venv"
 
 
+@pytest.mark.timeout(2400)  # a fresh venv with torch: minutes, more on a busy machine
 @needs_python("3.11")
 def test_the_cpu_basic_tree_installs_starts_and_answers_like_learn_predict(tmp_path, capsys):
     model = deploy.local_model()
@@ -64,11 +65,13 @@ def test_the_cpu_basic_tree_installs_starts_and_answers_like_learn_predict(tmp_p
     assert "answers every example as learn.predict does" in capsys.readouterr().out
 
 
+@pytest.mark.timeout(2400)
 @needs_python("3.12")
 def test_the_zerogpu_tree_installs_starts_and_answers_like_learn_predict(zerogpu_venv):
     assert (zerogpu_venv / "lib" / "python3.12" / "site-packages" / "spaces").is_dir()
 
 
+@pytest.mark.timeout(2400)
 @needs_python("3.12")
 def test_a_model_exported_under_3_12_with_other_versions_serves_through_deploy(
     zerogpu_venv, tmp_path, monkeypatch, capsys
