@@ -170,7 +170,7 @@ class Summary:
         labels = ", ".join(f"{label} {n}" for label, n in sorted(self.labels.items())) or "none"
         skipped = f"; {self.skipped} skipped (already in the output)" if self.skipped else ""
         return (
-            f"{self.photos} photos in {self.seconds:.1f} s ({self.rate:.1f} photos/s){skipped}.\n"
+            f"{self.photos} photos in {self.seconds:.1f} s ({self.rate:.3g} photos/s){skipped}.\n"
             f"Per label: {labels}. Flagged as unlike the training photos: {self.flagged}. "
             f"Refused (not readable as an image): {self.refused}."
         )
