@@ -7,7 +7,9 @@ A tree whose Python minor is not installed here is skipped with that reason.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,14 +47,15 @@ def needs_python(minor: str) -> pytest.MarkDecorator:
 
 
 @pytest.fixture(scope="module")
-def zerogpu_venv(tmp_path_factory) -> Path:
+def zerogpu_venv(tmp_path_factory) -> Iterator[Path]:
     """The shipped model's ZeroGPU tree, checked; its venv is kept for the next test."""
     work = tmp_path_factory.mktemp("zerogpu")
     model = deploy.local_model()
     files = deploy.space_files(spacetree.ZERO_GPU, model)
     answers = spacecheck.run(files, spacetree.ZERO_GPU, model_pickle=model.pickle, vocab=model.vocab, workdir=work)
     assert set(answers) == {p.name for p in (ROOT / "examples").glob("*.jpg")}
-    return work / "venv"
+    yield work / "venv"
+    shutil.rmtree(work)  # 5 GB: not left in the temp folder
 
 
 @pytest.mark.timeout(2400)  # a fresh venv with torch: minutes, more on a busy machine
@@ -61,6 +64,7 @@ def test_the_cpu_basic_tree_installs_starts_and_answers_like_learn_predict(tmp_p
     model = deploy.local_model()
     files = deploy.space_files(spacetree.CPU_BASIC, model)
     answers = spacecheck.run(files, spacetree.CPU_BASIC, model_pickle=model.pickle, vocab=model.vocab, workdir=tmp_path)
+    shutil.rmtree(tmp_path / "venv")  # 5 GB: not left in the temp folder
     assert answers["grizzly_bear.jpg"]["grizzly"] > 0.9
     assert "answers every example as learn.predict does" in capsys.readouterr().out
 
