@@ -299,11 +299,7 @@ class Attacks:
         return 2
 
     def flag_slow(self, caller: RawCaller) -> int:
-        caller.session = uuid.uuid4().hex
-        photo = caller.uploaded("big.jpg", self.big + uuid.uuid4().bytes)
-        caller.predict(photo)
-        caller.flag(photo, button=1)
-        return 3
+        return self._flag_new_photo(caller, "big.jpg", self.big, button=1)
 
     def rejoins(self, caller: RawCaller) -> int:
         if not hasattr(caller, "big"):
@@ -341,10 +337,15 @@ class Attacks:
         return 1
 
     def flag_sessions(self, caller: RawCaller) -> int:
+        return self._flag_new_photo(caller, "t.jpg", self.small, button=2)
+
+    @staticmethod
+    def _flag_new_photo(caller: RawCaller, name: str, photo: bytes, button: int) -> int:
+        """A new session predicts a never-seen copy of `photo` (random bytes appended), then flags it."""
         caller.session = uuid.uuid4().hex
-        photo = caller.uploaded("t.jpg", self.small + uuid.uuid4().bytes)
-        caller.predict(photo)
-        caller.flag(photo, button=2)
+        uploaded = caller.uploaded(name, photo + uuid.uuid4().bytes)
+        caller.predict(uploaded)
+        caller.flag(uploaded, button=button)
         return 3
 
     def nested(self, caller: RawCaller) -> int:

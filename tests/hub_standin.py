@@ -50,6 +50,7 @@ RESOLVE = re.compile(r"^/(?P<repo>(?:spaces/|datasets/)?[^/]+/[^/]+)/resolve/(?P
 KNOWN_ROUTES = re.compile(
     r"^/(api/repos/create$|api/validate-yaml$|api/agent-harnesses$|"
     r"api/whoami-v2$|api/buckets/[^/]+/[^/]+$|"
+    r"api/telemetry/|"  # huggingface_hub's send_telemetry (gradio_client calls it): a child process may not be muted
     r"api/(models|spaces|datasets)/[^/]+/[^/]+(/(preupload|commit|tree|revision)/.+|/variables)?$|"
     r"api/spaces/[^/]+/[^/]+/(runtime|hardware|secrets|volumes|logs/build|logs/run)$|"
     r"((spaces|datasets)/)?[^/]+/[^/]+/resolve/)"
