@@ -65,24 +65,19 @@ def test_evaluate_on_a_tiny_set_writes_the_json(tiny_external, tmp_path, capsys)
     assert "| model |" in printed and "pets" in printed
 
 
-def test_evaluate_skips_missing_external_folders(tmp_path):
-    result = evaluate.main(
-        [
-            "--model",
-            str(serving.MODEL_PATH),
-            "--data",
-            str(FIXTURE_BEARS),
-            "--external",
-            str(tmp_path / "absent"),
-            "--no-baselines",
-        ]
-    )
+def test_evaluate_without_external_folders_measures_validation_only(tmp_path, capsys):
+    arguments = ["--model", str(serving.MODEL_PATH), "--data", str(FIXTURE_BEARS), "--no-baselines"]
+    result = evaluate.main(arguments)
     model = result["ladder"][-1]
     assert result["external"]["dir"] is None
     assert (
         model["external_bears"] is None and model["ood"]["external_bears"] is None and model["ood"]["not_bears"] is None
     )
     assert model["valid"]["accuracy"] is not None
+    # A folder that was asked for but is missing is a mistake to point out, not a part to skip quietly.
+    with pytest.raises(SystemExit) as stopped:
+        evaluate.main([*arguments, "--external", str(tmp_path / "absent")])
+    assert stopped.value.code == 2 and "absent does not exist" in capsys.readouterr().err
 
 
 def test_external_folder_without_not_bears(tiny_external, tmp_path):
