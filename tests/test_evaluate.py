@@ -154,3 +154,27 @@ def test_zero_shot_recipe_puts_the_mapping_inside_the_model(tmp_path):
         assert list(answer.probabilities.values()) == pytest.approx(expected, abs=1e-4)
         assert answer.ood_score == pytest.approx(1 - float(at_224[i, predictor.guard["in_domain"]].sum()), abs=1e-4)
     assert plain_fastai_predict(tmp_path / "model.pkl", EXAMPLES / "cat.jpg", tmp_path)[:2] == ("cat", ["cat", "cup"])
+
+
+def test_guard_ignores_classes_that_only_a_few_training_photos_carry():
+    """Label noise: 3 of 60 black-bear photos that are mostly "wild boar" do not make it in domain; a class
+    that a third of the teddies carry does."""
+    import torch
+
+    boar, black, teddy, toyshop = 342, 295, 850, 865
+    probs = torch.full((120, 1000), 0.0)
+    labels = ["black"] * 60 + ["teddy"] * 60
+    probs[:60, black] = 0.9
+    probs[:3, black], probs[:3, boar] = 0.1, 0.8
+    probs[60:, teddy] = 0.9
+    probs[60:80, teddy], probs[60:80, toyshop] = 0.5, 0.4
+    probs += (1 - probs.sum(1, keepdim=True)) / 1000
+    guard = imagenet.ImageNetGuard.from_shares(probs, labels, ["black", "teddy"])
+    assert black in guard.in_domain and teddy in guard.in_domain and toyshop in guard.in_domain
+    assert boar not in guard.in_domain
+    # the odd photos do not set the threshold either: a wild boar is flagged
+    wild_boar = torch.full((1, 1000), 0.0)
+    wild_boar[0, boar] = 0.95
+    wild_boar += (1 - wild_boar.sum()) / 1000
+    assert guard.is_out(wild_boar).item()
+    assert guard.is_out(probs).float().mean() <= 0.05
