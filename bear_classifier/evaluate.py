@@ -192,7 +192,7 @@ def zero_shot_entry(
     classify = (lambda p: mapping.predict(probabilities(p))) if not mapping.unmapped else None
     if mapping.unmapped:
         entry["note"] = "no zero-shot baseline: " + "; ".join(mapping.unmapped.values())
-    flag = lambda p: guard.is_out(probabilities(p, imagenet.native_size(learn))).tolist()  # noqa: E731  as calibrated
+    flag = lambda p: guard.is_out(probabilities(p)).tolist()  # noqa: E731  one pass, as calibrated
     return _evaluate_sets(entry, classify, flag, valid, bears, not_bears, vocab)
 
 

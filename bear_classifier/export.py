@@ -27,10 +27,12 @@ import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fastai.vision.all import Learner, load_learner
+from fastai.learner import Learner, load_learner
 
-from . import imagenet
+if TYPE_CHECKING:  # imagenet imports the training side (train: matplotlib, pandas): serving never needs it
+    from . import imagenet
 
 PINNED = ("fastai", "fastcore", "fasttransform", "plum-dispatch", "torch", "torchvision", "timm", "pillow")
 
@@ -46,16 +48,22 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def attach_ood(learn: Learner, train_items: Sequence[Path], quantile: float = imagenet.QUANTILE) -> imagenet.Knowledge:
+def attach_ood(
+    learn: Learner, train_items: Sequence[Path], quantile: float | None = None, guard_size: int | None = None
+) -> imagenet.Knowledge:
+    from . import imagenet
+
     """Fit the out-of-domain guard (and the zero-shot mapping) on the training images and store the
     guard's state in the learner, so that it travels inside model.pkl (`imagenet` says how).
 
-    The guard reads the pretrained ImageNet classifier off the learner's own body, at the pretrained
-    network's input size: that is the pretrained network's reading only when the body was kept
-    (`train.zero_shot`, `train.linear_probe`); with a fine-tuned body it is calibrated all the same,
-    but knows less."""
-    knowledge = imagenet.fit(learn, train_items, network=imagenet.own_body_network(learn), quantile=quantile)
-    learn.ood_state = imagenet.guard_state(learn, knowledge.guard)
+    The guard reads the learner's own network: its body and the ImageNet classifier its head carries
+    (fine-tuned with the rest in the zero-shot fine-tune, whose distillation keeps it an ImageNet
+    reading), at the learner's input size by default, so one forward pass gives answer and guard."""
+    quantile = imagenet.GUARD_QUANTILE if quantile is None else quantile
+    knowledge = imagenet.fit(
+        learn, train_items, network=imagenet.own_body_network(learn), quantile=quantile, guard_size=guard_size
+    )
+    learn.ood_state = imagenet.guard_state(learn, knowledge.guard, size=guard_size)
     return knowledge
 
 
@@ -73,6 +81,13 @@ def save(learn: Learner, path: Path, portable: bool = True) -> str:
         learn.export(path)
         return sha256(path)
     learn.export(path, pickle_module=portable_pickle_module())
+    return check_export(path)
+
+
+def check_export(path: Path) -> str:
+    """After `learn.export(path, pickle_module=portable_pickle_module())`: raise `ModelFileError` (and
+    delete the file) if it still carries Python bytecode; returns its SHA-256."""
+    path = Path(path)
     by_value = by_value_code(path)
     if by_value:
         path.unlink()
@@ -387,20 +402,54 @@ def smoke_predict(path: Path, *images: Path, python: str | None = None, timeout:
     return [dict(zip(out["vocab"], out["probs"])) for out in answers]
 
 
+def verdict_path(cache: Path, sha: str) -> Path:
+    """Where the verdict of `startup_check`'s child process on the model with SHA-256 `sha` is kept."""
+    return Path(cache) / "verdicts" / f"{sha}.json"
+
+
 def startup_check(
-    path: Path, recorded: Mapping[str, str], image: Path, expected_sha256: str | None = None, timeout: float = 300
+    path: Path,
+    recorded: Mapping[str, str],
+    image: Path,
+    expected_sha256: str | None = None,
+    timeout: float = 300,
+    cache: Path | None = None,
 ) -> dict[str, float]:
     """What the app runs before serving: the SHA-256 (when given), `check_servable` (no unpickling),
     then one plain `load_learner` + `learn.predict(image)` in a child process (`smoke_predict`), so a
     model that would crash or fail at its first prediction stops the start-up with a message saying
-    what to do, and takes only the child down. Returns the child's probabilities for `image`."""
+    what to do, and takes only the child down. Returns the child's probabilities for `image`.
+
+    `cache`: a folder where a passed check is remembered by the model's SHA-256, with this Python and
+    these library versions (`library_versions`) and the image's SHA-256; a later start with the same
+    file, environment and image reads the verdict instead of spawning the child again (the notebook
+    runs the check once right after exporting). A failed check is never remembered."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"No model file at {path}. Train one (training.ipynb) or set BEAR_MODEL_REPO.")
-    if expected_sha256 and sha256(path) != expected_sha256.lower():
+    sha = sha256(path)
+    if expected_sha256 and sha != expected_sha256.lower():
         raise ModelFileError(f"{path} does not match the expected SHA-256 {expected_sha256}: refusing to unpickle it.")
     check_servable(path, recorded)
-    return smoke_predict(path, image, timeout=timeout)[0]
+    key = {"sha256": sha, "versions": library_versions(), "image_sha256": sha256(image)}
+    remembered = verdict_path(cache, sha) if cache else None
+    if remembered and remembered.is_file():
+        try:
+            verdict = json.loads(remembered.read_text())
+            if verdict.get("key") == key:
+                return verdict["probabilities"]
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable: check again
+    probabilities = smoke_predict(path, image, timeout=timeout)[0]
+    if remembered:
+        try:
+            remembered.parent.mkdir(parents=True, exist_ok=True)
+            tmp = remembered.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"key": key, "probabilities": probabilities}))
+            tmp.replace(remembered)
+        except OSError:
+            pass  # a read-only cache only costs the next start the check
+    return probabilities
 
 
 def reexport(path: Path, target: Path | None = None) -> str:

@@ -13,11 +13,13 @@ from __future__ import annotations
 import copy
 import io
 import math
+import os
 import queue
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -75,7 +77,16 @@ class TorchNetwork(nn.Module):
 class OnnxNetwork:
     """The same network, exported to ONNX in memory and run by ONNX Runtime."""
 
-    def __init__(self, model: nn.Module, size: int, imagenet: ImageNetHead | None = None, spin: bool = True):
+    def __init__(
+        self,
+        model: nn.Module,
+        size: int,
+        imagenet: ImageNetHead | None = None,
+        spin: bool = True,
+        cache: Path | None = None,
+    ):
+        """`cache`: a file where the graph is kept (`Predictor`'s `onnx_cache` names it by the model's
+        SHA-256); read instead of exporting when it exists."""
         import onnxruntime
 
         graph = io.BytesIO()
@@ -94,8 +105,19 @@ class OnnxNetwork:
 
         # On a fresh thread: on ZeroGPU, `spaces` enters torch dispatch modes on the main thread (they are
         # per-thread), and tracing under them writes a graph without inputs (`deploy --check` caught it).
-        with ThreadPoolExecutor(1) as exporter:
-            exporter.submit(export).result()
+        if cache is not None and cache.is_file():
+            graph.write(cache.read_bytes())
+        else:
+            with ThreadPoolExecutor(1) as exporter:
+                exporter.submit(export).result()
+            if cache is not None:
+                try:
+                    cache.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+                    tmp.write_bytes(graph.getvalue())
+                    tmp.replace(cache)  # atomic: another process never reads half a graph
+                except OSError:
+                    pass  # a read-only cache only costs the next start the export
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         # After a run, the pool's threads spin for a while waiting for the next one: a little faster for
@@ -110,14 +132,22 @@ class OnnxNetwork:
 
 
 def network(
-    model: nn.Module, size: int, backend: str | None = None, imagenet: ImageNetHead | None = None, spin: bool = True
+    model: nn.Module,
+    size: int,
+    backend: str | None = None,
+    imagenet: ImageNetHead | None = None,
+    spin: bool = True,
+    cache: Path | None = None,
 ) -> TorchNetwork | OnnxNetwork:
     """`backend` "onnx" or "torch" (settings.backend); by default ONNX Runtime when it and `onnx`
-    are installed. `spin`: False when two networks take turns (ONNX Runtime only)."""
+    are installed. `spin`: False when two networks take turns (ONNX Runtime only). `cache`: the ONNX
+    graph's file (ONNX Runtime only)."""
     backend = backend or ("onnx" if _has_onnxruntime() else "torch")
     if backend not in ("onnx", "torch"):
         raise ValueError(f"BEAR_BACKEND must be 'onnx' or 'torch', not {backend!r}")
-    return OnnxNetwork(model, size, imagenet, spin) if backend == "onnx" else TorchNetwork(model, imagenet)
+    if backend == "onnx":
+        return OnnxNetwork(model, size, imagenet, spin, cache)
+    return TorchNetwork(model, imagenet)
 
 
 def _has_onnxruntime() -> bool:
@@ -228,7 +258,16 @@ class Predictor:
     (BENCHMARKS.md, memory).
     """
 
-    def __init__(self, learn: Learner, draft: bool = False, backend: str | None = None, max_batch: int = 16):
+    def __init__(
+        self,
+        learn: Learner,
+        draft: bool = False,
+        backend: str | None = None,
+        max_batch: int = 16,
+        onnx_cache: Path | None = None,
+    ):
+        """`onnx_cache`: a path prefix unique to this model.pkl (e.g. `<cache>/onnx/<its SHA-256>`) under
+        which the ONNX graphs are kept between starts (`OnnxNetwork`)."""
         self.learn = learn
         self.model = learn.model.eval().cpu()
         size = input_size(learn)
@@ -246,15 +285,24 @@ class Predictor:
         imagenet = (state["imagenet_weight"], state["imagenet_bias"]) if self.guard else None
         guard_size = self.guard.get("size", size) if self.guard else size
         self._guard_network = self._guard_plain = None
+
+        def graph(size: int, guard: bool) -> Path | None:
+            if onnx_cache is None:
+                return None
+            name = f"{Path(onnx_cache).name}-{size}px-{'guard' if guard else 'plain'}-torch{torch.__version__}.onnx"
+            return Path(onnx_cache).with_name(name)
+
         if guard_size == size:
-            self.network = network(self.model, size, backend, imagenet)
+            self.network = network(self.model, size, backend, imagenet, cache=graph(size, imagenet is not None))
         else:
             if self._plain is None:
                 raise ValueError(
                     f"The guard reads {guard_size} px, the model {size} px: that needs the standard transforms"
                 )
-            self.network = network(self.model, size, backend, spin=False)
-            self._guard_network = network(self.model, guard_size, backend, imagenet, spin=False)
+            self.network = network(self.model, size, backend, spin=False, cache=graph(size, False))
+            self._guard_network = network(
+                self.model, guard_size, backend, imagenet, spin=False, cache=graph(guard_size, True)
+            )
             self._guard_plain = self._plain.at(guard_size)
         # Decoding a JPEG at reduced size is far cheaper for phone photos, but changes pixels
         # slightly compared with learn.predict; off unless asked for (BENCHMARKS.md measures it).

@@ -44,11 +44,17 @@ def load(settings: Settings) -> tuple[Predictor, card.TrainingFacts]:
     # Before serving: refuse a model this Python or these libraries cannot run (the message says what to
     # set), and make one plain learn.predict in a child process, so a pickle that would crash at its first
     # prediction stops the start-up instead of the first visitor's request.
-    export.startup_check(model_path, facts.versions, EXAMPLES_DIR / "black_bear.jpg", expected_sha256=expected)
+    # The verdict is remembered by the file's SHA-256 (and this environment's versions) in settings.cache, so
+    # the child process runs once per model and environment, not at every start.
+    export.startup_check(
+        model_path, facts.versions, EXAMPLES_DIR / "black_bear.jpg", expected_sha256=expected, cache=settings.cache
+    )
     learn = export.load(model_path, expected_sha256=expected)
     for warning in hub.public_feedback(settings.feedback_repo, settings.space_id):
         print(warning, file=sys.stderr, flush=True)  # loud, at every start, until someone fixes it
-    return Predictor(learn, settings.draft_jpeg, settings.backend, settings.max_batch_size), facts
+    # The ONNX graph, too, is exported once per model (file named by its SHA-256; load checked the SHA-256).
+    onnx_cache = settings.cache / "onnx" / export.sha256(model_path)
+    return Predictor(learn, settings.draft_jpeg, settings.backend, settings.max_batch_size, onnx_cache), facts
 
 
 class Details(TypedDict):

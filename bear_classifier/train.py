@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from fastai.vision.all import (
     BnFreeze,
+    Callback,
     ClassificationInterpretation,
     DataLoaders,
     Learner,
@@ -34,6 +35,11 @@ RECIPES = {
     "linear_probe": "linear probe: the head trained with `freeze()` + `fit_one_cycle({epochs})` on the frozen "
     "pretrained body (BatchNorm statistics frozen too: `train_bn=False`, `BnFreeze`)",
     "fine_tune": "the course default, `fine_tune({epochs})`",
+    "zero_shot_fine_tune": "fine-tuned from the zero-shot reading: head initialised as the pretrained ImageNet "
+    "classifier mapped onto ours (`imagenet.zero_shot_head`), whole network trained with `fit_one_cycle({epochs}, "
+    "slice({body_lr:.0e}, {lr:.0e}))` on the mapped classes, BatchNorm statistics frozen, the pretrained network's "
+    "1000-class output distilled on the training photos (LwF, weight {lwf}), then weights interpolated with the "
+    "zero-shot ones (WiSE-FT, share of the fine-tuned {alpha}, chosen on validation log-loss)",
 }
 """The notebook's `recipe` parameter -> how the model card describes it."""
 
@@ -144,6 +150,84 @@ def zero_shot(learn: Learner, mapping) -> TrainResult:
     learn.model[1] = imagenet.zero_shot_head(learn, mapping).to(device())
     learn.opt = None  # the optimizer held the old head's parameters; fastai makes a new one when needed
     return TrainResult(learn, None, validation_accuracy(learn))
+
+
+class DistilImageNet(Callback):
+    """Fine-tuning that keeps the ImageNet reading (LwF, Li & Hoiem 2016): adds to the loss the KL divergence
+    between the pretrained network's 1000-class output (`teacher`) and the zero-shot head's own ImageNet
+    classifier output, on the same augmented batch, at temperature `temperature`. Also keeps every BatchNorm
+    layer's statistics frozen (the body stays the pretrained one there), and the head's 0/1 gather fixed.
+    Passed to `fit` only, so it is never exported."""
+
+    order = BnFreeze.order + 1
+
+    def __init__(self, teacher: torch.nn.Module, weight: float = 1.0, temperature: float = 2.0):
+        self.teacher, self.weight, self.temperature = teacher.eval(), weight, temperature
+        self._logits = None
+
+    def before_fit(self):
+        self.teacher.to(next(self.learn.model.parameters()).device)
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        head = self.learn.model[1]
+        head[4].requires_grad_(False)  # the gather from ImageNet classes to ours stays the mapping
+        self._hook = head[2].register_forward_hook(lambda m, i, o: setattr(self, "_logits", o))
+
+    def before_train(self):
+        for m in self.learn.model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+    def after_loss(self):
+        if not self.training or self.weight == 0:
+            return
+        t = self.temperature
+        with torch.no_grad():
+            target = torch.softmax(self.teacher(self.xb[0].as_subclass(torch.Tensor)) / t, dim=1)
+        student = torch.log_softmax(self._logits.as_subclass(torch.Tensor) / t, dim=1)
+        distil = torch.nn.functional.kl_div(student, target, reduction="batchmean") * t * t
+        self.learn.loss_grad = self.loss_grad + self.weight * distil
+
+    def after_fit(self):
+        self._hook.remove()
+        self._logits = None
+
+
+def zero_shot_fine_tune(
+    learn: Learner,
+    mapping,
+    epochs: int = 3,
+    lr: float = 1e-4,
+    body_divisor: float = 3.0,
+    lwf: float = 1.0,
+) -> TrainResult:
+    """Fine-tune from what the network knows: the head starts as the zero-shot reading (`zero_shot`), then
+    the whole network is trained, gently (low learning rates, BatchNorm statistics frozen), with the loss on
+    the mapped classes plus the distillation of the pretrained 1000-class output (`DistilImageNet`).
+    `learn`: from `make_learner(..., frozen_body=True)`. Interpolate with `wise_ft` afterwards."""
+    from . import imagenet
+
+    zero_shot(learn, mapping)
+    teacher = imagenet.pretrained_network(imagenet.arch_of(learn))
+    learn.unfreeze()
+    learn.fit_one_cycle(epochs, lr_max=slice(lr / body_divisor, lr), cbs=[DistilImageNet(teacher, lwf)])
+    return TrainResult(learn, lr, validation_accuracy(learn))
+
+
+def wise_ft(learn: Learner, start: dict[str, torch.Tensor], alpha: float) -> Learner:
+    """WiSE-FT (Wortsman et al. 2022) in place: every floating-point weight becomes
+    `(1 - alpha) * start + alpha * fine-tuned`. `start`: the zero-shot learner's `model.state_dict()`,
+    `alpha`: the fine-tuned share. Call on a copy to keep the fine-tuned weights."""
+    tuned = learn.model.state_dict()
+    mixed = {name: torch.lerp(start[name].to(t), t, alpha) if t.is_floating_point() else t for name, t in tuned.items()}
+    learn.model.load_state_dict(mixed)
+    return learn
+
+
+def validation_loss(learn: Learner) -> float:
+    """Cross-entropy on the validation split: what chooses between recipes when accuracy is saturated."""
+    preds, targets = learn.get_preds(dl=learn.dls.valid)
+    return float(torch.nn.functional.nll_loss(preds.clamp_min(1e-12).log(), targets))
 
 
 def validation_accuracy(learn: Learner) -> float:

@@ -127,7 +127,7 @@ def test_wilson_interval():
 
 def test_zero_shot_recipe_puts_the_mapping_inside_the_model(tmp_path):
     """`train.zero_shot`: learn.predict gives the mapped ImageNet mass, normalised over our classes,
-    from a model.pkl that plain fastai loads; the guard reads 224 px while the model reads 160."""
+    from a model.pkl that plain fastai loads; the guard reads the same forward pass, at the model's 160 px."""
     variants(EXAMPLES / "cat.jpg", tmp_path / "data" / "cat", 6)
     variants(EXAMPLES / "coffee_cup.jpg", tmp_path / "data" / "cup", 6)
     dls = data.dataloaders(tmp_path / "data", data.verify_folder(tmp_path / "data"), size=160, batch_size=2)
@@ -138,16 +138,16 @@ def test_zero_shot_recipe_puts_the_mapping_inside_the_model(tmp_path):
     export.save(learn, tmp_path / "model.pkl")
     learn = export.load(tmp_path / "model.pkl")
     predictor = Predictor(learn)
-    assert predictor.guard["size"] == 224 and input_size(learn) == 160
+    assert predictor.guard["size"] == 160 == input_size(learn) and predictor._guard_network is None  # one pass
     photos = [EXAMPLES / "cat.jpg", EXAMPLES / "coffee_cup.jpg", example("teddy")]
     scores = mapping.scores(imagenet.imagenet_probabilities(learn, photos))
-    at_224 = imagenet.imagenet_probabilities(learn, photos, size=224)
+    same_pass = imagenet.imagenet_probabilities(learn, photos)
     for i, photo in enumerate(photos):
         expected = (scores[i] / scores[i].sum()).tolist()
         assert learn.predict(photo)[2].tolist() == pytest.approx(expected, abs=1e-5)
         answer = predictor.predict(photo)
         assert list(answer.probabilities.values()) == pytest.approx(expected, abs=1e-4)
-        assert answer.ood_score == pytest.approx(1 - float(at_224[i, predictor.guard["in_domain"]].sum()), abs=1e-4)
+        assert answer.ood_score == pytest.approx(1 - float(same_pass[i, predictor.guard["in_domain"]].sum()), abs=1e-4)
     assert plain_fastai_predict(tmp_path / "model.pkl", EXAMPLES / "cat.jpg", tmp_path)[:2] == ("cat", ["cat", "cup"])
 
 
@@ -169,3 +169,27 @@ def test_the_command_without_photos_says_where_they_go(tmp_path):
     )
     assert run.returncode == 2 and "no training photos at data/bears" in run.stderr, run.stderr
     assert "Traceback" not in run.stderr and not (tmp_path / "e.json").exists()
+
+
+def test_guard_ignores_classes_that_only_a_few_training_photos_carry():
+    """Label noise: 3 of 60 black-bear photos that are mostly "wild boar" do not make it in domain; a class
+    that a third of the teddies carry does."""
+    import torch
+
+    boar, black, teddy, toyshop = 342, 295, 850, 865
+    probs = torch.full((120, 1000), 0.0)
+    labels = ["black"] * 60 + ["teddy"] * 60
+    probs[:60, black] = 0.9
+    probs[:3, black], probs[:3, boar] = 0.1, 0.8
+    probs[60:, teddy] = 0.9
+    probs[60:80, teddy], probs[60:80, toyshop] = 0.5, 0.4
+    probs += (1 - probs.sum(1, keepdim=True)) / 1000
+    guard = imagenet.ImageNetGuard.from_shares(probs, labels, ["black", "teddy"])
+    assert black in guard.in_domain and teddy in guard.in_domain and toyshop in guard.in_domain
+    assert boar not in guard.in_domain
+    # the odd photos do not set the threshold either: a wild boar is flagged
+    wild_boar = torch.full((1, 1000), 0.0)
+    wild_boar[0, boar] = 0.95
+    wild_boar += (1 - wild_boar.sum()) / 1000
+    assert guard.is_out(wild_boar).item()
+    assert guard.is_out(probs).float().mean() <= 0.05

@@ -137,3 +137,27 @@ def test_exported_there_predicts_here(minor, tmp_path):
     assert export.by_value_code(model) == []
     there = export.smoke_predict(model, IMAGE, python=python)[0]
     assert close(export.smoke_predict(model, IMAGE)[0], there)
+
+
+def test_startup_verdict_is_remembered_by_sha256(files, probabilities, tmp_path, monkeypatch):
+    """The child process runs once per model and environment: its verdict is kept under the SHA-256."""
+    here, sha = export.library_versions(), export.sha256(files["portable"])
+    checked = export.startup_check(files["portable"], here, IMAGE, cache=tmp_path)
+    assert close(checked, probabilities)
+    assert export.verdict_path(tmp_path, sha).is_file()
+    # A second start reads the verdict: the child (crashing here, so it would be noticed) is not spawned.
+    monkeypatch.setattr(export, "_SMOKE", "import ctypes; ctypes.string_at(0)")
+    assert close(export.startup_check(files["portable"], here, IMAGE, cache=tmp_path), probabilities)
+    # Another model file (another SHA-256) is checked again, and a failed check is not remembered.
+    other = tmp_path / "other.pkl"
+    other.write_bytes(files["portable"].read_bytes())
+    with zipfile.ZipFile(other, "a") as z:
+        z.writestr("extra.txt", "changes the SHA-256 only")
+    with pytest.raises(export.ModelFileError, match="killed by signal"):
+        export.startup_check(other, here, IMAGE, cache=tmp_path)
+    assert not export.verdict_path(tmp_path, export.sha256(other)).exists()
+    # A verdict from other library versions does not count.
+    verdict = export.verdict_path(tmp_path, sha)
+    verdict.write_text(verdict.read_text().replace(here["torch"], "0.0.1"))
+    with pytest.raises(export.ModelFileError, match="killed by signal"):
+        export.startup_check(files["portable"], here, IMAGE, cache=tmp_path)

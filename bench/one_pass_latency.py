@@ -1,0 +1,32 @@
+"""Our predict against learn.predict and the bare forward pass, for one or more model.pkl files, interleaved
+in one process (`bench.latency`'s helpers; issue 18's one-pass check).
+
+    python -m bench.one_pass_latency [--model model.pkl] [--model runs/nb18/model.pkl] [--rounds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bear_classifier import export
+from bear_classifier.predictor import Predictor
+from bench.latency import EXAMPLES, guard_steps, table, time_variants, variants_for
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.one_pass_latency")
+    parser.add_argument("--model", type=Path, action="append")
+    parser.add_argument("--rounds", type=int, default=10)
+    args = parser.parse_args()
+    results = {}
+    for path in args.model or [Path("model.pkl")]:
+        predictor = Predictor(export.load(path))
+        variants = {k: f for k, f in variants_for(predictor).items() if "PyTorch" not in k or "forward" in k}
+        variants.update(guard_steps(predictor))
+        results[f"{path} ({export.sha256(path)[:8]})"] = time_variants(variants, EXAMPLES, args.rounds)
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
