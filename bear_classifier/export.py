@@ -51,14 +51,14 @@ def library_versions() -> dict[str, str]:
 def attach_ood(
     learn: Learner, train_items: Sequence[Path], quantile: float | None = None, guard_size: int | None = None
 ) -> imagenet.Knowledge:
-    from . import imagenet
-
     """Fit the out-of-domain guard (and the zero-shot mapping) on the training images and store the
     guard's state in the learner, so that it travels inside model.pkl (`imagenet` says how).
 
     The guard reads the learner's own network: its body and the ImageNet classifier its head carries
     (fine-tuned with the rest in the zero-shot fine-tune, whose distillation keeps it an ImageNet
     reading), at the learner's input size by default, so one forward pass gives answer and guard."""
+    from . import imagenet  # here, not at the top: imagenet imports the training side, serving never does
+
     quantile = imagenet.GUARD_QUANTILE if quantile is None else quantile
     knowledge = imagenet.fit(
         learn, train_items, network=imagenet.own_body_network(learn), quantile=quantile, guard_size=guard_size
