@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import gradio as gr
 from gradio.data_classes import FileData
 from gradio.utils import get_upload_folder
 
 from .images import ImageError, uploaded_file
+
+UPLOAD_DESCRIPTION = (
+    "An image file uploaded to this server: gradio_client's handle_file() uploads a local file, or POST it to "
+    "/gradio_api/upload and pass the path it returns. Local paths of the server and web addresses are refused."
+)
+UPLOAD_PATH_DESCRIPTION = "The path that POST /gradio_api/upload returned for the photo"
 
 
 class UploadedImage(gr.Image):
@@ -20,6 +29,19 @@ class UploadedImage(gr.Image):
 
     is_template = True  # rendered by the frontend's ordinary Image component
     # No __init__ override: Gradio reads the component's props from gr.Image's signature.
+
+    def api_info_as_input(self) -> dict[str, Any]:
+        """The "Use via API" page's words for the photo: stock `gr.Image` promises "a local filepath or
+        publicly available URL", both of which `preprocess` refuses."""
+        info = copy.deepcopy(super().api_info_as_input())
+        info["additional_description"] = UPLOAD_DESCRIPTION
+        info["properties"]["path"]["description"] = UPLOAD_PATH_DESCRIPTION
+        info["properties"]["url"]["description"] = "Not used: web addresses and data URLs are refused"
+        return info
+
+    def example_payload(self) -> dict[str, Any]:
+        """The API page's example: an uploaded file (stock `gr.Image` shows a web address)."""
+        return {"path": "grizzly_bear.jpg", "meta": {"_type": "gradio.FileData"}}
 
     def preprocess(self, payload: FileData | None) -> str | ImageError:
         try:
