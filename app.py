@@ -12,7 +12,7 @@ import gradio as gr
 from gradio.utils import get_upload_folder
 
 from bear_classifier import clients, feedback, limits, serving
-from bear_classifier.components import Probabilities, UploadedImage
+from bear_classifier.components import PAGE_CSS, Interface, Probabilities, UploadedImage
 from bear_classifier.settings import Settings
 
 settings = Settings.from_env()  # every BEAR_* variable, read once
@@ -42,7 +42,7 @@ def zerogpu_requirement() -> None:
     measured, so visitors spend no GPU quota and never wait for a GPU to be attached."""
 
 
-demo = gr.Interface(
+demo = Interface(
     fn=classify_image,
     inputs=UploadedImage(type="filepath", label="Photo of a bear", sources=["upload", "webcam", "clipboard"]),
     outputs=[
@@ -79,6 +79,7 @@ if __name__ == "__main__":
     try:
         demo.launch(
             max_file_size=limits.MAX_FILE_BYTES,
+            css=PAGE_CSS,
             show_error=False,  # callers see our own ImageError messages, never tracebacks, paths or commands
             enable_monitoring=False,  # /monitoring would be public on a Space
             # Exact routes, body caps, one file per upload, no URL paths, each client's share.

@@ -63,3 +63,31 @@ class Probabilities(gr.Label):
         data = super().postprocess(probabilities)
         data.label = headline
         return data
+
+
+WRONG_ANSWER = "wrong-answer"
+"""The class of the "Wrong: …" buttons, for `PAGE_CSS`."""
+
+PAGE_CSS = f"""
+/* Gradio 6.31 ships a Source Sans Pro SemiBold file with only a few glyphs, so bold text fell back to
+   DejaVu Sans Bold, which is set larger. Its complete Bold file serves every heavy weight instead. */
+@font-face {{
+    font-family: 'Source Sans Pro';
+    src: url('static/fonts/SourceSansPro/SourceSansPro-Bold.woff2') format('woff2');
+    font-weight: 600 700;
+    font-style: normal;
+}}
+/* A correction needs an answer to correct: no "Wrong: …" buttons until the probabilities are shown
+   (again none after Clear, which empties them). */
+.gradio-container:not(:has([data-testid='label-output-value'])) .{WRONG_ANSWER} {{
+    display: none;
+}}
+"""
+"""`launch(css=...)`: the page's look beyond Gradio's theme."""
+
+
+class Interface(gr.Interface):
+    """`gr.Interface` whose flag buttons carry the `WRONG_ANSWER` class, so that `PAGE_CSS` can hide them."""
+
+    def render_flag_btns(self) -> list[gr.Button]:
+        return [gr.Button(label, elem_classes=[WRONG_ANSWER]) for label, _ in self.flagging_options]
