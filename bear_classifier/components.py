@@ -40,8 +40,10 @@ class UploadedImage(gr.Image):
         return info
 
     def example_payload(self) -> dict[str, Any]:
-        """The API page's example: an uploaded file (stock `gr.Image` shows a web address)."""
-        return {"path": "grizzly_bear.jpg", "meta": {"_type": "gradio.FileData"}}
+        """The API page's example: a local file that gradio_client uploads (stock `gr.Image` shows a web address).
+        The page writes `handle_file('<url>')` for a FileData with a "url", so the file name goes there too."""
+        name = "grizzly_bear.jpg"
+        return {"path": name, "url": name, "orig_name": name, "meta": {"_type": "gradio.FileData"}}
 
     def preprocess(self, payload: FileData | None) -> str | ImageError:
         try:

@@ -173,3 +173,13 @@ def test_each_example_answered_then_cleared(page, server, artifacts, name, headl
     expect(result_label(page)).to_have_count(0)
     for i in range(4):
         expect(wrong_answer_buttons(page).nth(i)).to_be_hidden()
+
+
+def test_the_api_page_describes_an_upload(page, server, artifacts):
+    open_app(page, server)
+    page.get_by_role("button", name=re.compile("Use via API")).click()
+    expect(page.get_by_text("/predict").first).to_be_visible()
+    expect(page.get_by_text("publicly available")).to_have_count(0)
+    expect(page.get_by_text(re.compile("uploaded to this server")).first).to_be_visible()
+    expect(page.get_by_text("handle_file('grizzly_bear.jpg')")).to_be_visible()  # a local file, uploaded
+    page.screenshot(path=artifacts / "api_page.png", full_page=True)
