@@ -1,13 +1,18 @@
 """Grizzly, black or teddy? fast.ai lesson 2's bear classifier as a Gradio app. Settings: README."""
 
+from bear_classifier import uploads
+
+uploads.own_folder()  # before gradio is imported: a folder of the app's own, deleted when it stops
+
+# isort: split
 import spaces  # ZeroGPU, the Space hardware of free accounts, needs it imported first; elsewhere it does nothing
 
 # isort: split
 import gradio as gr
 from gradio.utils import get_upload_folder
 
-from bear_classifier import clients, feedback, limits, serving, uploads
-from bear_classifier.components import Probabilities, UploadedImage
+from bear_classifier import clients, feedback, limits, serving
+from bear_classifier.components import PAGE_CSS, Interface, Probabilities, UploadedImage
 from bear_classifier.settings import Settings
 
 settings = Settings.from_env()  # every BEAR_* variable, read once
@@ -37,7 +42,7 @@ def zerogpu_requirement() -> None:
     measured, so visitors spend no GPU quota and never wait for a GPU to be attached."""
 
 
-demo = gr.Interface(
+demo = Interface(
     fn=classify_image,
     inputs=UploadedImage(type="filepath", label="Photo of a bear", sources=["upload", "webcam", "clipboard"]),
     outputs=[
@@ -69,11 +74,18 @@ upload_folder = uploads.UploadFolder(
 )
 
 if __name__ == "__main__":
+    uploads.stop_on_sigterm()
     upload_folder.start()
-    demo.launch(
-        max_file_size=limits.MAX_FILE_BYTES,
-        show_error=False,  # callers see our own ImageError messages, never tracebacks, paths or commands
-        enable_monitoring=False,  # /monitoring would be public on a Space
-        # Exact routes, body caps, one file per upload, no URL paths, each client's share.
-        app_kwargs={"middleware": [limits.middleware(demo, quotas, upload_folder, trust_forwarded=settings.on_space)]},
-    )
+    try:
+        demo.launch(
+            max_file_size=limits.MAX_FILE_BYTES,
+            css=PAGE_CSS,
+            show_error=False,  # callers see our own ImageError messages, never tracebacks, paths or commands
+            enable_monitoring=False,  # /monitoring would be public on a Space
+            # Exact routes, body caps, one file per upload, no URL paths, each client's share.
+            app_kwargs={
+                "middleware": [limits.middleware(demo, quotas, upload_folder, trust_forwarded=settings.on_space)]
+            },
+        )
+    finally:
+        upload_folder.remove()  # visitors' photos never outlive the app

@@ -25,3 +25,9 @@ Batch side: `classify` (`python -m bear_classifier.classify`: folders, globs and
 decoded in worker processes, through the same `images.open_image` and `Predictor`), `results` (the rows
 as CSV, JSON Lines or Parquet; --resume), `classify_ray` (the same rows on a Ray cluster, Ray Data).
 """
+
+import warnings
+
+# fastai's layers.py compiles two functions with torch.jit.script when it is imported, which torch deprecates:
+# a FutureWarning at every start that is fastai's to change and nothing for our users to act on. Only that one.
+warnings.filterwarnings("ignore", r"`torch\.jit\.script` is deprecated", FutureWarning)

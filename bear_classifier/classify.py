@@ -22,7 +22,6 @@ import signal
 import sys
 import threading
 import time
-import warnings
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -251,9 +250,6 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    # Not for a user to act on: the SHA-256 is checked before unpickling, and torch's deprecation is its own.
-    warnings.filterwarnings("ignore", "load_learner` uses Python's insecure pickle")
-    warnings.filterwarnings("ignore", ".*torch.jit.script` is deprecated")
     from .export import ModelFileError  # model.pkl missing, altered, or not loadable here
     from .hub import HubError  # the Hub repo or revision cannot be used
 

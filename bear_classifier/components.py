@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import gradio as gr
 from gradio.data_classes import FileData
 from gradio.utils import get_upload_folder
 
 from .images import ImageError, uploaded_file
+
+UPLOAD_DESCRIPTION = (
+    "An image file uploaded to this server: gradio_client's handle_file() uploads a local file, or POST it to "
+    "/gradio_api/upload and pass the path it returns. Local paths of the server and web addresses are refused."
+)
+UPLOAD_PATH_DESCRIPTION = "The path that POST /gradio_api/upload returned for the photo"
 
 
 class UploadedImage(gr.Image):
@@ -20,6 +29,21 @@ class UploadedImage(gr.Image):
 
     is_template = True  # rendered by the frontend's ordinary Image component
     # No __init__ override: Gradio reads the component's props from gr.Image's signature.
+
+    def api_info_as_input(self) -> dict[str, Any]:
+        """The "Use via API" page's words for the photo: stock `gr.Image` promises "a local filepath or
+        publicly available URL", both of which `preprocess` refuses."""
+        info = copy.deepcopy(super().api_info_as_input())
+        info["additional_description"] = UPLOAD_DESCRIPTION
+        info["properties"]["path"]["description"] = UPLOAD_PATH_DESCRIPTION
+        info["properties"]["url"]["description"] = "Not used: web addresses and data URLs are refused"
+        return info
+
+    def example_payload(self) -> dict[str, Any]:
+        """The API page's example: a local file that gradio_client uploads (stock `gr.Image` shows a web address).
+        The page writes `handle_file('<url>')` for a FileData with a "url", so the file name goes there too."""
+        name = "grizzly_bear.jpg"
+        return {"path": name, "url": name, "orig_name": name, "meta": {"_type": "gradio.FileData"}}
 
     def preprocess(self, payload: FileData | None) -> str | ImageError:
         try:
@@ -41,3 +65,31 @@ class Probabilities(gr.Label):
         data = super().postprocess(probabilities)
         data.label = headline
         return data
+
+
+WRONG_ANSWER = "wrong-answer"
+"""The class of the "Wrong: …" buttons, for `PAGE_CSS`."""
+
+PAGE_CSS = f"""
+/* Gradio 6.31 ships a Source Sans Pro SemiBold file with only a few glyphs, so bold text fell back to
+   DejaVu Sans Bold, which is set larger. Its complete Bold file serves every heavy weight instead. */
+@font-face {{
+    font-family: 'Source Sans Pro';
+    src: url('static/fonts/SourceSansPro/SourceSansPro-Bold.woff2') format('woff2');
+    font-weight: 600 700;
+    font-style: normal;
+}}
+/* A correction needs an answer to correct: no "Wrong: …" buttons until the probabilities are shown
+   (again none after Clear, which empties them). */
+.gradio-container:not(:has([data-testid='label-output-value'])) .{WRONG_ANSWER} {{
+    display: none;
+}}
+"""
+"""`launch(css=...)`: the page's look beyond Gradio's theme."""
+
+
+class Interface(gr.Interface):
+    """`gr.Interface` whose flag buttons carry the `WRONG_ANSWER` class, so that `PAGE_CSS` can hide them."""
+
+    def render_flag_btns(self) -> list[gr.Button]:
+        return [gr.Button(label, elem_classes=[WRONG_ANSWER]) for label, _ in self.flagging_options]

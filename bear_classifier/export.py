@@ -23,6 +23,7 @@ import platform
 import subprocess
 import sys
 import types
+import warnings
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -117,7 +118,7 @@ def load(path: Path, expected_sha256: str | None = None) -> Learner:
         raise ModelFileError(f"{path} does not match the expected SHA-256 {expected_sha256}: refusing to unpickle it.")
     import timm  # noqa: F401  the pickle needs it; a missing import otherwise shows as fastai #4115's 'res' error
 
-    with _posix_paths_on_windows():
+    with _posix_paths_on_windows(), _pickle_warning_answered(path, verified=bool(expected_sha256)):
         try:
             return load_learner(path, cpu=True)
         except (AttributeError, ModuleNotFoundError, TypeError) as e:
@@ -125,6 +126,19 @@ def load(path: Path, expected_sha256: str | None = None) -> Learner:
                 f"{path} could not be loaded ({e}). It was probably written by other library versions: "
                 f"install the ones recorded in its model card (this is Python {platform.python_version()})."
             ) from e
+
+
+@contextmanager
+def _pickle_warning_answered(path: Path, verified: bool) -> Iterator[None]:
+    """fastai warns at every `load_learner` that a pickle can run code. When we have just checked the file's
+    SHA-256, that warning is answered: one line says so instead. Otherwise fastai's warning stays."""
+    if not verified:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "load_learner` uses Python's insecure pickle", UserWarning)
+        yield
+    print(f"Loaded {path.name}: its SHA-256 matched the expected one before it was unpickled.", file=sys.stderr)
 
 
 @contextmanager

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -69,6 +70,8 @@ PAGE_GETS = {
     API + "/startup-events",
 }
 """GET routes the page and gradio_client read, exactly."""
+EVENT_ID = re.compile(r"[0-9a-f]{32}")
+"""A queued event's id as Gradio makes it (`uuid4().hex`)."""
 
 
 class _TooLarge(Exception):
@@ -108,6 +111,16 @@ class Routes:
         }
         return exact.get(path)
 
+    def get(self, path: str) -> bool:
+        """Whether a GET may pass: the page's routes, and the answer stream of a REST call of a queued event
+        (`/gradio_api/call/<api_name>/<event id>`, README "Call the API" with curl)."""
+        if path in PAGE_GETS or path.startswith(PAGE_FILES):
+            return True
+        call, _, event_id = path.rpartition("/")
+        return (
+            call in {f"{API}/call/{name}" for name in self.queued.values()} and EVENT_ID.fullmatch(event_id) is not None
+        )
+
     def allows(self, kind: str, path: str, body: BaseModel) -> bool:
         """Whether the event this body names exists where it is sent: queue joins for queued events only,
         direct runs for any event of the app (Gradio's api_open=False refuses queued ones there)."""
@@ -117,10 +130,6 @@ class Routes:
         if kind == "run":
             return fn_index in self.queued or fn_index in self.direct if fn_index is not None else True
         return True
-
-
-def get_allowed(path: str) -> bool:
-    return path in PAGE_GETS or path.startswith(PAGE_FILES)
 
 
 def middleware(
@@ -166,7 +175,7 @@ class BodyLimits:
         if len(path) > 1 and path.endswith("/") and not path.endswith("//"):
             path = path[:-1]  # Gradio registers most routes with and without the trailing slash
         if scope["method"] in ("GET", "HEAD"):
-            if get_allowed(path):
+            if self.routes.get(path):
                 return await self.app(scope, receive, send)
             return await _refuse(send, 404, NOT_FOUND)
         route = self.routes.post(path) if scope["method"] == "POST" else None

@@ -5,12 +5,16 @@ Gradio's multipart parser writes each file part to a `tmp*` file in the folder's
 cut off (a dropped connection, our body cap) leaves its temp files behind; none of these are in Gradio's
 tracked sets, so its `delete_cache` never deletes them (about 10 MB each). Here: while no upload is in
 flight, no top-level file can belong to one, so every top-level file is deleted then; a sweep deletes every
-file (tracked or not) past its lifetime, and top-level files older than the longest an upload may take.
+file (tracked or not) past its lifetime, and top-level files older than the longest an upload may take. When
+the app stops, the whole folder goes.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +23,25 @@ from pathlib import Path
 
 UPLOAD_SECONDS = 120
 """The longest an upload request may stream (`limits.BodyLimits` cuts it off then): 10 MB at 0.7 Mbit/s."""
+
+
+def own_folder() -> Path:
+    """Gradio's upload folder for this app: `GRADIO_TEMP_DIR` when set, else a new folder of its own (Gradio's
+    default, /tmp/gradio, is shared by every Gradio app of this user, so it must not be deleted on exit). Call
+    before gradio is imported: some of its modules read the variable then."""
+    if not os.environ.get("GRADIO_TEMP_DIR"):
+        os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="bear-classifier-uploads-")
+    return Path(os.environ["GRADIO_TEMP_DIR"])
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (a Space or a service manager stopping the app) stops it as Ctrl-C does: Gradio closes its
+    server and `finally` blocks run, where Python's default would end the process on the spot."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 class UploadFolder:
@@ -76,6 +99,10 @@ class UploadFolder:
                     pass
 
         threading.Thread(target=sweeping, name="upload-sweep", daemon=True).start()
+
+    def remove(self) -> None:
+        """Delete the folder and everything in it: on exit, so that no visitor's photo outlives the app."""
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     def _delete_temp_files(self, older_than: float) -> None:
         now = time.time()

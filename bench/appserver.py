@@ -4,6 +4,7 @@ Used by the tests and the benchmarks."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -78,8 +79,8 @@ class AppServer:
                 return int(line.split()[1])
         raise KeyError(field)
 
-    def stop(self) -> None:
-        self.process.terminate()
+    def stop(self, how: signal.Signals = signal.SIGTERM) -> None:
+        self.process.send_signal(how)
         try:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:

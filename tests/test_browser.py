@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from bear_classifier import feedback
+from bear_classifier.components import WRONG_ANSWER
 from tests.conftest import EXAMPLES, example
 
 CHROMIUM_FLAGS = [
@@ -114,3 +115,71 @@ def test_flag_a_wrong_answer_stores_it_for_review(page, server):
     assert row["sha256"] == hashlib.sha256(example("teddy").read_bytes()).hexdigest()  # the photo sent
     assert (server.review_dir / row["image"]).is_file()
     assert feedback.reviewed_images(server.review_dir)[-1][1] == "black"
+
+
+def wrong_answer_buttons(page):
+    """By class: hidden buttons are not in the accessibility tree that `get_by_role` searches."""
+    return page.locator(f"button.{WRONG_ANSWER}", has_text=re.compile(r"^\s*Wrong: "))
+
+
+def rendered_fonts(page, selector: str) -> list[list[dict]]:
+    """The fonts Chromium actually drew each element matching `selector` with (after any fallback)."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("DOM.enable")
+    cdp.send("CSS.enable")
+    root = cdp.send("DOM.getDocument", {"depth": -1})["root"]["nodeId"]
+    nodes = cdp.send("DOM.querySelectorAll", {"nodeId": root, "selector": selector})["nodeIds"]
+    fonts = [cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"] for node in nodes]
+    cdp.detach()
+    return fonts
+
+
+def test_before_an_answer_no_wrong_buttons_and_emphasis_is_not_larger(page, server, artifacts):
+    open_app(page, server)
+    expect(wrong_answer_buttons(page)).to_have_count(4)
+    for i in range(4):
+        expect(wrong_answer_buttons(page).nth(i)).to_be_hidden()  # nothing to correct yet
+    page.evaluate("document.fonts.ready")
+    emphasis = ".prose strong, .prose em"
+    sizes = page.eval_on_selector_all(
+        emphasis, "all => all.map(e => [getComputedStyle(e).fontSize, getComputedStyle(e.parentElement).fontSize])"
+    )
+    assert len(sizes) >= 3 and all(own == around for own, around in sizes), sizes
+    # The same size can still look larger: a weight the page's font lacks is drawn in a system font.
+    for fonts in rendered_fonts(page, emphasis):
+        assert fonts and all(font["isCustomFont"] for font in fonts), fonts
+    page.screenshot(path=artifacts / "before_answer.png", full_page=True)
+
+
+@pytest.mark.parametrize(
+    "name, headline",
+    [
+        ("black_bear.jpg", "black"),
+        ("grizzly_bear.jpg", "grizzly"),
+        ("teddy_bear.jpg", "teddy"),
+        ("cat.jpg", "Not a black / grizzly / teddy bear?"),
+    ],
+)
+def test_each_example_answered_then_cleared(page, server, artifacts, name, headline):
+    open_app(page, server)
+    examples(page).nth(sorted(p.name for p in EXAMPLES.glob("*.jpg")).index(name)).click()
+    expect(input_preview(page, name)).to_be_visible()
+    submit(page).click()
+    expect(result_label(page)).to_have_text(re.compile(rf"^\s*{re.escape(headline)}\s*$"))
+    for i in range(4):
+        expect(wrong_answer_buttons(page).nth(i)).to_be_visible()  # now there is an answer to correct
+    page.screenshot(path=artifacts / f"answer_{Path(name).stem}.png", full_page=True)
+    page.get_by_role("button", name="Clear", exact=True).click()
+    expect(result_label(page)).to_have_count(0)
+    for i in range(4):
+        expect(wrong_answer_buttons(page).nth(i)).to_be_hidden()
+
+
+def test_the_api_page_describes_an_upload(page, server, artifacts):
+    open_app(page, server)
+    page.get_by_role("button", name=re.compile("Use via API")).click()
+    expect(page.get_by_text("/predict").first).to_be_visible()
+    expect(page.get_by_text("publicly available")).to_have_count(0)
+    expect(page.get_by_text(re.compile("uploaded to this server")).first).to_be_visible()
+    expect(page.get_by_text("handle_file('grizzly_bear.jpg')")).to_be_visible()  # a local file, uploaded
+    page.screenshot(path=artifacts / "api_page.png", full_page=True)

@@ -223,6 +223,14 @@ def test_unknown_events_and_methods_are_refused(caller):
 
 
 @pytest.mark.parametrize(
+    "path", ["/call/predict/not-an-event-id", f"/call/Flag/{uuid.uuid4().hex}", f"/call/predict/{uuid.uuid4().hex}/x"]
+)
+def test_only_answer_streams_of_queued_events_can_be_read(caller, path):
+    """`GET /gradio_api/call/predict/<event id>` (README's curl example) passes; nothing else under /call/."""
+    assert caller.http.get(caller.api + path).status_code == 404
+
+
+@pytest.mark.parametrize(
     "body", [b"[" * 30_000, b'{"data": ' + b"[" * 30_000 + b"}", b"{", b"\xff\xfe", b'{"data": "x"}', b"[]", b"null"]
 )
 def test_malformed_bodies_get_a_4xx(caller, body):

@@ -1,6 +1,8 @@
 """The shipped model.pkl and its model card: loads on CPU, three classes, honest numbers, fast predict
 that gives exactly learn.predict's probabilities."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from PIL import Image
@@ -54,14 +56,26 @@ def test_probabilities_cover_the_vocab_and_sum_to_one(predictor):
     assert sum(prediction.probabilities.values()) == pytest.approx(1, abs=1e-5)
 
 
+NOT_BEARS = ["cat.jpg", "coffee_cup.jpg"]
+
+
+def test_every_example_is_checked_below():
+    assert sorted(Path(path).name for path in serving.EXAMPLES) == sorted(
+        [*(example(label).name for label in VOCAB), *NOT_BEARS]
+    )
+
+
 @pytest.mark.parametrize("label", VOCAB)
-def test_examples_get_their_label_and_are_in_domain(predictor, label):
+def test_examples_are_answered_right_and_confidently(predictor, label):
+    """A visitor's first click: a doubtful or wrong answer there undoes any trust in the app."""
     prediction = predictor.predict(example(label))
     assert prediction.label == label
+    assert prediction.probabilities[label] >= 0.8, f"{example(label).name}: {prediction.probabilities}"
+    assert not serving.unsure_between(prediction.probabilities)
     assert not prediction.out_of_domain
 
 
-@pytest.mark.parametrize("name", ["cat.jpg", "coffee_cup.jpg"])
+@pytest.mark.parametrize("name", NOT_BEARS)
 def test_non_bear_examples_are_flagged(predictor, name):
     assert predictor.predict(EXAMPLES / name).out_of_domain
 

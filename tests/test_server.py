@@ -1,11 +1,16 @@
 """`python app.py` on a loopback port, called the way API users call it: `gradio_client`."""
 
+import json
+import re
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from gradio_client import handle_file
 
+from bear_classifier.components import UPLOAD_DESCRIPTION
 from bench import hard_inputs
+from bench.appserver import ROOT
 from tests.conftest import EXAMPLES, example
 
 VOCAB = ["black", "grizzly", "teddy"]
@@ -18,6 +23,33 @@ def call(client, path):
 def test_predict_endpoint_is_documented(client):
     info = client.view_api(print_info=False, return_format="dict")
     assert "/predict" in info["named_endpoints"]
+
+
+def test_the_api_page_describes_the_photo_as_an_upload(client):
+    """The "Use via API" page must not offer what the app refuses: local paths and web addresses."""
+    (photo,) = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/predict"]["parameters"]
+    assert photo["python_type"]["description"] == UPLOAD_DESCRIPTION
+    assert "publicly available" not in json.dumps(photo) and "http" not in json.dumps(photo)
+
+
+def readme_curl() -> str:
+    """README's curl example of the REST call, exactly as written there."""
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    (block,) = [b for b in blocks if "/gradio_api/upload" in b]
+    return block
+
+
+def test_the_readme_curl_example_answers(server):
+    script = readme_curl().replace("http://127.0.0.1:7860", server.url.rstrip("/"))
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    event, data = done.stdout.strip().splitlines()[:2]
+    assert event == "event: complete", done.stdout
+    probabilities, verdict, details = json.loads(data.removeprefix("data: "))
+    assert probabilities["label"] == details["label"] == "grizzly" and details["error"] is None
+    assert verdict == f"**grizzly** bear ({details['confidence']:.0%})."
 
 
 @pytest.mark.parametrize("label", VOCAB)
@@ -102,3 +134,12 @@ def test_upload_size_limit(client, tmp_path):
     with pytest.raises(Exception, match="(?i)size|large|413"):
         call(client, huge)
     assert call(client, example("black"))[2]["label"] == "black"
+
+
+def test_start_up_is_quiet_and_truthful(server):
+    """No library warning that we have already answered: the SHA-256 is checked before unpickling (one line of
+    ours says so instead), and fastai's torch.jit deprecation is nothing for a user to act on."""
+    output = server.output()
+    assert "Loaded model.pkl: its SHA-256 matched the expected one before it was unpickled." in output
+    assert "insecure pickle" not in output
+    assert "torch.jit" not in output and "Warning" not in output, output

@@ -1,8 +1,11 @@
-"""Uploaded photos are people's data: the server deletes them after BEAR_UPLOAD_TTL seconds."""
+"""Uploaded photos are people's data: the server deletes them after BEAR_UPLOAD_TTL seconds, and all of them,
+with the folder, when it stops."""
 
 import shutil
+import signal
 import time
 
+import pytest
 from gradio_client import Client, handle_file
 
 from bench.appserver import AppServer
@@ -30,3 +33,28 @@ def test_uploads_are_deleted_after_their_time_to_live(tmp_path):
         assert client.predict(handle_file(str(example("teddy"))), api_name="/predict")[2]["label"] == "teddy"
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    "how, folder_given",
+    [(signal.SIGTERM, True), (signal.SIGINT, False)],
+    ids=["SIGTERM, GRADIO_TEMP_DIR set", "SIGINT (Ctrl-C), a folder of its own"],
+)
+def test_the_upload_folder_is_deleted_when_the_app_stops(tmp_path, how, folder_given):
+    system_temp = tmp_path / "tmp"  # where the app makes its own folder when GRADIO_TEMP_DIR is not set
+    system_temp.mkdir()
+    env = {"TMPDIR": str(system_temp)} | ({} if folder_given else {"GRADIO_TEMP_DIR": ""})
+    server = AppServer(tmp_path, **env)
+    try:
+        photo = tmp_path / "my_private_bear.jpg"
+        shutil.copy(example("grizzly"), photo)
+        assert (
+            Client(server.url, verbose=False).predict(handle_file(str(photo)), api_name="/predict")[2]["error"] is None
+        )
+        folder = server.upload_dir if folder_given else next(system_temp.glob("bear-classifier-uploads-*"))
+        assert list(folder.rglob(photo.name)), "the upload should be in the folder while the app runs"
+    finally:
+        server.stop(how)
+    assert server.process.returncode == 0, server.output()
+    assert not folder.exists()
+    assert not list(system_temp.glob("bear-classifier-uploads-*"))
