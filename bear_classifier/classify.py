@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
+from . import classify_ray
+from .classify_common import UsageError, is_uri, load_predictor, read_file
 from .images import ImageError, open_image
 from .results import ResultsError, ResultsFile, Row, check_out, done_paths, row
 from .settings import Settings, SettingsError
@@ -42,15 +44,6 @@ if TYPE_CHECKING:
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".mpo"}
 """What a folder is searched for; a file named on the command line is read whatever its name."""
-
-
-class UsageError(ValueError):
-    """A command-line argument we cannot use; the message says which and why."""
-
-
-def is_uri(path: str) -> bool:
-    """Object storage (s3://, gs://, ...): only the Ray engine reads it, with Ray's readers."""
-    return "://" in path
 
 
 def photo_paths(arguments: Iterable[str]) -> list[str]:
@@ -73,18 +66,6 @@ def photo_paths(arguments: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def checked_bytes(data: bytes) -> bytes | ImageError:
-    """A file's bytes for `open_image`, or why not (both engines: their rows must be the same)."""
-    return data if data else ImageError("The file is empty.")
-
-
-def read_file(path: str) -> bytes | ImageError:
-    try:
-        return checked_bytes(Path(path).read_bytes())
-    except OSError as e:
-        return ImageError(f"Could not read the file: {e.strerror}.")
-
-
 def read_photo(path: str, draft_size: int | None = None) -> np.ndarray | ImageError:
     """In a worker process: the file decoded by the app's gate, as an upright RGB array (the
     predictor takes it as it is, so the pixels and probabilities are the app's), or why not."""
@@ -100,13 +81,6 @@ def read_photo(path: str, draft_size: int | None = None) -> np.ndarray | ImageEr
 def _ignore_interrupts() -> None:
     """Ctrl-C reaches the whole process group: the main process alone decides what it stops."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def load_predictor(settings: Settings) -> Predictor:
-    """The model as the app loads it: model.pkl, or a Hub repo pinned to a commit (`serving.load`)."""
-    from . import serving
-
-    return serving.load(settings)[0]
 
 
 def local_rows(files: Sequence[str], predictor: Predictor, workers: int) -> Iterator[list[Row]]:
@@ -189,8 +163,6 @@ def run(
     valid file that `--resume` continues) and returns a summary marked `interrupted`."""
     check_out(out, resume)
     if engine == "ray":
-        from . import classify_ray
-
         vocab = classify_ray.vocab(settings)
     elif any(is_uri(f) for f in files):
         raise UsageError("Reading from object storage (a URI) needs --engine ray.")
