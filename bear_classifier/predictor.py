@@ -45,10 +45,10 @@ from .images import ImageError, ImageInput, open_image
 # classifier's, from one forward pass. Two interchangeable backends: PyTorch runs fastai's model as it is;
 # ONNX Runtime runs the same weights, exported once at start-up (about a second), about 3x faster on a
 # CPU with the same probabilities (BENCHMARKS.md), so it is the default where installed. The guard's
-# ImageNet classifier (stored in model.pkl by `export.attach_ood`) reads the body's average-pooled
-# features. It is the pretrained network's ImageNet reading only because the body is the pretrained one
-# (the zero-shot and linear-probe recipes); when the guard works at another input size than our head,
-# the Predictor runs the network a second time at that size (`Predictor.__init__`).
+# ImageNet classifier (stored in model.pkl by `imagenet.attach_ood`: the one the learner's head carries, else
+# the pretrained one) reads the body's average-pooled features. The guard is fitted on this same network's
+# readings of the training photos, so a fine-tuned body is no harm; when the guard works at another input size
+# than our head, the Predictor runs the network a second time at that size (`Predictor.__init__`).
 ImageNetHead = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -277,9 +277,9 @@ class Predictor:
         self._after_item = Pipeline(valid.after_item.fs, split_idx=1)
         self._after_batch = Pipeline(valid.after_batch.fs, split_idx=1)
         self._plain = PlainTransform.of(learn)
-        # The out-of-domain guard, written by export.attach_ood: the pretrained ImageNet classifier,
-        # folded into the network as a second output, the ImageNet classes that count as in domain, and
-        # the input size it was calibrated at (the pretrained network's own; the head may read a larger one).
+        # The out-of-domain guard, written by imagenet.attach_ood: the learner's ImageNet classifier, folded
+        # into the network as a second output, the ImageNet classes that count as in domain, and the input
+        # size it was calibrated at (the learner's own by default: then one forward pass gives both).
         state = getattr(learn, "ood_state", None)
         self.guard = state if state and state.get("kind") == "imagenet-mass" else None
         imagenet = (state["imagenet_weight"], state["imagenet_bias"]) if self.guard else None

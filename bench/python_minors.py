@@ -123,7 +123,7 @@ def smoke_learner(folder: Path, pretrained: bool = True, epochs: int = 1):
     )
     from PIL import Image, ImageDraw
 
-    from bear_classifier.train import DEFAULT_ARCH, pretrained_overlay
+    from bear_classifier.imagenet import DEFAULT_ARCH, pretrained_overlay
 
     rng = random.Random(0)
     for label, colour in (("black", (20, 20, 20)), ("grizzly", (140, 90, 40)), ("teddy", (230, 190, 120))):

@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--guard-min-mass", type=float, default=imagenet.GUARD_MIN_MASS)
     parser.add_argument("--out", type=Path, default=Path("runs/sizes.md"))
     args = parser.parse_args()
-    network = imagenet.pretrained_network(train.DEFAULT_ARCH)
+    network = imagenet.pretrained_network(imagenet.DEFAULT_ARCH)
     rows = [row(size, network, args.guard_min_mass) for size in args.sizes]
     sources = rows[0][1]
     lines = [

@@ -134,7 +134,7 @@ def test_zero_shot_recipe_puts_the_mapping_inside_the_model(tmp_path):
     learn = train.make_learner(dls, frozen_body=True)
     mapping = imagenet.ZeroShotMapping(["cat", "cup"], {"cat": [281, 282, 283, 284, 285], "cup": [504, 968]})
     assert train.zero_shot(learn, mapping).lr is None
-    export.attach_ood(learn, list(dls.train.items))
+    imagenet.attach_ood(learn, list(dls.train.items))
     export.save(learn, tmp_path / "model.pkl")
     learn = export.load(tmp_path / "model.pkl")
     predictor = Predictor(learn)
