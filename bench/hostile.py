@@ -24,7 +24,7 @@ import httpx
 from PIL import Image
 
 from bear_classifier.settings import EXAMPLES_DIR
-from bench import hard_inputs
+from tests.support import hard_inputs
 
 FILE_DATA = {"_type": "gradio.FileData"}
 
@@ -165,7 +165,7 @@ def table() -> str:
     """Run the full-size attacks against a fresh `python app.py`; a markdown table of what happened."""
     import tempfile
 
-    from bench.appserver import AppServer
+    from tests.support.appserver import AppServer
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -364,7 +364,7 @@ def fairness(seconds: float = 24) -> str:
     import threading
 
     from bench import p95
-    from bench.appserver import AppServer
+    from tests.support.appserver import AppServer
 
     photos = honest_photos(120)
     rows = []

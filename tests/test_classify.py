@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from bear_classifier import classify, results
-from bear_classifier.settings import Settings
-from bench.appserver import ROOT
+from bear_classifier.settings import ROOT, Settings
 from tests.conftest import EXAMPLES, FIXTURE_BEARS, VOCAB
 
 TOLERANCE = 1e-5  # batches of other sizes change the last float bits of a probability

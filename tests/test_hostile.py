@@ -13,8 +13,9 @@ from bear_classifier import decoding
 from bear_classifier.clients import WAIT
 from bear_classifier.limits import BUSY, UPLOADS_FULL, URL_PATH
 from bench import hostile
-from bench.appserver import ROOT, AppServer
-from tests.conftest import EXAMPLES, example
+from tests.conftest import EXAMPLES, ROOT, example
+from tests.support import hard_inputs
+from tests.support.appserver import AppServer
 
 SERVER_FILES = [
     "/etc/passwd",
@@ -89,8 +90,6 @@ def test_a_flag_flood_stores_one_small_copy(server):
 
 def hard_inputs_noise_png() -> bytes:
     from PIL import Image
-
-    from bench import hard_inputs
 
     return hard_inputs.encode(Image.effect_noise((1800, 1800), 128).convert("RGB"), "PNG")  # about 9 MB
 
@@ -314,8 +313,6 @@ def test_a_large_photo_is_decoded_outside_the_server_process(server):
     """A 50 MP photo decoded in the server took 150 MB and more of its memory for good. (On the shared server:
     the fair server's 1 s budget leaves a decode between 0 and 1 s of CPU, RLIMIT_CPU counts whole seconds.)"""
     from PIL import Image
-
-    from bench import hard_inputs
 
     photo = hard_inputs.encode(Image.open(example("grizzly")).resize((8160, 6120)), "JPEG", quality=90)
     before = server.rss_mb()

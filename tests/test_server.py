@@ -5,8 +5,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from gradio_client import handle_file
 
-from bench import hard_inputs
 from tests.conftest import EXAMPLES, example
+from tests.support import hard_inputs
 
 VOCAB = ["black", "grizzly", "teddy"]
 
