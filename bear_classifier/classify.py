@@ -84,11 +84,11 @@ def _ignore_interrupts() -> None:
 
 
 def local_rows(files: Sequence[str], predictor: Predictor, workers: int) -> Iterator[list[Row]]:
-    """Rows in input order, a batch (`predictor.max_batch` photos) at a time: `workers` processes
+    """Rows in input order, a batch (`predictor.max_batch_size` photos) at a time: `workers` processes
     decode ahead while the predictor runs the forward pass of the batch before."""
     # Decoded photos waiting for the predictor, at most this many: bounds memory (a 12 MP photo is 36 MB
     # decoded) while keeping every worker busy during a forward pass.
-    ahead = 2 * predictor.max_batch + workers
+    ahead = 2 * predictor.max_batch_size + workers
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts) as pool:
         pending: deque[tuple[str, Future]] = deque()
@@ -101,7 +101,7 @@ def local_rows(files: Sequence[str], predictor: Predictor, workers: int) -> Iter
                         break
                 if not pending:
                     return
-                batch = [pending.popleft() for _ in range(min(predictor.max_batch, len(pending)))]
+                batch = [pending.popleft() for _ in range(min(predictor.max_batch_size, len(pending)))]
                 decoded = [done.result() for _, done in batch]
                 results = predictor.predict_batch(decoded)
                 yield [row(path, result, predictor.vocab) for (path, _), result in zip(batch, results)]

@@ -250,7 +250,7 @@ class Predictor:
     """An exported learner (see `export`) behind one inference thread, for thread-safe, low-overhead prediction.
 
     A request makes one hop: its photos go to the inference thread, which transforms and classifies them
-    together with whatever other callers sent meanwhile (one forward pass for up to `max_batch` photos).
+    together with whatever other callers sent meanwhile (one forward pass for up to `max_batch_size` photos).
     The app decodes photos beforehand in worker processes (`decoder_pool`, `decoding.Decoded`), so a slow
     file never holds the thread; other callers' files (paths, bytes) are decoded here. One thread, because
     the fastai transforms keep per-call state (not thread-safe), two cores gain nothing from parallel
@@ -263,7 +263,7 @@ class Predictor:
         learn: Learner,
         draft: bool = False,
         backend: str | None = None,
-        max_batch: int = 16,
+        max_batch_size: int = 16,
         onnx_cache: Path | None = None,
     ):
         """`onnx_cache`: a path prefix unique to this model.pkl (e.g. `<cache>/onnx/<its SHA-256>`) under
@@ -307,7 +307,7 @@ class Predictor:
         # Decoding a JPEG at reduced size is far cheaper for phone photos, but changes pixels
         # slightly compared with learn.predict; off unless asked for (BENCHMARKS.md measures it).
         self.draft_size = 2 * size if draft else None
-        self.max_batch = max_batch
+        self.max_batch_size = max_batch_size
         self._waiting: queue.SimpleQueue[tuple[ImageInput | Decoded | None, Future]] = queue.SimpleQueue()
         threading.Thread(target=self._serve, name="inference", daemon=True).start()
 
@@ -377,10 +377,10 @@ class Predictor:
         return 1 - imagenet[:, self.guard["in_domain"]].sum(1)
 
     def _serve(self) -> None:
-        """The inference thread: take what is waiting (up to `max_batch`), answer it, repeat."""
+        """The inference thread: take what is waiting (up to `max_batch_size`), answer it, repeat."""
         while True:
             batch = [self._waiting.get()]
-            while len(batch) < self.max_batch and not self._waiting.empty():
+            while len(batch) < self.max_batch_size and not self._waiting.empty():
                 batch.append(self._waiting.get())
             self._answer(batch)
 

@@ -230,7 +230,8 @@ def fine_tune_on_reviews(
     batch_size: int = 8,
 ) -> Learner:
     """Continue training the exported model on reviewed corrections (plus `data_dir`, if given,
-    so it does not forget the rest). Export the result with `imagenet.attach_ood` + `export.save`."""
+    so it does not forget the rest). The guard is refitted on those photos
+    (`imagenet.attach_ood`): write the result with `export.save`."""
     learn = export.load(model_path)
     vocab = list(learn.dls.vocab)
     with tempfile.TemporaryDirectory() as tmp:

@@ -131,7 +131,7 @@ def test_ctrl_c_leaves_a_complete_parquet_file(model, bad_folder, tmp_path, monk
     monkeypatch.setattr(classify, "local_rows", interrupted_after_one_batch)
     files, out = inputs(bad_folder), tmp_path / "r.parquet"
     summary = classify.run(files, out, Settings(), workers=1, progress=False)
-    assert summary.interrupted and summary.photos == 2 * model.max_batch < len(files)
+    assert summary.interrupted and summary.photos == 2 * model.max_batch_size < len(files)
     assert [r["path"] for r in results.read_rows(out, model.vocab)] == files[: summary.photos]
     assert not out.with_name("r.parquet.partial").exists()
 
