@@ -32,7 +32,8 @@ reviews = feedback.ReviewLog(
 
 def classify_image(img: str | serving.ImageError, request: gr.Request) -> tuple:
     answer = answers.answer(img, clients.of_request(request, settings.on_space))
-    reviews.remember(request, img, answer)  # what a "Wrong?" flag from this visitor may refer to
+    probabilities = answer.probabilities[1] if answer.probabilities else None  # None: the upload was refused
+    reviews.remember(request, img, probabilities, answer.details)  # what a "Wrong?" flag of this visitor may refer to
     return answer.as_outputs()
 
 

@@ -1,10 +1,12 @@
 """Bear classifier: the code shared by training.ipynb, app.py, the tests and the benchmarks.
 
 Training side: `search` (web image search) -> `data` (verify files, DataLoaders) -> `baseline`
-(pixel similarity) -> `imagenet` (the pretrained network zero-shot, and the out-of-domain guard
-fitted on the training photos) -> `train` (zero-shot head, linear probe or fine-tune, error analysis,
-the offline ImageNet weights) -> `export` (portable model.pkl, with the guard inside) -> `evaluate`
-(validation and external photos) -> `card` (model card) -> `hub` (publish) -> `deploy` (the Space).
+(pixel similarity) -> `imagenet` (the pretrained network and its offline weights, read zero-shot; the
+out-of-domain guard fitted on the training photos and attached to the learner) -> `train` (zero-shot
+head, linear probe or fine-tune, error analysis) -> `export` (portable model.pkl, with the guard inside)
+-> `evaluate` (validation and external photos) -> `card` (model card) -> `hub` (publish) -> `deploy`
+(the Space). Imports point one way: the serving side never imports a training module
+(tests/test_imports.py).
 
 Serving side, one request (`settings` read once by app.py; `serving.load` checks model.pkl first):
 
@@ -23,7 +25,8 @@ Serving side, one request (`settings` read once by app.py; `serving.load` checks
 
 Batch side: `classify` (`python -m bear_classifier.classify`: folders, globs and files to a row per photo,
 decoded in worker processes, through the same `images.open_image` and `Predictor`), `results` (the rows
-as CSV, JSON Lines or Parquet; --resume), `classify_ray` (the same rows on a Ray cluster, Ray Data).
+as CSV, JSON Lines or Parquet; --resume), `classify_ray` (the same rows on a Ray cluster, Ray Data),
+`classify_common` (what both engines share).
 """
 
 import warnings

@@ -172,7 +172,8 @@ and `aug_transforms()`, ImageNet-pretrained `{arch}`, {recipe}{learning_rate_tex
 
 ## Environment that wrote model.pkl
 
-fastai exports with cloudpickle: load with the same Python minor version and these libraries.
+model.pkl holds no Python bytecode (`bear_classifier.export` writes it portably), so it loads on any Python minor;
+install these libraries at the same minor release (another patch release is fine).
 
 | package | version |
 |---|---|

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
+from . import classify_ray
+from .classify_common import UsageError, is_uri, load_predictor, read_file
 from .images import ImageError, open_image
 from .results import ResultsError, ResultsFile, Row, check_out, done_paths, row
 from .settings import Settings, SettingsError
@@ -41,15 +43,6 @@ if TYPE_CHECKING:
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".mpo"}
 """What a folder is searched for; a file named on the command line is read whatever its name."""
-
-
-class UsageError(ValueError):
-    """A command-line argument we cannot use; the message says which and why."""
-
-
-def is_uri(path: str) -> bool:
-    """Object storage (s3://, gs://, ...): only the Ray engine reads it, with Ray's readers."""
-    return "://" in path
 
 
 def photo_paths(arguments: Iterable[str]) -> list[str]:
@@ -72,18 +65,6 @@ def photo_paths(arguments: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def checked_bytes(data: bytes) -> bytes | ImageError:
-    """A file's bytes for `open_image`, or why not (both engines: their rows must be the same)."""
-    return data if data else ImageError("The file is empty.")
-
-
-def read_file(path: str) -> bytes | ImageError:
-    try:
-        return checked_bytes(Path(path).read_bytes())
-    except OSError as e:
-        return ImageError(f"Could not read the file: {e.strerror}.")
-
-
 def read_photo(path: str, draft_size: int | None = None) -> np.ndarray | ImageError:
     """In a worker process: the file decoded by the app's gate, as an upright RGB array (the
     predictor takes it as it is, so the pixels and probabilities are the app's), or why not."""
@@ -101,19 +82,12 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def load_predictor(settings: Settings) -> Predictor:
-    """The model as the app loads it: model.pkl, or a Hub repo pinned to a commit (`serving.load`)."""
-    from . import serving
-
-    return serving.load(settings)[0]
-
-
 def local_rows(files: Sequence[str], predictor: Predictor, workers: int) -> Iterator[list[Row]]:
-    """Rows in input order, a batch (`predictor.max_batch` photos) at a time: `workers` processes
+    """Rows in input order, a batch (`predictor.max_batch_size` photos) at a time: `workers` processes
     decode ahead while the predictor runs the forward pass of the batch before."""
     # Decoded photos waiting for the predictor, at most this many: bounds memory (a 12 MP photo is 36 MB
     # decoded) while keeping every worker busy during a forward pass.
-    ahead = 2 * predictor.max_batch + workers
+    ahead = 2 * predictor.max_batch_size + workers
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts) as pool:
         pending: deque[tuple[str, Future]] = deque()
@@ -126,7 +100,7 @@ def local_rows(files: Sequence[str], predictor: Predictor, workers: int) -> Iter
                         break
                 if not pending:
                     return
-                batch = [pending.popleft() for _ in range(min(predictor.max_batch, len(pending)))]
+                batch = [pending.popleft() for _ in range(min(predictor.max_batch_size, len(pending)))]
                 decoded = [done.result() for _, done in batch]
                 results = predictor.predict_batch(decoded)
                 yield [row(path, result, predictor.vocab) for (path, _), result in zip(batch, results)]
@@ -188,8 +162,6 @@ def run(
     valid file that `--resume` continues) and returns a summary marked `interrupted`."""
     check_out(out, resume)
     if engine == "ray":
-        from . import classify_ray
-
         vocab = classify_ray.vocab(settings)
     elif any(is_uri(f) for f in files):
         raise UsageError("Reading from object storage (a URI) needs --engine ray.")

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .classify import UsageError, checked_bytes, is_uri, load_predictor, read_file
+from .classify_common import UsageError, checked_bytes, is_uri, load_predictor, read_file
 from .results import Row, arrow_schema, row
 from .settings import Settings
 

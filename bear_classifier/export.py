@@ -25,15 +25,11 @@ import sys
 import types
 import warnings
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from fastai.learner import Learner, load_learner
-
-if TYPE_CHECKING:  # imagenet imports the training side (train: matplotlib, pandas): serving never needs it
-    from . import imagenet
 
 PINNED = ("fastai", "fastcore", "fasttransform", "plum-dispatch", "torch", "torchvision", "timm", "pillow")
 
@@ -47,25 +43,6 @@ def library_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     versions.update({name: importlib.metadata.version(name) for name in PINNED})
     return versions
-
-
-def attach_ood(
-    learn: Learner, train_items: Sequence[Path], quantile: float | None = None, guard_size: int | None = None
-) -> imagenet.Knowledge:
-    """Fit the out-of-domain guard (and the zero-shot mapping) on the training images and store the
-    guard's state in the learner, so that it travels inside model.pkl (`imagenet` says how).
-
-    The guard reads the learner's own network: its body and the ImageNet classifier its head carries
-    (fine-tuned with the rest in the zero-shot fine-tune, whose distillation keeps it an ImageNet
-    reading), at the learner's input size by default, so one forward pass gives answer and guard."""
-    from . import imagenet  # here, not at the top: imagenet imports the training side, serving never does
-
-    quantile = imagenet.GUARD_QUANTILE if quantile is None else quantile
-    knowledge = imagenet.fit(
-        learn, train_items, network=imagenet.own_body_network(learn), quantile=quantile, guard_size=guard_size
-    )
-    learn.ood_state = imagenet.guard_state(learn, knowledge.guard, size=guard_size)
-    return knowledge
 
 
 def save(learn: Learner, path: Path, portable: bool = True) -> str:
@@ -101,7 +78,8 @@ def check_export(path: Path) -> str:
     return sha256(path)
 
 
-def sha256(path: Path) -> str:
+def sha256(path: str | Path) -> str:
+    """The file's SHA-256, hex: what model cards record and what the app remembers answers by."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -19,7 +19,7 @@ import json
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +28,9 @@ from typing import Any
 import gradio as gr
 from gradio.context import LocalContext
 
-from . import clients
+from . import clients, export
 from .decoding import review_jpeg
 from .images import ImageError
-from .serving import Answer, file_digest
 
 NOT_A_BEAR = "not a bear"
 COLUMNS = ["time", "image", "correction", "label", "confidence", "out_of_domain", "probabilities", "sha256"]
@@ -55,7 +54,7 @@ class FlagRefused(ValueError):
 class _Answered:
     path: str
     details: dict[str, Any]
-    probabilities: dict[str, float] | None
+    probabilities: dict[str, float]
 
 
 class ReviewLog(gr.FlaggingCallback):
@@ -102,14 +101,21 @@ class ReviewLog(gr.FlaggingCallback):
                 repo_id=self.hub_repo, repo_type="dataset", folder_path=self.folder, every=5, private=True
             )
 
-    def remember(self, request: gr.Request | None, path: str | ImageError, answer: Answer) -> None:
+    def remember(
+        self,
+        request: gr.Request | None,
+        path: str | ImageError,
+        probabilities: Mapping[str, float] | None,
+        details: Mapping[str, Any],
+    ) -> None:
         """Record the answer given to this visitor's session for the uploaded photo at `path`: the only
-        photo and answer a flag from that session may refer to."""
+        photo and answer a flag from that session may refer to. `probabilities`: per class, None when the
+        upload was refused; `details`: the answer's label, confidence and out_of_domain."""
         session = getattr(request, "session_hash", None)
-        if not session or answer.probabilities is None or isinstance(path, ImageError):
+        if not session or probabilities is None or isinstance(path, ImageError):
             return
         with self._lock:
-            self._answered[session] = _Answered(str(Path(path).resolve()), answer.details, answer.probabilities[1])
+            self._answered[session] = _Answered(str(Path(path).resolve()), dict(details), dict(probabilities))
             self._answered.move_to_end(session)
             while len(self._answered) > self.sessions_remembered:
                 self._answered.popitem(last=False)
@@ -131,7 +137,7 @@ class ReviewLog(gr.FlaggingCallback):
         if not correction:
             raise FlagRefused("Choose which answer is right.")
         try:
-            digest = file_digest(answered.path)
+            digest = export.sha256(answered.path)
         except OSError:
             raise FlagRefused("This photo is no longer on the server: upload it again.") from None
         if digest in self._stored:

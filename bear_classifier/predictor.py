@@ -45,10 +45,10 @@ from .images import ImageError, ImageInput, open_image
 # classifier's, from one forward pass. Two interchangeable backends: PyTorch runs fastai's model as it is;
 # ONNX Runtime runs the same weights, exported once at start-up (about a second), about 3x faster on a
 # CPU with the same probabilities (BENCHMARKS.md), so it is the default where installed. The guard's
-# ImageNet classifier (stored in model.pkl by `export.attach_ood`) reads the body's average-pooled
-# features. It is the pretrained network's ImageNet reading only because the body is the pretrained one
-# (the zero-shot and linear-probe recipes); when the guard works at another input size than our head,
-# the Predictor runs the network a second time at that size (`Predictor.__init__`).
+# ImageNet classifier (stored in model.pkl by `imagenet.attach_ood`: the one the learner's head carries, else
+# the pretrained one) reads the body's average-pooled features. The guard is fitted on this same network's
+# readings of the training photos, so a fine-tuned body is no harm; when the guard works at another input size
+# than our head, the Predictor runs the network a second time at that size (`Predictor.__init__`).
 ImageNetHead = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -250,7 +250,7 @@ class Predictor:
     """An exported learner (see `export`) behind one inference thread, for thread-safe, low-overhead prediction.
 
     A request makes one hop: its photos go to the inference thread, which transforms and classifies them
-    together with whatever other callers sent meanwhile (one forward pass for up to `max_batch` photos).
+    together with whatever other callers sent meanwhile (one forward pass for up to `max_batch_size` photos).
     The app decodes photos beforehand in worker processes (`decoder_pool`, `decoding.Decoded`), so a slow
     file never holds the thread; other callers' files (paths, bytes) are decoded here. One thread, because
     the fastai transforms keep per-call state (not thread-safe), two cores gain nothing from parallel
@@ -263,7 +263,7 @@ class Predictor:
         learn: Learner,
         draft: bool = False,
         backend: str | None = None,
-        max_batch: int = 16,
+        max_batch_size: int = 16,
         onnx_cache: Path | None = None,
     ):
         """`onnx_cache`: a path prefix unique to this model.pkl (e.g. `<cache>/onnx/<its SHA-256>`) under
@@ -277,9 +277,9 @@ class Predictor:
         self._after_item = Pipeline(valid.after_item.fs, split_idx=1)
         self._after_batch = Pipeline(valid.after_batch.fs, split_idx=1)
         self._plain = PlainTransform.of(learn)
-        # The out-of-domain guard, written by export.attach_ood: the pretrained ImageNet classifier,
-        # folded into the network as a second output, the ImageNet classes that count as in domain, and
-        # the input size it was calibrated at (the pretrained network's own; the head may read a larger one).
+        # The out-of-domain guard, written by imagenet.attach_ood: the learner's ImageNet classifier, folded
+        # into the network as a second output, the ImageNet classes that count as in domain, and the input
+        # size it was calibrated at (the learner's own by default: then one forward pass gives both).
         state = getattr(learn, "ood_state", None)
         self.guard = state if state and state.get("kind") == "imagenet-mass" else None
         imagenet = (state["imagenet_weight"], state["imagenet_bias"]) if self.guard else None
@@ -307,7 +307,7 @@ class Predictor:
         # Decoding a JPEG at reduced size is far cheaper for phone photos, but changes pixels
         # slightly compared with learn.predict; off unless asked for (BENCHMARKS.md measures it).
         self.draft_size = 2 * size if draft else None
-        self.max_batch = max_batch
+        self.max_batch_size = max_batch_size
         self._waiting: queue.SimpleQueue[tuple[ImageInput | Decoded | None, Future]] = queue.SimpleQueue()
         threading.Thread(target=self._serve, name="inference", daemon=True).start()
 
@@ -377,10 +377,10 @@ class Predictor:
         return 1 - imagenet[:, self.guard["in_domain"]].sum(1)
 
     def _serve(self) -> None:
-        """The inference thread: take what is waiting (up to `max_batch`), answer it, repeat."""
+        """The inference thread: take what is waiting (up to `max_batch_size`), answer it, repeat."""
         while True:
             batch = [self._waiting.get()]
-            while len(batch) < self.max_batch and not self._waiting.empty():
+            while len(batch) < self.max_batch_size and not self._waiting.empty():
                 batch.append(self._waiting.get())
             self._answer(batch)
 

@@ -4,7 +4,6 @@ prediction into what the page and the API show, and the text around it.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import threading
 from collections import OrderedDict
@@ -98,7 +97,7 @@ class Answers:
         """The answer for the uploaded file at `path` (or the refusal already decided)."""
         if isinstance(path, ImageError):
             return refusal(path)
-        digest = file_digest(path)
+        digest = export.sha256(path)
         with self._lock:
             if (known := self._answers.get(digest)) is not None:
                 self._answers.move_to_end(digest)
@@ -111,11 +110,6 @@ class Answers:
             while len(self._answers) > self.remembered:
                 self._answers.popitem(last=False)
         return answer
-
-
-def file_digest(path: str | Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def classify(model: Predictor, image: ImageInput | Decoded | ImageError | None) -> Answer:

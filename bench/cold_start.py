@@ -25,7 +25,7 @@ from pathlib import Path
 from gradio_client import Client, handle_file
 
 from bear_classifier.settings import EXAMPLES_DIR, ROOT
-from bench.appserver import free_port
+from tests.support.appserver import free_port
 
 COURSE_APP = """\
 import timm  # noqa: F401  the learner's body is a timm model

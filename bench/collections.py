@@ -33,8 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import cycle, islice
 from pathlib import Path
 
+from bear_classifier.settings import ROOT
 from bench import write_table
-from bench.appserver import ROOT
 
 EXTERNAL = ROOT.parent / "shared" / "data" / "external"
 SOURCES = [EXTERNAL, ROOT / "tests" / "fixtures" / "bears", ROOT / "examples"]
@@ -120,7 +120,7 @@ def engine(files: list[str], engine: str = "local", workers: int | None = None) 
 def api(files: list[str], callers: int) -> dict:
     from gradio_client import Client, handle_file
 
-    from bench.appserver import AppServer
+    from tests.support.appserver import AppServer
 
     with tempfile.TemporaryDirectory() as tmp:
         server = AppServer(Path(tmp))

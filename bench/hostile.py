@@ -24,7 +24,7 @@ import httpx
 from PIL import Image
 
 from bear_classifier.settings import EXAMPLES_DIR
-from bench import hard_inputs
+from tests.support import hard_inputs
 
 FILE_DATA = {"_type": "gradio.FileData"}
 
@@ -133,16 +133,24 @@ def corrupt_decoder_files() -> dict[str, bytes]:
     return {"x.dds": dds_unknown_format(), "x.qoi": qoi_cut(), "x.avif": avif_damaged(), "x.eps": eps_loop()}
 
 
-def flood_queue(url: str, joins: int, threads: int = 16, source: str | None = None) -> dict[int, int]:
-    """`joins` queue/join requests that never read their results; returns the count per HTTP status."""
+def flood_queue(url: str, joins: int, threads: int = 16, source: str | None = None) -> dict[str, int]:
+    """`joins` queue/join requests that never read their results; returns the count per answer: the HTTP
+    status, and for a refusal the detail the server gave ("503 The classifier is busy...")."""
     callers = [RawCaller(url, source=source) for _ in range(threads)]
+
+    def join(i: int) -> str:
+        response = callers[i % threads].join([None])
+        return (
+            str(response.status_code) if response.is_success else f"{response.status_code} {response.json()['detail']}"
+        )
+
     try:
         with ThreadPoolExecutor(threads) as pool:
-            statuses = list(pool.map(lambda i: callers[i % threads].join([None]).status_code, range(joins)))
+            answers = list(pool.map(join, range(joins)))
     finally:
         for caller in callers:
             caller.close()
-    return {status: statuses.count(status) for status in sorted(set(statuses))}
+    return {answer: answers.count(answer) for answer in sorted(set(answers))}
 
 
 def oversized_body(url: str, megabytes: int, chunked: bool = False) -> int:
@@ -165,7 +173,7 @@ def table() -> str:
     """Run the full-size attacks against a fresh `python app.py`; a markdown table of what happened."""
     import tempfile
 
-    from bench.appserver import AppServer
+    from tests.support.appserver import AppServer
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -177,7 +185,7 @@ def table() -> str:
             rows.append(
                 (
                     "3,000 queue/join in a burst from 127.0.0.2, results never read",
-                    f"HTTP status counts {counts}",
+                    f"answers (HTTP status, detail) counted {counts}",
                     f"{time.perf_counter() - start:.1f} s",
                 )
             )
@@ -364,7 +372,7 @@ def fairness(seconds: float = 24) -> str:
     import threading
 
     from bench import p95
-    from bench.appserver import AppServer
+    from tests.support.appserver import AppServer
 
     photos = honest_photos(120)
     rows = []

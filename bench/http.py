@@ -8,7 +8,7 @@ For batching on and off: cold start (process start to first answer), throughput 
 The callers share one `Client`: it keeps one event stream open for all of them, so the client side,
 which runs on the same CPU cores, costs the least and the figures are the server's. (A Client per
 caller, as the soak test uses, opens a stream per request and halved throughput here; the shared
-Client's rare lost answer, see bench/client_race.py, would stop this run with an error.)
+Client's rare lost answer, see research/client_race.py, would stop this run with an error.)
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from gradio_client import Client, handle_file
 
 from bear_classifier.settings import EXAMPLES_DIR
 from bench import p95
-from bench.appserver import AppServer
+from tests.support.appserver import AppServer
 
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.jpg"))
 

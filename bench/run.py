@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 from bear_classifier import evaluate, export, serving
-from bear_classifier.settings import Settings
+from bear_classifier.settings import ROOT, Settings
 from bench import hostile, http, latency, soak
-from bench.appserver import ROOT, AppServer
+from tests.support.appserver import AppServer
 
 
 def machine() -> str:

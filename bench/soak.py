@@ -25,9 +25,10 @@ from pathlib import Path
 import httpx
 from gradio_client import handle_file
 
-from bear_classifier.settings import EXAMPLES_DIR
-from bench import hard_inputs, hostile
-from bench.appserver import ROOT, AppServer, CallerClients
+from bear_classifier.settings import EXAMPLES_DIR, ROOT
+from bench import hostile
+from tests.support import hard_inputs
+from tests.support.appserver import AppServer, CallerClients
 
 GOOD = {"black": "black_bear.jpg", "grizzly": "grizzly_bear.jpg", "teddy": "teddy_bear.jpg"}
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from bear_classifier.search import DEFAULT_TERMS
-from bear_classifier.settings import EXAMPLES_DIR
-from bench.appserver import ROOT, AppServer, CallerClients
+from bear_classifier.settings import EXAMPLES_DIR, ROOT
+from tests.support.appserver import AppServer, CallerClients
 
 EXAMPLES = EXAMPLES_DIR
 VOCAB = sorted(DEFAULT_TERMS)  # the shipped model's classes: the folders the notebook searches for, in fastai's order

@@ -99,17 +99,23 @@ def test_out_of_domain_warning_is_shown(page, server, artifacts):
 
 
 def test_flag_a_wrong_answer_stores_it_for_review(page, server):
+    table = server.review_dir / "flags.csv"
+
+    def rows() -> list[dict[str, str]]:
+        return list(csv.DictReader(table.open(encoding="utf-8"))) if table.exists() else []
+
     open_app(page, server)
     upload(page, example("teddy"))
     submit(page).click()
     expect(result_label(page)).to_contain_text("teddy")
+    before = len(rows())  # other tests may have flagged on this server: this click must add exactly one row
     page.get_by_role("button", name="Wrong: it is a black bear").click()
 
-    table = server.review_dir / "flags.csv"
     deadline = time.monotonic() + TIMEOUT_MS / 1000  # the flag is written by the server after the click returns
-    while not (table.exists() and len(list(csv.DictReader(table.open()))) >= 1) and time.monotonic() < deadline:
+    while len(rows()) == before and time.monotonic() < deadline:
         page.wait_for_timeout(200)
-    row = list(csv.DictReader(table.open()))[-1]
+    assert len(rows()) == before + 1
+    row = rows()[-1]
     assert row["correction"] == "black"  # the user's correction
     assert row["label"] == "teddy"  # the model's answer, as the server recorded it
     assert row["sha256"] == hashlib.sha256(example("teddy").read_bytes()).hexdigest()  # the photo sent

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from bear_classifier import classify, results
-from bear_classifier.settings import Settings
-from bench.appserver import ROOT
+from bear_classifier.settings import ROOT, Settings
 from tests.conftest import EXAMPLES, FIXTURE_BEARS, VOCAB
 
 TOLERANCE = 1e-5  # batches of other sizes change the last float bits of a probability
@@ -132,7 +131,7 @@ def test_ctrl_c_leaves_a_complete_parquet_file(model, bad_folder, tmp_path, monk
     monkeypatch.setattr(classify, "local_rows", interrupted_after_one_batch)
     files, out = inputs(bad_folder), tmp_path / "r.parquet"
     summary = classify.run(files, out, Settings(), workers=1, progress=False)
-    assert summary.interrupted and summary.photos == 2 * model.max_batch < len(files)
+    assert summary.interrupted and summary.photos == 2 * model.max_batch_size < len(files)
     assert [r["path"] for r in results.read_rows(out, model.vocab)] == files[: summary.photos]
     assert not out.with_name("r.parquet.partial").exists()
 

@@ -12,6 +12,7 @@ import pytest
 from bear_classifier import export, serving
 from bear_classifier.predictor import OnnxNetwork, Predictor
 from tests.conftest import ROOT, example
+from tests.test_imports import TRAINING
 
 
 def test_onnx_graph_is_cached_and_reused(predictor, tmp_path):
@@ -28,9 +29,9 @@ def test_onnx_graph_is_cached_and_reused(predictor, tmp_path):
 
 
 def test_the_app_imports_no_training_module(tmp_path):
-    """The serving side: no bear_classifier.train (matplotlib's Agg backend, plots, pandas tables) and no
-    imagenet (it imports train). fastai itself still imports matplotlib and pandas (load_learner needs fastai),
-    as the course's app does."""
+    """The serving side, as it runs: no training module (train: matplotlib's Agg backend, plots, pandas tables;
+    imagenet: the pretrained weights; data, evaluate). fastai itself still imports matplotlib and pandas
+    (load_learner needs fastai), as the course's app does. `test_imports` checks the same on the source."""
     script = (
         "import json, sys\n"
         "import app\n"
@@ -43,7 +44,7 @@ def test_the_app_imports_no_training_module(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     modules = json.loads(done.stdout.strip().splitlines()[-1])
     assert "bear_classifier.serving" in modules
-    assert "bear_classifier.train" not in modules and "bear_classifier.imagenet" not in modules
+    assert not set(modules) & TRAINING
 
 
 def _env() -> dict[str, str]:

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from bear_classifier import baseline, data
-from bench import hard_inputs
+from tests.support import hard_inputs
 
 
 def make_folder(root: Path, per_class: dict[str, int]) -> Path:

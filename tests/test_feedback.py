@@ -7,14 +7,13 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image, ImageOps
 
-from bear_classifier import clients, export, feedback, serving, train
+from bear_classifier import clients, export, feedback, train
 from tests.conftest import VOCAB, example
 
-ANSWER = serving.Answer(
-    ("teddy", {"black": 0.05, "grizzly": 0.05, "teddy": 0.9}),
-    "**teddy** bear (90%).",
-    {"label": "teddy", "confidence": 0.9, "out_of_domain": False, "ood_score": 0.1, "error": None},
-)
+PROBABILITIES = {"black": 0.05, "grizzly": 0.05, "teddy": 0.9}
+DETAILS = {"label": "teddy", "confidence": 0.9, "out_of_domain": False, "ood_score": 0.1, "error": None}
+ANSWER = (PROBABILITIES, DETAILS)
+"""What the app passes `ReviewLog.remember` for an answer: plain values, no serving type."""
 
 
 def visitor(session: str) -> SimpleNamespace:
@@ -30,7 +29,7 @@ def review_log(folder, **limits):
 
 def answered_and_flagged(log, path, correction, session, client="127.0.0.2"):
     """What the app does on Submit (remember the answer), then what the "Wrong: ..." button does."""
-    log.remember(visitor(session), str(path), ANSWER)
+    log.remember(visitor(session), str(path), *ANSWER)
     return log.flag_answer(session, str(path), correction, client)
 
 
@@ -64,7 +63,7 @@ def test_a_moved_review_folder_still_finds_its_images(tmp_path):
 
 def test_only_an_answered_photo_of_the_same_session_can_be_flagged(tmp_path):
     log = review_log(tmp_path / "review")
-    log.remember(visitor("alice"), str(example("black")), ANSWER)
+    log.remember(visitor("alice"), str(example("black")), *ANSWER)
     with pytest.raises(feedback.FlagRefused, match="Submit first"):
         log.flag_answer("mallory", str(example("black")), "black")  # another session
     with pytest.raises(feedback.FlagRefused, match="Submit first"):
@@ -129,11 +128,11 @@ def test_a_slow_flag_never_holds_up_remember(tmp_path):
         return b"jpeg"
 
     log = review_log(tmp_path / "review", review_copy=slow_review_copy)
-    log.remember(visitor("slow"), str(example("black")), ANSWER)
+    log.remember(visitor("slow"), str(example("black")), *ANSWER)
     flagging = threading.Thread(target=log.flag_answer, args=("slow", str(example("black")), "grizzly", "a"))
     flagging.start()
     assert started.wait(10)
-    remembered = threading.Thread(target=log.remember, args=(visitor("other"), str(example("teddy")), ANSWER))
+    remembered = threading.Thread(target=log.remember, args=(visitor("other"), str(example("teddy")), *ANSWER))
     remembered.start()
     remembered.join(5)
     waited = remembered.is_alive()

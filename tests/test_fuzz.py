@@ -7,8 +7,8 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 
 from bear_classifier.images import ImageError
-from bench import hard_inputs
 from tests.conftest import example
+from tests.support import hard_inputs
 
 FORMATS = ["JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP"]
 MODES = ["RGB", "RGBA", "L", "LA", "P", "1", "CMYK", "I", "F"]

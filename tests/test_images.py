@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from bear_classifier.images import MAX_PIXELS, ImageError, open_image
-from bench import hard_inputs
+from tests.support import hard_inputs
 
 
 def test_exif_rotation_is_applied():

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from bear_classifier import export
-from bear_classifier.settings import EXAMPLES_DIR
-from bench.python_minors import ROOT, smoke_learner, venv_dir
+from bear_classifier.settings import EXAMPLES_DIR, ROOT
+from tests.support.minors import smoke_learner, venv_dir
 
 IMAGE = EXAMPLES_DIR / "black_bear.jpg"
 HERE = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -131,7 +131,7 @@ def test_exported_here_predicts_there(files, probabilities, minor):
 def test_exported_there_predicts_here(minor, tmp_path):
     python = other_python(minor)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [python, "-m", "bench.python_minors", "--export-worker", str(tmp_path), "--quick"]
+    cmd = [python, "-m", "tests.support.minors", str(tmp_path), "--quick"]
     subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
     model = tmp_path / f"{minor}-portable.pkl"
     assert export.by_value_code(model) == []

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from bear_classifier import data, search
-from bench import hard_inputs
+from tests.support import hard_inputs
 
 
 def photo(shade: int, fmt: str = "JPEG") -> bytes:

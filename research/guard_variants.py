@@ -1,10 +1,12 @@
-"""The ImageNet out-of-domain guard's settings, measured: which ImageNet classes count as in domain
+"""Found: only the ImageNet-mass guard with min_mass 0.003 met both targets, and the k-NN feature distance did not help; its table is BENCHMARKS.md's "Out-of-domain guard variants", from commit 3f35047.
+
+The ImageNet out-of-domain guard's settings, measured: which ImageNet classes count as in domain
 (mean probability >= `min_mass` on one class of training photos), which quantile of the training
 photos' scores becomes the threshold, and whether adding the k-NN feature distance (the old guard,
 here on the pretrained body's features) helps. Everything is fitted on the training split; the
 validation split and the external sets only measure.
 
-    python -m bench.guard_variants [--size 224] [--out runs/guard_variants.md]
+    python -m research.guard_variants [--size 224] [--out runs/guard_variants.md]
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def outputs(learn, network, paths: list[Path]) -> tuple[torch.Tensor, torch.Tens
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.guard_variants")
+    parser = argparse.ArgumentParser(prog="python -m research.guard_variants")
     parser.add_argument("--size", type=int, default=224, help="the model's input size (the notebook's image_size)")
     parser.add_argument("--out", type=Path, default=Path("runs/guard_variants.md"))
     args = parser.parse_args()

@@ -1,11 +1,13 @@
-"""What else the shipped linear probe's frozen body could give, measured without retraining: other
+"""Found: other views of the frozen body, mirror TTA and head/zero-shot ensembles do not beat the zero-shot reading at 320 px (99.4%); its tables are BENCHMARKS.md's "Other input views" and "Output ensembles", from commits f72764d and 79635c0.
+
+What else the shipped linear probe's frozen body could give, measured without retraining: other
 input views (mirrored, larger, letterboxed), mirror TTA, and output ensembles of our head with the
 zero-shot reading. The body is the pretrained network, so each view's pooled features are computed once
 and every head reads them. Ensemble weights are chosen on the validation split's log-loss; the external
 photos are only measured.
 
     git show 8bf48bb:model.pkl > runs/linear_probe.pkl   # the linear probe shipped before the zero-shot model
-    python -m bench.frozen_features --model runs/linear_probe.pkl   # about 6 minutes on 2 CPU cores
+    python -m research.frozen_features --model runs/linear_probe.pkl   # about 6 minutes on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def features(learn, predictor: Predictor, paths: list[Path], size: int, picture=
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.frozen_features")
+    parser = argparse.ArgumentParser(prog="python -m research.frozen_features")
     parser.add_argument("--model", type=Path, default=Path("runs/linear_probe.pkl"))
     args = parser.parse_args()
     learn = export.load(args.model)

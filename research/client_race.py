@@ -1,11 +1,13 @@
-"""Why the load tests give each caller thread its own `gradio_client.Client` (bench.appserver.CallerClients).
+"""Found: a gradio_client Client shared by threads loses about one answer in 3000 to a client-side race (gradio_client 2.7.2), so load tests use a Client per caller; commit ac2845a (README, "Call the API").
+
+Why the load tests give each caller thread its own `gradio_client.Client` (tests.support.appserver.CallerClients).
 
 A Client shared by many threads loses about one answer in a few thousand (gradio_client 2.7.2): when
 a submission crosses the server closing the session's event stream, the client cancels it and
 `predict` raises an empty `CancelledError`, though the server answered. This reproduces it against
 a trivial batched app, so the model plays no part:
 
-    python -m bench.client_race --requests 6000       # shared Client, then one Client per thread
+    python -m research.client_race --requests 6000       # shared Client, then one Client per thread
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import gradio as gr
 from gradio_client import Client
 
-from bench.appserver import CallerClients, free_port
+from tests.support.appserver import CallerClients, free_port
 
 
 def echo(texts: list[str]) -> tuple[list[str]]:
