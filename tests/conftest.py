@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from tests import tempdirs  # first: the temp folder moves into the clone before gradio_client fixes its own
+
+# isort: split
 import ast
 import subprocess
 import sys
@@ -127,3 +130,17 @@ def smoke_run(tmp_path_factory) -> Path:
         progress_bar=False,
     )
     return out
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    tempdirs.finish(passed=exitstatus == 0)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int) -> None:
+    if exitstatus != 0:
+        terminalreporter.write_line(f"temporary files of this run, kept for a look: {tempdirs.RUN}")
+    outside = tempdirs.left_outside()
+    if outside:
+        terminalreporter.section("new in the system temp folder (this run's, or another process's)", yellow=True)
+        for path in outside:
+            terminalreporter.write_line(str(path))

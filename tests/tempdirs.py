@@ -1,0 +1,62 @@
+"""A test run keeps its temporary files inside the clone, and removes them when it passes.
+
+conftest.py imports this module before anything else: Gradio's client fixes its download folder from the
+temp folder when it is imported. On import, the run gets `test-tmp/<pid>/tmp/` (gitignored) as the temp
+folder of this process and, through TMPDIR, of every process it starts (the app, its decoder workers, Ray,
+Chromium, the notebook's kernel); pytest's own temp folders (`tmp_path`) land there too. A run that passes
+deletes its folder; a failed run's folder stays for a look until the next run starts.
+
+`left_outside()` compares the system temp folder with its state at import: anything new there was written
+by a process that ignored TMPDIR. On a shared machine other people's processes write there too, so the
+suite reports such entries instead of failing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRATCH = ROOT / "test-tmp"
+RUN = SCRATCH / str(os.getpid())
+SYSTEM_TMP = Path(tempfile.gettempdir())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _remove_ended_runs() -> None:
+    """Folders of runs whose process has ended: a failure's files were kept until now."""
+    for folder in SCRATCH.glob("*"):
+        if folder.name.isdigit() and (folder == RUN or not _alive(int(folder.name))):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _redirect() -> set[str]:
+    _remove_ended_runs()
+    (RUN / "tmp").mkdir(parents=True)
+    os.environ["TMPDIR"] = tempfile.tempdir = str(RUN / "tmp")
+    return set(os.listdir(SYSTEM_TMP))
+
+
+BEFORE = _redirect()
+
+
+def left_outside() -> list[Path]:
+    """Entries of the system temp folder that appeared during this run."""
+    return sorted(SYSTEM_TMP / name for name in set(os.listdir(SYSTEM_TMP)) - BEFORE)
+
+
+def finish(passed: bool) -> None:
+    """Remove this run's temp folder when the run passed."""
+    if passed:
+        shutil.rmtree(RUN, ignore_errors=True)
