@@ -4,7 +4,8 @@ Training side: `search` (web image search) -> `data` (verify files, DataLoaders)
 (pixel similarity) -> `imagenet` (the pretrained network zero-shot, and the out-of-domain guard
 fitted on the training photos) -> `train` (zero-shot head, linear probe or fine-tune, error analysis,
 the offline ImageNet weights) -> `export` (portable model.pkl, with the guard inside) -> `evaluate`
-(validation and external photos) -> `card` (model card) -> `hub` (publish) -> `deploy` (the Space).
+(validation and external photos) -> `card` (model card) -> `promote` (a run's model becomes the shipped one)
+-> `hub` (publish) -> `deploy` (the Space). `notebook` runs training.ipynb headless (papermill).
 
 Serving side, one request (`settings` read once by app.py; `serving.load` checks model.pkl first):
 

@@ -169,3 +169,9 @@ def test_the_command_without_photos_says_where_they_go(tmp_path):
     )
     assert run.returncode == 2 and "no training photos at data/bears" in run.stderr, run.stderr
     assert "Traceback" not in run.stderr and not (tmp_path / "e.json").exists()
+
+
+def test_an_external_folder_that_was_given_must_exist(tmp_path):
+    assert evaluate.external_folder(None) is None and evaluate.external_folder(tmp_path) == tmp_path
+    with pytest.raises(data.DataError, match="external_dir .*absent does not exist"):
+        evaluate.external_folder(tmp_path / "absent")
