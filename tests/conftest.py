@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageOps
 
 from bear_classifier.search import DEFAULT_TERMS
 from bear_classifier.settings import EXAMPLES_DIR
@@ -79,6 +80,17 @@ def artifacts() -> Path:
 
 def example(label: str) -> Path:
     return EXAMPLES / {"black": "black_bear.jpg", "grizzly": "grizzly_bear.jpg", "teddy": "teddy_bear.jpg"}[label]
+
+
+def variants(source: Path, folder: Path, n: int, start: int = 0) -> None:
+    """`n` different photos made from one (crops, mirror images, JPEG qualities): no duplicates."""
+    folder.mkdir(parents=True, exist_ok=True)
+    image = Image.open(source).convert("RGB")
+    w, h = image.size
+    for i in range(start, start + n):
+        cut = i % 4 * 0.03
+        crop = image.crop((int(w * cut), int(h * cut), int(w * (1 - cut / 2)), int(h * (1 - cut / 2))))
+        (ImageOps.mirror(crop) if i % 2 else crop).save(folder / f"{source.stem}_{i}.jpg", quality=70 + i)
 
 
 def plain_fastai_predict(model: Path, image: Path, cwd: Path) -> tuple[str, list[str], float]:

@@ -6,22 +6,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageOps
 
 from bear_classifier import data, evaluate, export, imagenet, serving, train
 from bear_classifier.predictor import Predictor, input_size
-from tests.conftest import EXAMPLES, FIXTURE_BEARS, VOCAB, example, plain_fastai_predict
-
-
-def variants(source: Path, folder: Path, n: int, start: int = 0) -> None:
-    """`n` different photos made from one (crops, mirror images, JPEG qualities): no duplicates."""
-    folder.mkdir(parents=True, exist_ok=True)
-    image = Image.open(source).convert("RGB")
-    w, h = image.size
-    for i in range(start, start + n):
-        cut = i % 4 * 0.03
-        crop = image.crop((int(w * cut), int(h * cut), int(w * (1 - cut / 2)), int(h * (1 - cut / 2))))
-        (ImageOps.mirror(crop) if i % 2 else crop).save(folder / f"{source.stem}_{i}.jpg", quality=70 + i)
+from tests.conftest import EXAMPLES, FIXTURE_BEARS, VOCAB, example, plain_fastai_predict, variants
 
 
 @pytest.fixture(scope="module")
