@@ -6,13 +6,14 @@ folder of this process and, through TMPDIR, of every process it starts (the app,
 Chromium, the notebook's kernel); pytest's own temp folders (`tmp_path`) land there too. A run that passes
 deletes its folder; a failed run's folder stays for a look until the next run starts.
 
-`left_outside()` compares the system temp folder with its state at import: anything new there was written
-by a process that ignored TMPDIR. On a shared machine other people's processes write there too, so the
-suite reports such entries instead of failing.
+`left_outside()` compares the system temp folder (and one level down) with its state at import: anything
+new there was written by a process that ignored TMPDIR. On a shared machine other people's processes write
+there too, so the suite reports such entries instead of failing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -41,19 +42,31 @@ def _remove_ended_runs() -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _redirect() -> set[str]:
+def _entries() -> set[Path]:
+    """The system temp folder's entries and those one level down: shared folders such as /tmp/gradio,
+    /tmp/ray or /tmp/pytest-of-<user> already exist, what a run would leave appears inside them."""
+    found = set()
+    for entry in SYSTEM_TMP.iterdir():
+        found.add(entry)
+        if entry.is_dir() and not entry.is_symlink():
+            with contextlib.suppress(OSError):  # another user's private folder
+                found.update(entry.iterdir())
+    return found
+
+
+def _redirect() -> set[Path]:
     _remove_ended_runs()
     (RUN / "tmp").mkdir(parents=True)
     os.environ["TMPDIR"] = tempfile.tempdir = str(RUN / "tmp")
-    return set(os.listdir(SYSTEM_TMP))
+    return _entries()
 
 
 BEFORE = _redirect()
 
 
 def left_outside() -> list[Path]:
-    """Entries of the system temp folder that appeared during this run."""
-    return sorted(SYSTEM_TMP / name for name in set(os.listdir(SYSTEM_TMP)) - BEFORE)
+    """Entries of the system temp folder (and one level down) that appeared during this run."""
+    return sorted(_entries() - BEFORE)
 
 
 def finish(passed: bool) -> None:

@@ -21,3 +21,11 @@ def test_temp_folders_of_the_run_are_inside_the_clone(tmp_path):
     for folder in (tmp_path, Path(tempfile.gettempdir()), Path(child.stdout.strip()), Path(client.DEFAULT_TEMP_DIR)):
         assert folder.is_relative_to(tempdirs.RUN), folder
     assert tempdirs.RUN.is_relative_to(tempdirs.ROOT / "test-tmp")
+
+
+def test_what_appears_in_the_system_temp_folder_is_found():
+    probe = Path(tempfile.mkdtemp(dir=tempdirs.SYSTEM_TMP, prefix="bear-classifier-probe-"))
+    try:
+        assert probe in tempdirs.left_outside()
+    finally:
+        probe.rmdir()
