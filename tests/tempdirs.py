@@ -2,9 +2,10 @@
 
 conftest.py imports this module before anything else: Gradio's client fixes its download folder from the
 temp folder when it is imported. On import, the run gets `test-tmp/<pid>/tmp/` (gitignored) as the temp
-folder of this process and, through TMPDIR, of every process it starts (the app, its decoder workers, Ray,
+folder of this process and, through TMPDIR, of every process it starts (the app, its decoder workers,
 Chromium, the notebook's kernel); pytest's own temp folders (`tmp_path`) land there too. A run that passes
-deletes its folder; a failed run's folder stays for a look until the next run starts.
+deletes its folder; a failed run's folder stays for a look until the next run starts. Ray alone gets a
+short folder in the system temp folder (its socket paths are length-limited), removed at the end of the run.
 
 `left_outside()` compares the system temp folder (and one level down) with its state at import: anything
 new there was written by a process that ignored TMPDIR. On a shared machine other people's processes write
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRATCH = ROOT / "test-tmp"
 RUN = SCRATCH / str(os.getpid())
 SYSTEM_TMP = Path(tempfile.gettempdir())
+RAY_TMP = SYSTEM_TMP / f"bear-tests-{os.getpid()}-ray"
 
 
 def _alive(pid: int) -> bool:
@@ -39,6 +41,9 @@ def _remove_ended_runs() -> None:
     """Folders of runs whose process has ended: a failure's files were kept until now."""
     for folder in SCRATCH.glob("*"):
         if folder.name.isdigit() and (folder == RUN or not _alive(int(folder.name))):
+            shutil.rmtree(folder, ignore_errors=True)
+    for folder in SYSTEM_TMP.glob("bear-tests-*-ray"):
+        if not _alive(int(folder.name.split("-")[2])):
             shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -58,6 +63,9 @@ def _redirect() -> set[Path]:
     _remove_ended_runs()
     (RUN / "tmp").mkdir(parents=True)
     os.environ["TMPDIR"] = tempfile.tempdir = str(RUN / "tmp")
+    # Ray's socket paths (its session folder + sockets/plasma_store: 66 characters more) must fit in 107 bytes,
+    # which a folder inside a clone whose path is longer than about 20 characters would not.
+    os.environ["RAY_TMPDIR"] = str(RAY_TMP)
     return _entries()
 
 
@@ -70,6 +78,7 @@ def left_outside() -> list[Path]:
 
 
 def finish(passed: bool) -> None:
-    """Remove this run's temp folder when the run passed."""
+    """Remove Ray's folder, and this run's temp folder when the run passed."""
+    shutil.rmtree(RAY_TMP, ignore_errors=True)
     if passed:
         shutil.rmtree(RUN, ignore_errors=True)
