@@ -58,6 +58,19 @@ def external_sets(root: Path | None) -> tuple[dict[str, list[Path]], dict[str, l
     return folders(Path(root) / "bears"), folders(Path(root) / "not_bears")
 
 
+def external_folder(path: str | Path | None) -> Path | None:
+    """The external evaluation folder, or None when none was given. One that was given must exist: a typo
+    would otherwise drop the external measurement from the card without a word."""
+    if not path:
+        return None
+    if not Path(path).is_dir():
+        raise data.DataError(
+            f"external_dir {path} does not exist: give a folder with bears/<label>/ (and not_bears/<source>/), "
+            "or leave external_dir out to measure on the validation split only."
+        )
+    return Path(path)
+
+
 def confusion(labels: Sequence[str], predicted: Sequence[str], vocab: Sequence[str]) -> dict:
     """Accuracy and the confusion counts (true label -> predicted label -> count)."""
     rows = sorted(set(labels) | set(vocab))

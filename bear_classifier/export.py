@@ -91,7 +91,9 @@ def load(path: Path, expected_sha256: str | None = None) -> Learner:
     """`load_learner` on the CPU, after checking the file's SHA-256 when one is given."""
     path = Path(path)
     if not path.is_file():
-        raise ModelFileError(f"No model file at {path}. Train one (training.ipynb) or set BEAR_MODEL_REPO.")
+        raise ModelFileError(
+            f"No model file at {path}. Train one (training.ipynb, then python -m bear_classifier.promote runs/latest) or set BEAR_MODEL_REPO."
+        )
     if expected_sha256 and sha256(path) != expected_sha256.lower():
         raise ModelFileError(f"{path} does not match the expected SHA-256 {expected_sha256}: refusing to unpickle it.")
     import timm  # noqa: F401  the pickle needs it; a missing import otherwise shows as fastai #4115's 'res' error
@@ -418,7 +420,10 @@ def startup_check(
     runs the check once right after exporting). A failed check is never remembered."""
     path = Path(path)
     if not path.is_file():
-        raise ModelFileError(f"No model file at {path}. Train one (training.ipynb) or set BEAR_MODEL_REPO.")
+        raise ModelFileError(
+            f"No model file at {path}. Train one (training.ipynb, then python -m bear_classifier.promote runs/latest)"
+            " or set BEAR_MODEL_REPO."
+        )
     sha = sha256(path)
     if expected_sha256 and sha != expected_sha256.lower():
         raise ModelFileError(f"{path} does not match the expected SHA-256 {expected_sha256}: refusing to unpickle it.")

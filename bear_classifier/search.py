@@ -8,10 +8,13 @@ call can be tested offline.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
 from fastai.vision.utils import download_images
+
+from .data import DataError
 
 DEFAULT_TERMS = {"grizzly": "grizzly bear", "black": "black bear", "teddy": "teddy bear"}
 
@@ -36,7 +39,8 @@ def gather(
     """Download up to `per_term` images per label into `root/<label>/`; returns files per label.
 
     A label whose search fails is reported and left empty instead of ending the whole run;
-    `data.verify_folder` then says which classes are missing.
+    `data.verify_folder` then says which classes are missing. When every search fails (offline), it raises
+    `DataError` and leaves no empty folders behind.
     """
     root = Path(root)
     downloaded = {}
@@ -50,4 +54,16 @@ def gather(
             urls = []
         download_images(dest, urls=urls, timeout=timeout, n_workers=workers)
         downloaded[label] = sum(1 for p in dest.iterdir() if p.is_file())
+    if not any(downloaded.values()):
+        _remove_empty(root, downloaded)  # so that the next run searches again instead of finding an empty folder
+        raise DataError(
+            f"Web image search downloaded no photos into {root} (is there an internet connection?). "
+            f"Put your own photos in {root}/<label>/ and run again, or try again later."
+        )
     return downloaded
+
+
+def _remove_empty(root: Path, labels: dict[str, int]) -> None:
+    for folder in [root / label for label in labels] + [root]:
+        with contextlib.suppress(OSError):  # not empty: something else lives there, keep it
+            folder.rmdir()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from tests import tempdirs  # first: the temp folder moves into the clone before gradio_client fixes its own
+
+# isort: split
 import ast
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageOps
 
 from bear_classifier.search import DEFAULT_TERMS
 from bear_classifier.settings import EXAMPLES_DIR, ROOT
@@ -78,6 +82,17 @@ def example(label: str) -> Path:
     return EXAMPLES / {"black": "black_bear.jpg", "grizzly": "grizzly_bear.jpg", "teddy": "teddy_bear.jpg"}[label]
 
 
+def variants(source: Path, folder: Path, n: int, start: int = 0) -> None:
+    """`n` different photos made from one (crops, mirror images, JPEG qualities): no duplicates."""
+    folder.mkdir(parents=True, exist_ok=True)
+    image = Image.open(source).convert("RGB")
+    w, h = image.size
+    for i in range(start, start + n):
+        cut = i % 4 * 0.03
+        crop = image.crop((int(w * cut), int(h * cut), int(w * (1 - cut / 2)), int(h * (1 - cut / 2))))
+        (ImageOps.mirror(crop) if i % 2 else crop).save(folder / f"{source.stem}_{i}.jpg", quality=70 + i)
+
+
 def plain_fastai_predict(model: Path, image: Path, cwd: Path) -> tuple[str, list[str], float]:
     """The course's two lines, `load_learner` and `learn.predict`, in a fresh process that never
     imports this package: (label, vocab, sum of the probabilities)."""
@@ -127,3 +142,17 @@ def smoke_run(tmp_path_factory) -> Path:
         progress_bar=False,
     )
     return out
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    tempdirs.finish(passed=exitstatus == 0)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int) -> None:
+    if exitstatus != 0:
+        terminalreporter.write_line(f"temporary files of this run, kept for a look: {tempdirs.RUN}")
+    outside = tempdirs.left_outside()
+    if outside:
+        terminalreporter.section("new in the system temp folder (this run's, or another process's)", yellow=True)
+        for path in outside:
+            terminalreporter.write_line(str(path))

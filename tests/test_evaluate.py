@@ -6,22 +6,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageOps
 
 from bear_classifier import data, evaluate, export, imagenet, serving, train
 from bear_classifier.predictor import Predictor, input_size
-from tests.conftest import EXAMPLES, FIXTURE_BEARS, VOCAB, example, plain_fastai_predict
-
-
-def variants(source: Path, folder: Path, n: int, start: int = 0) -> None:
-    """`n` different photos made from one (crops, mirror images, JPEG qualities): no duplicates."""
-    folder.mkdir(parents=True, exist_ok=True)
-    image = Image.open(source).convert("RGB")
-    w, h = image.size
-    for i in range(start, start + n):
-        cut = i % 4 * 0.03
-        crop = image.crop((int(w * cut), int(h * cut), int(w * (1 - cut / 2)), int(h * (1 - cut / 2))))
-        (ImageOps.mirror(crop) if i % 2 else crop).save(folder / f"{source.stem}_{i}.jpg", quality=70 + i)
+from tests.conftest import EXAMPLES, FIXTURE_BEARS, VOCAB, example, plain_fastai_predict, variants
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +178,9 @@ def test_guard_ignores_classes_that_only_a_few_training_photos_carry():
     wild_boar += (1 - wild_boar.sum()) / 1000
     assert guard.is_out(wild_boar).item()
     assert guard.is_out(probs).float().mean() <= 0.05
+
+
+def test_an_external_folder_that_was_given_must_exist(tmp_path):
+    assert evaluate.external_folder(None) is None and evaluate.external_folder(tmp_path) == tmp_path
+    with pytest.raises(data.DataError, match="external_dir .*absent does not exist"):
+        evaluate.external_folder(tmp_path / "absent")

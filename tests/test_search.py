@@ -85,3 +85,14 @@ def test_a_failing_search_leaves_that_label_empty(tmp_path, web, capsys):
 def test_per_term_caps_downloads(tmp_path, web):
     counts = search.gather(tmp_path, {"a": "a"}, per_term=1, search=lambda term, n: [f"{web}/good1.jpg"] * 5)
     assert counts == {"a": 1}
+
+
+def test_when_every_search_fails_it_says_so_and_leaves_no_empty_folders(tmp_path):
+    """Offline: an empty data folder left behind would make the next run skip the download."""
+
+    def offline(term, n):
+        raise ConnectionError("no route to host")
+
+    with pytest.raises(data.DataError, match="downloaded no photos .* internet connection"):
+        search.gather(tmp_path / "bears", search=offline)
+    assert not (tmp_path / "bears").exists()

@@ -2,14 +2,15 @@
 process loads the result with plain fastai and predicts."""
 
 import json
+import re
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from bear_classifier import card, export, imagenet
-from tests.conftest import ROOT, VOCAB, example, plain_fastai_predict
+from bear_classifier import card, export, imagenet, notebook, promote
+from tests.conftest import FIXTURE_BEARS, ROOT, VOCAB, example, plain_fastai_predict
 
 
 def test_smoke_training_writes_everything(smoke_run):
@@ -55,3 +56,40 @@ def test_weights_of_another_shape_are_refused(tmp_path):
     torch.save({"a": torch.zeros(3)}, bad)
     with pytest.raises(ValueError, match="expects"):
         imagenet.convert_lite0(bad, tmp_path / "out.pth")
+
+
+def test_a_run_writes_under_runs_by_default():
+    """The shipped model.pkl, card and confusion matrix change only through `promote`."""
+    parameters = "".join(json.loads((ROOT / "training.ipynb").read_text())["cells"][1]["source"])
+    assert re.search(r'^output_dir = "runs/latest"', parameters, re.MULTILINE), parameters
+
+
+def test_promote_copies_a_finished_run(smoke_run, tmp_path):
+    written = promote.promote(smoke_run, target=tmp_path)
+    assert [path.name for path in written] == list(promote.FILES)
+    for name in promote.FILES:
+        assert (tmp_path / name).read_bytes() == (smoke_run / name).read_bytes()
+
+
+def test_promote_refuses_an_unfinished_run_or_a_card_of_another_model(smoke_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(SystemExit) as stopped:
+        promote.main([str(run)])
+    assert stopped.value.code == 2 and "not a finished training run" in capsys.readouterr().err
+    for name in promote.FILES:
+        (run / name).write_bytes((smoke_run / name).read_bytes())
+    with (run / "model.pkl").open("ab") as model:
+        model.write(b"\0")
+    with pytest.raises(promote.PromoteError, match="describes another model.pkl"):
+        promote.promote(run, target=tmp_path)
+
+
+def test_a_missing_external_dir_stops_the_notebook_before_training(tmp_path, capsys):
+    out = tmp_path / "out"
+    parameters = {"data_dir": FIXTURE_BEARS, "external_dir": tmp_path / "absent", "output_dir": out, "run_dir": out}
+    arguments = [word for name, value in parameters.items() for word in ("-p", name, str(value))]
+    assert notebook.main([*arguments, "--out", str(tmp_path / "training.ipynb")]) == 1
+    err = capsys.readouterr().err
+    assert f"training stopped: DataError: external_dir {tmp_path / 'absent'} does not exist" in err
+    assert "Traceback" not in err and not (out / "model.pkl").exists()
