@@ -1,9 +1,9 @@
 """Measure a model.pkl and its baselines on the validation split AND on photos from elsewhere.
 
     python -m bear_classifier.evaluate --model model.pkl [--data data/bears] [--external data/external]
-        [--json runs/evaluation.json]
+        [--seed 42] [--json runs/evaluation.json]
 
-The baseline ladder, each on the validation split (the training run's: seed 42, 20%) and on the
+The baseline ladder, each on the validation split (the training run's: its seed, 20%) and on the
 external bears (`<external>/bears/<label>/`): pixel similarity (`baseline`), the ImageNet-pretrained
 network read zero-shot (`imagenet.ZeroShotMapping`, found from the training split), and the model.
 The out-of-domain guard: the share of validation photos and external bears flagged (should be low)
@@ -34,7 +34,11 @@ DEFAULT_EXTERNAL = Path("../shared/data/external")
 
 
 def split(
-    data_dir: Path, size: int, seed: int = 42, valid_pct: float = 0.2, max_per_class: int | None = None
+    data_dir: Path,
+    size: int,
+    seed: int = data.SEED,
+    valid_pct: float = data.VALID_PCT,
+    max_per_class: int | None = None,
 ) -> tuple[list[Path], list[Path]]:
     """The training run's split, recomputed the same way (`data.dataloaders`, same seed)."""
     report = data.verify_folder(data_dir)
@@ -130,15 +134,23 @@ def evaluate_learner(
     name: str = "model",
     baselines: bool = True,
     max_per_class: int | None = None,
+    seed: int = data.SEED,
 ) -> dict:
-    """The ladder (pixel similarity, zero-shot, the model) and the guards, as a JSON-ready dict."""
+    """The ladder (pixel similarity, zero-shot, the model) and the guards, as a JSON-ready dict. `seed`: the
+    training run's split seed (training.ipynb's `seed`): another seed would measure on training photos."""
     predictor = Predictor(learn)
     vocab = list(predictor.vocab)
-    train, valid = split(Path(data_dir), input_size(learn), max_per_class=max_per_class)
+    train, valid = split(Path(data_dir), input_size(learn), seed=seed, max_per_class=max_per_class)
     bears, not_bears = external_sets(Path(external) if external else None)
     result = {
         "vocab": vocab,
-        "data": {"dir": str(data_dir), "n_train": len(train), "n_valid": len(valid), "seed": 42, "valid_pct": 0.2},
+        "data": {
+            "dir": str(data_dir),
+            "n_train": len(train),
+            "n_valid": len(valid),
+            "seed": seed,
+            "valid_pct": data.VALID_PCT,
+        },
         "external": {
             "dir": str(external) if external else None,
             "bears": {label: len(paths) for label, paths in bears.items()} or None,
@@ -231,7 +243,8 @@ def _pct(block: dict | None, key: str = "accuracy", interval: bool = False) -> s
 def markdown(result: dict) -> str:
     """The ladder, the guard per source folder and the confusion matrices, as markdown tables."""
     lines = [
-        f"Validation split: {result['data']['n_valid']} photos (seed 42, 20% of `{result['data']['dir']}`); "
+        f"Validation split: {result['data']['n_valid']} photos (seed {result['data']['seed']}, "
+        f"{result['data']['valid_pct']:.0%} of `{result['data']['dir']}`); "
         f"external: `{result['external']['dir']}`.",
         "",
         "| model | validation accuracy | external bears accuracy | validation flagged | external bears flagged | not-bears flagged (worst folder) |",
@@ -288,6 +301,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--no-baselines", action="store_true", help="the model only")
+    parser.add_argument(
+        "--seed", type=int, default=data.SEED, help="the training run's split seed (its card says which)"
+    )
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         parser.error(
@@ -300,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         parser.error(f"no model at {args.model}: pass --model <path to a model.pkl>")
     learn = export.load(args.model)
     external = args.external
-    result = evaluate_learner(learn, args.data, external, baselines=not args.no_baselines)
+    result = evaluate_learner(learn, args.data, external, baselines=not args.no_baselines, seed=args.seed)
     result["model"] = {"path": str(args.model), "sha256": export.sha256(args.model)}
     print(markdown(result))
     if args.json:

@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224, help="the model's input size (the notebook's image_size)")
     parser.add_argument("--out", type=Path, default=Path("runs/guard_variants.md"))
     args = parser.parse_args()
-    dls = data.dataloaders(evaluate.DEFAULT_DATA, data.verify_folder(evaluate.DEFAULT_DATA), size=args.size, seed=42)
+    dls = data.dataloaders(evaluate.DEFAULT_DATA, data.verify_folder(evaluate.DEFAULT_DATA), size=args.size)
     learn = train.make_learner(dls, frozen_body=True)  # its transforms and arch only
     network = imagenet.pretrained_network(imagenet.arch_of(learn))
     train_items, valid = list(dls.train.items), list(dls.valid.items)

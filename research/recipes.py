@@ -45,7 +45,7 @@ ALPHAS = (0.25, 0.5, 0.75)
 
 def dataloaders(size: int = 224):
     report = data.verify_folder(DATA)
-    return data.dataloaders(DATA, report, size=size, seed=42)
+    return data.dataloaders(DATA, report, size=size)
 
 
 def linear_probe(dls, epochs: int = LP_EPOCHS, path: Path | None = None) -> tuple[Learner, dict]:
@@ -60,7 +60,7 @@ def linear_probe(dls, epochs: int = LP_EPOCHS, path: Path | None = None) -> tupl
             "source": f"{path}, sha256 {export.sha256(path)[:12]}",
             "body_is_pretrained": imagenet.body_is_pretrained(learn),
         }
-    set_seed(42, reproducible=True)
+    set_seed(data.SEED, reproducible=True)
     learn = train.make_learner(dls, frozen_body=True)
     result = train.linear_probe(learn, epochs)
     return learn, {"lr": result.lr, "epochs": epochs, "body_is_pretrained": imagenet.body_is_pretrained(learn)}
@@ -68,7 +68,7 @@ def linear_probe(dls, epochs: int = LP_EPOCHS, path: Path | None = None) -> tupl
 
 def lp_ft(probe: Learner, epochs: int = FT_EPOCHS, body_divisor: float = 100) -> tuple[Learner, dict]:
     """Unfreeze the linear probe and fine-tune with a low body learning rate."""
-    set_seed(42, reproducible=True)
+    set_seed(data.SEED, reproducible=True)
     learn = probe
     head_lr = 1e-3
     learn.unfreeze()
@@ -78,7 +78,7 @@ def lp_ft(probe: Learner, epochs: int = FT_EPOCHS, body_divisor: float = 100) ->
 
 def course_default(dls, retrain: bool, path: Path) -> tuple[Learner, dict]:
     if retrain or not path.exists():
-        set_seed(42, reproducible=True)
+        set_seed(data.SEED, reproducible=True)
         learn = train.make_learner(dls)
         result = train.fine_tune(learn, 8)
         return learn, {"lr": result.lr, "epochs": 8, "source": "retrained"}
@@ -106,7 +106,7 @@ def wise_ft(fine_tuned: Learner, alpha: float) -> Learner:
 def tta_accuracy(learn: Learner, paths: list[Path], labels: list[str]) -> float | None:
     if not paths:
         return None
-    set_seed(42, reproducible=True)
+    set_seed(data.SEED, reproducible=True)
     dl = learn.dls.test_dl(paths, num_workers=0)
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         probs, _ = learn.tta(dl=dl)

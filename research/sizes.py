@@ -20,7 +20,7 @@ from bench import write_table
 
 
 def row(size: int, network: torch.nn.Module, guard_min_mass: float) -> tuple[str, list[str]]:
-    dls = data.dataloaders(evaluate.DEFAULT_DATA, data.verify_folder(evaluate.DEFAULT_DATA), size=size, seed=42)
+    dls = data.dataloaders(evaluate.DEFAULT_DATA, data.verify_folder(evaluate.DEFAULT_DATA), size=size)
     learn = train.make_learner(dls, frozen_body=True)  # its transforms only
     train_items, valid = list(dls.train.items), list(dls.valid.items)
     bears, not_bears = evaluate.external_sets(evaluate.DEFAULT_EXTERNAL)

@@ -37,8 +37,8 @@ def main() -> None:
     args = parser.parse_args()
     name = f"s{args.size}_e{args.epochs}_lr{args.lr:g}_d{args.body_divisor:g}_lwf{args.lwf:g}"
     args.out.mkdir(parents=True, exist_ok=True)
-    set_seed(42, reproducible=True)
-    dls = data.dataloaders(evaluate.DEFAULT_DATA, data.verify_folder(evaluate.DEFAULT_DATA), size=args.size, seed=42)
+    set_seed(data.SEED, reproducible=True)
+    dls = data.dataloaders(evaluate.DEFAULT_DATA, data.verify_folder(evaluate.DEFAULT_DATA), size=args.size)
     learn = train.make_learner(dls, frozen_body=True)
     mapping = imagenet.fit(learn, dls.train.items).mapping
     train.zero_shot(learn, mapping)

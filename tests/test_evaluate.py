@@ -184,3 +184,19 @@ def test_an_external_folder_that_was_given_must_exist(tmp_path):
     assert evaluate.external_folder(None) is None and evaluate.external_folder(tmp_path) == tmp_path
     with pytest.raises(data.DataError, match="external_dir .*absent does not exist"):
         evaluate.external_folder(tmp_path / "absent")
+
+
+def test_evaluate_measures_on_the_split_of_the_runs_own_seed(capsys):
+    """The card's validation numbers come from the training run's split: with `--seed 7` evaluate re-makes the
+    seed-7 split (not the default one), says so, and measures on that split's photos."""
+    size = input_size(export.load(serving.MODEL_PATH))
+    valid_7 = evaluate.split(FIXTURE_BEARS, size, seed=7)[1]
+    per_class = {label: sum(p.parent.name == label for p in valid_7) for label in VOCAB}
+    default = evaluate.split(FIXTURE_BEARS, size)[1]
+    assert per_class != {label: sum(p.parent.name == label for p in default) for label in VOCAB}  # tells them apart
+    result = evaluate.main(
+        ["--model", str(serving.MODEL_PATH), "--data", str(FIXTURE_BEARS), "--no-baselines", "--seed", "7"]
+    )
+    confusion = result["ladder"][-1]["valid"]["confusion"]
+    assert {label: sum(confusion[label].values()) for label in VOCAB} == per_class
+    assert result["data"]["seed"] == 7 and f"{len(valid_7)} photos (seed 7, 20% of" in capsys.readouterr().out
