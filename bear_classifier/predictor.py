@@ -309,7 +309,10 @@ class Predictor:
         self.draft_size = 2 * size if draft else None
         self.max_batch_size = max_batch_size
         self._waiting: queue.SimpleQueue[tuple[ImageInput | Decoded | None, Future]] = queue.SimpleQueue()
-        threading.Thread(target=self._serve, name="inference", daemon=True).start()
+        # Started by the first prediction: a Predictor built only for its transforms or its guard (training
+        # tools, tests, bench) leaves no thread behind.
+        self._serving: threading.Thread | None = None
+        self._starting = threading.Lock()
 
     def decoder_pool(self, workers: int, budget: Budget) -> DecoderPool:
         """Decoder workers (`decoding.DecoderPool`) that hand back each photo at the size each pass's resize
@@ -333,6 +336,7 @@ class Predictor:
         """A prediction per item, or that item's `ImageError`: a bad item never fails the others.
         An `ImageError` given as an item (refused before decoding) is handed back as it is; a `Decoded`
         photo (a decoder worker's, at `decode_sizes()`) is not decoded again."""
+        self._start_serving()
         waiting = []
         for image in images:
             done: Future = Future()
@@ -342,6 +346,12 @@ class Predictor:
                 self._waiting.put((image, done))
             waiting.append(done)
         return [done.result() for done in waiting]
+
+    def _start_serving(self) -> None:
+        with self._starting:
+            if self._serving is None:
+                self._serving = threading.Thread(target=self._serve, name="inference", daemon=True)
+                self._serving.start()
 
     def _decode(self, image: ImageInput | None) -> Image.Image:
         """An upright RGB picture, or `ImageError` with a message for the user."""

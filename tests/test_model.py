@@ -9,6 +9,7 @@ from PIL import Image
 
 from bear_classifier import card, export, serving
 from bear_classifier.images import open_image
+from bear_classifier.predictor import Predictor
 from tests.conftest import BEARS, EXAMPLES, FIXTURE_BEARS, VOCAB, example, needs_real_bears, plain_fastai_predict
 
 
@@ -145,3 +146,18 @@ def test_unknown_backend_is_refused(predictor):
 
     with pytest.raises(ValueError, match="BEAR_BACKEND"):
         Predictor(predictor.learn, backend="tensorrt")
+
+
+def test_the_inference_thread_starts_with_the_first_prediction(predictor):
+    """A Predictor built for its transforms or guard alone (training tools, tests, bench) leaves no thread."""
+    import threading
+
+    def running() -> int:
+        return sum(thread.name == "inference" for thread in threading.enumerate())
+
+    before = running()
+    fresh = Predictor(predictor.learn, backend="torch")
+    assert running() == before
+    fresh.predict(example("teddy"))
+    fresh.predict(example("black"))
+    assert running() == before + 1
