@@ -31,7 +31,7 @@ import torch
 from fastai.layers import Lambda
 from fastai.vision.all import Learner
 
-from .predictor import Predictor, input_size
+from .predictor import Predictor, input_size, ood_score
 from .settings import Settings
 
 MIN_MASS = 0.01
@@ -260,7 +260,7 @@ class ImageNetGuard:
         return guard
 
     def score(self, probabilities: torch.Tensor) -> torch.Tensor:
-        return 1 - probabilities[:, self.in_domain].sum(1)
+        return ood_score(probabilities, self.in_domain)
 
     def is_out(self, probabilities: torch.Tensor) -> torch.Tensor:
         return self.score(probabilities) > self.threshold

@@ -131,6 +131,12 @@ class OnnxNetwork:
         return tuple(torch.from_numpy(output) for output in outputs)
 
 
+def ood_score(imagenet: torch.Tensor, in_domain: Sequence[int] | torch.Tensor) -> torch.Tensor:
+    """The guard's score, its one definition (fitting in `imagenet` uses it too): 1 - the ImageNet probability
+    mass on the in-domain classes, per row of `imagenet` (probabilities over the 1000 classes)."""
+    return 1 - imagenet[:, in_domain].sum(1)
+
+
 def network(
     model: nn.Module,
     size: int,
@@ -384,7 +390,7 @@ class Predictor:
         """1 - the ImageNet probability mass on the in-domain classes (zeros without a guard)."""
         if self.guard is None or imagenet is None:
             return torch.zeros(n)
-        return 1 - imagenet[:, self.guard["in_domain"]].sum(1)
+        return ood_score(imagenet, self.guard["in_domain"])
 
     def _serve(self) -> None:
         """The inference thread: take what is waiting (up to `max_batch_size`), answer it, repeat."""
