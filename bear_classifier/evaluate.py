@@ -26,6 +26,7 @@ from fastai.vision.all import Learner, get_image_files
 
 from . import data, export, imagenet
 from .baseline import PixelSimilarity
+from .guard import KIND as GUARD_KIND
 from .images import ImageError
 from .predictor import Predictor, input_size
 
@@ -172,21 +173,27 @@ def evaluate_learner(
             cache[key] = model_outputs(predictor, list(paths))
         return cache[key]
 
-    guard = predictor.guard is not None
-    note = "" if guard else "this model.pkl has no ImageNet out-of-domain guard"
+    has_guard = predictor.guard is not None
+    note = "" if has_guard else "this model.pkl has no ImageNet out-of-domain guard"
     entry = _entry(name, note)
     result["ladder"].append(
         _evaluate_sets(
-            entry, lambda p: outputs(p)[0], (lambda p: outputs(p)[1]) if guard else None, valid, bears, not_bears, vocab
+            entry,
+            lambda p: outputs(p)[0],
+            (lambda p: outputs(p)[1]) if has_guard else None,
+            valid,
+            bears,
+            not_bears,
+            vocab,
         )
     )
-    if guard:
+    if has_guard:
         result["guard"] = {
-            "kind": predictor.guard["kind"],
-            "threshold": predictor.guard["threshold"],
-            "quantile": predictor.guard["quantile"],
-            "size": predictor.guard.get("size", input_size(learn)),
-            "in_domain": [imagenet.class_names()[c] for c in predictor.guard["in_domain"].tolist()],
+            "kind": GUARD_KIND,
+            "threshold": predictor.guard.threshold,
+            "quantile": predictor.guard.quantile,
+            "size": predictor.guard.size or input_size(learn),
+            "in_domain": [imagenet.class_names()[c] for c in predictor.guard.in_domain],
         }
     return result
 

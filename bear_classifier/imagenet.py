@@ -12,9 +12,9 @@ The pretrained network has 1000 ImageNet classes ("brown bear", "American black 
   (`ZeroShotMapping.unmapped`, `NoZeroShotMapping`).
 - the **out-of-domain guard** (`attach_ood`): the ImageNet classes that a substantial share of one
   label's training photos carry are "in domain" (`ImageNetGuard.from_shares`); a photo's score is the
-  ImageNet probability mass outside them (`1 - mass on in-domain classes`); the threshold is a quantile
+  ImageNet probability mass outside them (`guard.Guard.score`); the threshold is a quantile
   of the training photos' scores. Its state (the ImageNet classifier, the class indices, the threshold,
-  the input size) is stored in model.pkl as plain tensors and numbers (`learn.ood_state`), and
+  the input size) is stored in model.pkl as plain tensors and numbers (`Guard.to_state`, `learn.ood_state`), and
   `predictor.Predictor` computes it with the learner's own body and the ImageNet classifier its head
   carries, at the learner's input size by default: one forward pass gives answer and guard.
 """
@@ -22,6 +22,7 @@ The pretrained network has 1000 ImageNet classes ("brown bear", "American black 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,8 @@ import torch
 from fastai.layers import Lambda
 from fastai.vision.all import Learner
 
-from .predictor import Predictor, input_size, ood_score
+from .guard import Guard
+from .predictor import Predictor, input_size
 from .settings import Settings
 
 MIN_MASS = 0.01
@@ -207,14 +209,8 @@ class ZeroShotMapping:
         return {label: self.unmapped.get(label) or [names[c] for c in self.classes[label]] for label in self.vocab}
 
 
-@dataclass
-class ImageNetGuard:
-    """Out of domain when the ImageNet mass on the in-domain classes is too low."""
-
-    in_domain: list[int]
-    threshold: float
-    """On the score `1 - mass`: flagged when the score is above it."""
-    quantile: float = QUANTILE
+class ImageNetGuard(Guard):
+    """`guard.Guard` (its state and score), fitted on the training photos."""
 
     @classmethod
     def calibrate(
@@ -258,12 +254,6 @@ class ImageNetGuard:
         guard = cls(sorted(in_domain), threshold=float("inf"), quantile=quantile)
         guard.threshold = float(torch.quantile(guard.score(probabilities), quantile))
         return guard
-
-    def score(self, probabilities: torch.Tensor) -> torch.Tensor:
-        return ood_score(probabilities, self.in_domain)
-
-    def is_out(self, probabilities: torch.Tensor) -> torch.Tensor:
-        return self.score(probabilities) > self.threshold
 
     def names(self) -> list[str]:
         names = class_names()
@@ -319,20 +309,17 @@ def own_body_network(learn: Learner) -> torch.nn.Module:
     return torch.nn.Sequential(body, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), classifier).eval()
 
 
-def guard_state(learn: Learner, guard: ImageNetGuard, size: int | None = None) -> dict:
-    """What model.pkl stores (`learn.ood_state`): the learner's ImageNet classifier and the guard,
-    as plain tensors and numbers, so that loading needs only fastai and timm. `size`: the input size
+def guard_state(learn: Learner, guard: Guard, size: int | None = None) -> dict:
+    """What model.pkl stores (`learn.ood_state`): the guard with the learner's ImageNet classifier, as plain
+    tensors and numbers (`Guard.to_state`), so that loading needs only fastai and timm. `size`: the input size
     the guard was calibrated at (the learner's own by default: one pass)."""
     classifier = own_classifier(learn)
-    return {
-        "kind": "imagenet-mass",
-        "imagenet_weight": classifier.weight.detach().cpu().clone(),
-        "imagenet_bias": classifier.bias.detach().cpu().clone(),
-        "in_domain": torch.tensor(guard.in_domain, dtype=torch.long),
-        "threshold": guard.threshold,
-        "quantile": guard.quantile,
-        "size": size or input_size(learn),
-    }
+    return dataclasses.replace(
+        guard,
+        size=size or input_size(learn),
+        imagenet_weight=classifier.weight.detach().cpu().clone(),
+        imagenet_bias=classifier.bias.detach().cpu().clone(),
+    ).to_state()
 
 
 def attach_ood(

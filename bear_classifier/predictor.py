@@ -39,6 +39,7 @@ from PIL import Image
 from torch import nn
 
 from .decoding import Budget, Decoded, DecoderPool
+from .guard import Guard
 from .images import ImageError, ImageInput, open_image
 
 # Running the exported network: our class probabilities and (with the guard) the pretrained ImageNet
@@ -131,12 +132,6 @@ class OnnxNetwork:
         return tuple(torch.from_numpy(output) for output in outputs)
 
 
-def ood_score(imagenet: torch.Tensor, in_domain: Sequence[int] | torch.Tensor) -> torch.Tensor:
-    """The guard's score, its one definition (fitting in `imagenet` uses it too): 1 - the ImageNet probability
-    mass on the in-domain classes, per row of `imagenet` (probabilities over the 1000 classes)."""
-    return 1 - imagenet[:, in_domain].sum(1)
-
-
 def network(
     model: nn.Module,
     size: int,
@@ -175,7 +170,7 @@ class Prediction:
     """The photo looks like none of the training photos: `label` means nothing then."""
     ood_score: float
     """The pretrained network's ImageNet probability mass outside the classes that the training
-    photos carry (`imagenet.ImageNetGuard`); out of domain above the threshold stored in model.pkl."""
+    photos carry (`guard.Guard`); out of domain above the threshold stored in model.pkl."""
 
 
 def input_size(learn: Learner) -> int:
@@ -286,10 +281,9 @@ class Predictor:
         # The out-of-domain guard, written by imagenet.attach_ood: the learner's ImageNet classifier, folded
         # into the network as a second output, the ImageNet classes that count as in domain, and the input
         # size it was calibrated at (the learner's own by default: then one forward pass gives both).
-        state = getattr(learn, "ood_state", None)
-        self.guard = state if state and state.get("kind") == "imagenet-mass" else None
-        imagenet = (state["imagenet_weight"], state["imagenet_bias"]) if self.guard else None
-        guard_size = self.guard.get("size", size) if self.guard else size
+        self.guard = Guard.from_state(getattr(learn, "ood_state", None))
+        imagenet = (self.guard.imagenet_weight, self.guard.imagenet_bias) if self.guard else None
+        guard_size = (self.guard.size or size) if self.guard else size
         self._guard_network = self._guard_plain = None
 
         def graph(size: int, guard: bool) -> Path | None:
@@ -390,7 +384,7 @@ class Predictor:
         """1 - the ImageNet probability mass on the in-domain classes (zeros without a guard)."""
         if self.guard is None or imagenet is None:
             return torch.zeros(n)
-        return ood_score(imagenet, self.guard["in_domain"])
+        return self.guard.score(imagenet)
 
     def _serve(self) -> None:
         """The inference thread: take what is waiting (up to `max_batch_size`), answer it, repeat."""
@@ -433,7 +427,7 @@ class Predictor:
         if self._guard_network is not None:
             imagenet = self._guard_network(self._guard_plain([guard for _, guard in views]))[1]
         scores = self._ood_scores(imagenet, len(probs))
-        threshold = self.guard["threshold"] if self.guard else float("inf")
+        threshold = self.guard.threshold if self.guard else float("inf")
         return [
             Prediction(
                 label=self.vocab[int(p.argmax())],

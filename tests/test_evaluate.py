@@ -123,7 +123,7 @@ def test_zero_shot_recipe_puts_the_mapping_inside_the_model(tmp_path):
     export.save(learn, tmp_path / "model.pkl")
     learn = export.load(tmp_path / "model.pkl")
     predictor = Predictor(learn)
-    assert predictor.guard["size"] == 160 == input_size(learn) and predictor._guard_network is None  # one pass
+    assert predictor.guard.size == 160 == input_size(learn) and predictor._guard_network is None  # one pass
     photos = [EXAMPLES / "cat.jpg", EXAMPLES / "coffee_cup.jpg", example("teddy")]
     scores = mapping.scores(imagenet.imagenet_probabilities(learn, photos))
     same_pass = imagenet.imagenet_probabilities(learn, photos)
@@ -132,7 +132,7 @@ def test_zero_shot_recipe_puts_the_mapping_inside_the_model(tmp_path):
         assert learn.predict(photo)[2].tolist() == pytest.approx(expected, abs=1e-5)
         answer = predictor.predict(photo)
         assert list(answer.probabilities.values()) == pytest.approx(expected, abs=1e-4)
-        assert answer.ood_score == pytest.approx(1 - float(same_pass[i, predictor.guard["in_domain"]].sum()), abs=1e-4)
+        assert answer.ood_score == pytest.approx(1 - float(same_pass[i, predictor.guard.in_domain].sum()), abs=1e-4)
     assert plain_fastai_predict(tmp_path / "model.pkl", EXAMPLES / "cat.jpg", tmp_path)[:2] == ("cat", ["cat", "cup"])
 
 

@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from bear_classifier import card, export, serving
+from bear_classifier.guard import Guard
 from bear_classifier.images import open_image
 from bear_classifier.predictor import Predictor
 from tests.conftest import BEARS, EXAMPLES, FIXTURE_BEARS, VOCAB, example, needs_real_bears, plain_fastai_predict
@@ -35,6 +36,16 @@ def test_the_guard_state_is_plain_tensors_and_numbers(predictor):
     assert state["kind"] == "imagenet-mass" and isinstance(state["threshold"], float)
     assert {type(v) for v in state.values()} <= {str, float, int, torch.Tensor}
     assert state["imagenet_weight"].shape == (1000, 1280)
+
+
+def test_the_guard_state_round_trips(predictor):
+    """`Guard.from_state` reads what model.pkl holds and `to_state` writes it back unchanged: one home for both."""
+    state = predictor.learn.ood_state
+    again = Guard.from_state(state).to_state()
+    assert again.keys() == state.keys()
+    for key, value in state.items():
+        assert torch.equal(again[key], value) if isinstance(value, torch.Tensor) else again[key] == value, key
+    assert Guard.from_state(None) is None and Guard.from_state({**state, "kind": "another"}) is None
 
 
 def test_the_body_is_the_pretrained_network(predictor):
