@@ -25,7 +25,7 @@ from bear_classifier.predictor import Predictor
 from bear_classifier.settings import Settings
 from bench import p95
 
-EXAMPLES = sorted((serving.EXAMPLES_DIR).glob("*.jpg"))
+EXAMPLES = [Path(p) for p in serving.EXAMPLES]  # the app's example photos
 
 
 @dataclass

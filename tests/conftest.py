@@ -17,7 +17,6 @@ from bear_classifier.search import DEFAULT_TERMS
 from bear_classifier.settings import EXAMPLES_DIR, ROOT
 from tests.support.appserver import AppServer, CallerClients
 
-EXAMPLES = EXAMPLES_DIR
 VOCAB = sorted(DEFAULT_TERMS)  # the shipped model's classes: the folders the notebook searches for, in fastai's order
 BEARS = (
     ROOT.parent / "shared" / "data" / "bears"
@@ -79,7 +78,7 @@ def artifacts() -> Path:
 
 
 def example(label: str) -> Path:
-    return EXAMPLES / {"black": "black_bear.jpg", "grizzly": "grizzly_bear.jpg", "teddy": "teddy_bear.jpg"}[label]
+    return EXAMPLES_DIR / {"black": "black_bear.jpg", "grizzly": "grizzly_bear.jpg", "teddy": "teddy_bear.jpg"}[label]
 
 
 def variants(source: Path, folder: Path, n: int, start: int = 0) -> None:

@@ -12,7 +12,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from bear_classifier import feedback
 from bear_classifier.components import WRONG_ANSWER
-from tests.conftest import EXAMPLES, example
+from tests.conftest import EXAMPLES_DIR, example
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -42,7 +42,7 @@ def open_app(page, server):
     page.goto(server.url)
     expect(page.get_by_text("Grizzly, black or teddy?")).to_be_visible()
     expect(page.locator("input[type='file']").first).to_be_attached()
-    expect(examples(page)).to_have_count(len(list(EXAMPLES.glob("*.jpg"))))
+    expect(examples(page)).to_have_count(len(list(EXAMPLES_DIR.glob("*.jpg"))))
     for i in range(examples(page).count()):
         expect(examples(page).nth(i)).to_be_enabled()
     expect(submit(page)).to_be_enabled()
@@ -90,7 +90,7 @@ def test_upload_a_photo(page, server, artifacts):
 
 def test_out_of_domain_warning_is_shown(page, server, artifacts):
     open_app(page, server)
-    upload(page, EXAMPLES / "cat.jpg")
+    upload(page, EXAMPLES_DIR / "cat.jpg")
     submit(page).click()
     expect(page.get_by_text("does not look like any photo")).to_be_visible()
     # The headline in large type says what the model cannot tell, instead of announcing "teddy" for a cat.
@@ -168,7 +168,7 @@ def test_before_an_answer_no_wrong_buttons_and_emphasis_is_not_larger(page, serv
 )
 def test_each_example_answered_then_cleared(page, server, artifacts, name, headline):
     open_app(page, server)
-    examples(page).nth(sorted(p.name for p in EXAMPLES.glob("*.jpg")).index(name)).click()
+    examples(page).nth(sorted(p.name for p in EXAMPLES_DIR.glob("*.jpg")).index(name)).click()
     expect(input_preview(page, name)).to_be_visible()
     submit(page).click()
     expect(result_label(page)).to_have_text(re.compile(rf"^\s*{re.escape(headline)}\s*$"))

@@ -14,7 +14,7 @@ import pytest
 
 from bear_classifier import classify, results
 from bear_classifier.settings import ROOT, Settings
-from tests.conftest import EXAMPLES, FIXTURE_BEARS, VOCAB
+from tests.conftest import EXAMPLES_DIR, FIXTURE_BEARS, VOCAB
 
 TOLERANCE = 1e-5  # batches of other sizes change the last float bits of a probability
 
@@ -25,7 +25,7 @@ def bad_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("bad")
     (folder / "empty.jpg").write_bytes(b"")
     (folder / "notes.jpg").write_text("not a photo")
-    grizzly = (EXAMPLES / "grizzly_bear.jpg").read_bytes()
+    grizzly = (EXAMPLES_DIR / "grizzly_bear.jpg").read_bytes()
     (folder / "truncated.jpg").write_bytes(grizzly[: len(grizzly) // 3])
     (folder / "README.txt").write_text("not looked at: folders are searched for image files only")
     (folder / "nested").mkdir()
@@ -41,7 +41,7 @@ def model(monkeypatch, predictor):
 
 
 def inputs(bad_folder: Path) -> list[str]:
-    return classify.photo_paths([str(EXAMPLES), str(FIXTURE_BEARS), str(bad_folder)])
+    return classify.photo_paths([str(EXAMPLES_DIR), str(FIXTURE_BEARS), str(bad_folder)])
 
 
 def by_path(rows: list[dict]) -> dict[str, dict]:
@@ -62,11 +62,11 @@ def assert_same_rows(got: list[dict], expected: list[dict]) -> None:
 
 
 def test_paths_from_folders_globs_and_files(bad_folder):
-    found = classify.photo_paths([str(bad_folder), str(EXAMPLES / "cat.jpg"), str(EXAMPLES / "*.jpg")])
+    found = classify.photo_paths([str(bad_folder), str(EXAMPLES_DIR / "cat.jpg"), str(EXAMPLES_DIR / "*.jpg")])
     assert str(bad_folder / "nested" / "Grizzly.JPG") in found  # recursive, any case of the extension
     assert not any(p.endswith("README.txt") for p in found)  # a folder is searched for image files only
-    assert found.count(str(EXAMPLES / "cat.jpg")) == 1  # named twice, one row
-    assert len([p for p in found if p.startswith(str(EXAMPLES))]) == len(list(EXAMPLES.glob("*.jpg")))
+    assert found.count(str(EXAMPLES_DIR / "cat.jpg")) == 1  # named twice, one row
+    assert len([p for p in found if p.startswith(str(EXAMPLES_DIR))]) == len(list(EXAMPLES_DIR.glob("*.jpg")))
     assert classify.photo_paths([str(bad_folder / "README.txt")]) == [str(bad_folder / "README.txt")]
     with pytest.raises(classify.UsageError, match="no such file or folder"):
         classify.photo_paths([str(bad_folder / "missing")])
@@ -199,4 +199,4 @@ def test_ray_engine_without_ray_says_how_to_install(monkeypatch, tmp_path):
 
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where it is not installed
     with pytest.raises(classify.UsageError, match="requirements-scale.txt"):
-        next(classify_ray.ray_rows([str(EXAMPLES / "cat.jpg")], Settings(), 1))
+        next(classify_ray.ray_rows([str(EXAMPLES_DIR / "cat.jpg")], Settings(), 1))

@@ -9,7 +9,7 @@ import pytest
 
 from bear_classifier import data, evaluate, export, imagenet, serving, train
 from bear_classifier.predictor import Predictor, input_size
-from tests.conftest import EXAMPLES, FIXTURE_BEARS, VOCAB, example, plain_fastai_predict, variants
+from tests.conftest import EXAMPLES_DIR, FIXTURE_BEARS, VOCAB, example, plain_fastai_predict, variants
 
 
 @pytest.fixture(scope="module")
@@ -17,8 +17,8 @@ def tiny_external(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("external")
     for label in VOCAB:
         variants(example(label), root / "bears" / label, 2)
-    variants(EXAMPLES / "cat.jpg", root / "not_bears" / "pets", 2)
-    variants(EXAMPLES / "coffee_cup.jpg", root / "not_bears" / "mugs", 2)
+    variants(EXAMPLES_DIR / "cat.jpg", root / "not_bears" / "pets", 2)
+    variants(EXAMPLES_DIR / "coffee_cup.jpg", root / "not_bears" / "mugs", 2)
     return root
 
 
@@ -80,8 +80,8 @@ def learner_for(folder: Path):
 
 
 def test_zero_shot_mapping_on_other_labels_maps_them(tmp_path):
-    variants(EXAMPLES / "cat.jpg", tmp_path / "cat", 6)
-    variants(EXAMPLES / "coffee_cup.jpg", tmp_path / "cup", 6)
+    variants(EXAMPLES_DIR / "cat.jpg", tmp_path / "cat", 6)
+    variants(EXAMPLES_DIR / "coffee_cup.jpg", tmp_path / "cup", 6)
     learn, items = learner_for(tmp_path)
     mapping = imagenet.fit(learn, items).mapping
     assert mapping.unmapped == {}, mapping.unmapped  # the unmapped case: the next test
@@ -92,8 +92,8 @@ def test_zero_shot_mapping_on_other_labels_maps_them(tmp_path):
 
 def test_zero_shot_mapping_says_when_no_class_maps(tmp_path):
     """Two labels with the same kind of photo: no ImageNet class is concentrated on either."""
-    variants(EXAMPLES / "cat.jpg", tmp_path / "left", 6)
-    variants(EXAMPLES / "cat.jpg", tmp_path / "right", 6, start=6)
+    variants(EXAMPLES_DIR / "cat.jpg", tmp_path / "left", 6)
+    variants(EXAMPLES_DIR / "cat.jpg", tmp_path / "right", 6, start=6)
     learn, items = learner_for(tmp_path)
     mapping = imagenet.fit(learn, items).mapping
     assert set(mapping.unmapped) == {"left", "right"}
@@ -113,8 +113,8 @@ def test_wilson_interval():
 def test_zero_shot_recipe_puts_the_mapping_inside_the_model(tmp_path):
     """`train.zero_shot`: learn.predict gives the mapped ImageNet mass, normalised over our classes,
     from a model.pkl that plain fastai loads; the guard reads the same forward pass, at the model's 160 px."""
-    variants(EXAMPLES / "cat.jpg", tmp_path / "data" / "cat", 6)
-    variants(EXAMPLES / "coffee_cup.jpg", tmp_path / "data" / "cup", 6)
+    variants(EXAMPLES_DIR / "cat.jpg", tmp_path / "data" / "cat", 6)
+    variants(EXAMPLES_DIR / "coffee_cup.jpg", tmp_path / "data" / "cup", 6)
     dls = data.dataloaders(tmp_path / "data", data.verify_folder(tmp_path / "data"), size=160, batch_size=2)
     learn = train.make_learner(dls, frozen_body=True)
     mapping = imagenet.ZeroShotMapping(["cat", "cup"], {"cat": [281, 282, 283, 284, 285], "cup": [504, 968]})
@@ -124,7 +124,7 @@ def test_zero_shot_recipe_puts_the_mapping_inside_the_model(tmp_path):
     learn = export.load(tmp_path / "model.pkl")
     predictor = Predictor(learn)
     assert predictor.guard.size == 160 == input_size(learn) and predictor._guard_network is None  # one pass
-    photos = [EXAMPLES / "cat.jpg", EXAMPLES / "coffee_cup.jpg", example("teddy")]
+    photos = [EXAMPLES_DIR / "cat.jpg", EXAMPLES_DIR / "coffee_cup.jpg", example("teddy")]
     scores = mapping.scores(imagenet.imagenet_probabilities(learn, photos))
     same_pass = imagenet.imagenet_probabilities(learn, photos)
     for i, photo in enumerate(photos):
@@ -133,7 +133,10 @@ def test_zero_shot_recipe_puts_the_mapping_inside_the_model(tmp_path):
         answer = predictor.predict(photo)
         assert list(answer.probabilities.values()) == pytest.approx(expected, abs=1e-4)
         assert answer.ood_score == pytest.approx(1 - float(same_pass[i, predictor.guard.in_domain].sum()), abs=1e-4)
-    assert plain_fastai_predict(tmp_path / "model.pkl", EXAMPLES / "cat.jpg", tmp_path)[:2] == ("cat", ["cat", "cup"])
+    assert plain_fastai_predict(tmp_path / "model.pkl", EXAMPLES_DIR / "cat.jpg", tmp_path)[:2] == (
+        "cat",
+        ["cat", "cup"],
+    )
 
 
 def test_the_command_without_photos_says_where_they_go(tmp_path):

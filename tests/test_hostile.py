@@ -14,7 +14,7 @@ from bear_classifier import decoding
 from bear_classifier.clients import WAIT
 from bear_classifier.limits import BUSY, UPLOADS_FULL, URL_PATH
 from bench import hostile
-from tests.conftest import EXAMPLES, ROOT, example
+from tests.conftest import EXAMPLES_DIR, ROOT, example
 from tests.support import hard_inputs
 from tests.support.appserver import AppServer
 
@@ -68,7 +68,7 @@ def test_flags_never_copy_server_files(caller, server, path):
 
 def test_a_flag_needs_an_answer_in_the_same_session(server):
     alice, mallory = hostile.RawCaller(server.url), hostile.RawCaller(server.url)
-    photo = alice.uploaded("b.jpg", (EXAMPLES / "cat.jpg").read_bytes())
+    photo = alice.uploaded("b.jpg", (EXAMPLES_DIR / "cat.jpg").read_bytes())
     stored = review_bytes(server)
     assert mallory.flag(photo).json()["data"] == ["Error!"]  # mallory knows the path but was never answered
     assert alice.flag(photo).json()["data"] == ["Error!"]  # uploaded, not yet classified

@@ -11,7 +11,7 @@ from bear_classifier import card, export, serving
 from bear_classifier.guard import Guard
 from bear_classifier.images import open_image
 from bear_classifier.predictor import Predictor
-from tests.conftest import BEARS, EXAMPLES, FIXTURE_BEARS, VOCAB, example, needs_real_bears, plain_fastai_predict
+from tests.conftest import BEARS, EXAMPLES_DIR, FIXTURE_BEARS, VOCAB, example, needs_real_bears, plain_fastai_predict
 
 
 def test_card_matches_the_committed_model():
@@ -89,7 +89,7 @@ def test_examples_are_answered_right_and_confidently(predictor, label):
 
 @pytest.mark.parametrize("name", NOT_BEARS)
 def test_non_bear_examples_are_flagged(predictor, name):
-    assert predictor.predict(EXAMPLES / name).out_of_domain
+    assert predictor.predict(EXAMPLES_DIR / name).out_of_domain
 
 
 @pytest.mark.parametrize("photos", ["examples and fixtures", pytest.param("real photos", marks=needs_real_bears)])
@@ -97,7 +97,7 @@ def test_same_probabilities_as_learn_predict(predictor, photos):
     if photos == "real photos":
         images = sorted(BEARS.glob("*/*_001[0-4].jpg"))
     else:
-        images = sorted(EXAMPLES.glob("*.jpg")) + sorted(FIXTURE_BEARS.glob("*/*_000[1-3].jpg"))
+        images = sorted(EXAMPLES_DIR.glob("*.jpg")) + sorted(FIXTURE_BEARS.glob("*/*_000[1-3].jpg"))
     assert len(images) >= 14
     for image in images:
         _, _, expected = predictor.learn.predict(image)
@@ -111,14 +111,14 @@ def test_plain_preprocessing_gives_learn_predicts_pixels(predictor, tmp_path):
     phone = tmp_path / "phone.jpg"
     Image.open(example("grizzly")).convert("RGB").resize((4000, 3000), Image.BICUBIC).save(phone, quality=92)
     assert predictor._plain is not None  # the learner's transforms are the ones it knows
-    for image in [*sorted(EXAMPLES.glob("*.jpg")), phone]:
+    for image in [*sorted(EXAMPLES_DIR.glob("*.jpg")), phone]:
         expected = predictor.learn.dls.test_dl([image]).one_batch()[0].as_subclass(torch.Tensor)
         assert torch.equal(predictor.preprocess([image]), expected), image.name
         assert torch.equal(predictor.fastai_transform([open_image(image)]), expected), image.name
 
 
 def test_batch_equals_one_by_one(predictor):
-    images = sorted(EXAMPLES.glob("*.jpg"))
+    images = sorted(EXAMPLES_DIR.glob("*.jpg"))
     batched = predictor.predict_batch(images)
     for image, together in zip(images, batched):
         alone = predictor.predict(image)
@@ -145,7 +145,7 @@ def test_both_backends_agree(predictor):
 
     assert isinstance(predictor.network, OnnxNetwork)  # the default where onnxruntime is installed
     on_torch = Predictor(predictor.learn, backend="torch")
-    images = sorted(EXAMPLES.glob("*.jpg"))
+    images = sorted(EXAMPLES_DIR.glob("*.jpg"))
     for fast, reference in zip(predictor.predict_batch(images), on_torch.predict_batch(images)):
         assert fast.probabilities == pytest.approx(reference.probabilities, abs=1e-5)
         assert fast.out_of_domain == reference.out_of_domain

@@ -9,7 +9,7 @@ import pytest
 from gradio_client import handle_file
 
 from bear_classifier.components import UPLOAD_DESCRIPTION
-from tests.conftest import EXAMPLES, example
+from tests.conftest import EXAMPLES_DIR, example
 from tests.support import hard_inputs
 from tests.support.appserver import ROOT
 
@@ -63,7 +63,7 @@ def test_single_call(client, label):
 
 
 def test_out_of_domain_is_reported(client):
-    _, message, details = call(client, EXAMPLES / "coffee_cup.jpg")
+    _, message, details = call(client, EXAMPLES_DIR / "coffee_cup.jpg")
     assert details["out_of_domain"] is True
     assert "does not look like" in message
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from gradio_client import Client, handle_file
 
-from tests.conftest import EXAMPLES, example
+from tests.conftest import EXAMPLES_DIR, example
 from tests.support.appserver import AppServer
 
 
@@ -29,7 +29,7 @@ def test_uploads_are_deleted_after_their_time_to_live(tmp_path):
             time.sleep(0.5)
         assert not uploaded(server, photo.name)
         # The clickable examples must survive the clean-up, and the server goes on serving.
-        assert all(uploaded(server, path.name) for path in EXAMPLES.glob("*.jpg"))
+        assert all(uploaded(server, path.name) for path in EXAMPLES_DIR.glob("*.jpg"))
         assert client.predict(handle_file(str(example("teddy"))), api_name="/predict")[2]["label"] == "teddy"
     finally:
         server.stop()
