@@ -77,9 +77,9 @@ class Settings:
     batch: bool = True  # BEAR_BATCH: share forward passes between concurrent requests
     draft_jpeg: bool = False  # BEAR_DRAFT_JPEG: decode large JPEGs at reduced size
     backend: str | None = None  # BEAR_BACKEND: "onnx" or "torch" (default: ONNX Runtime when installed)
-    cache: Path = (
-        Path.home() / ".cache" / "bear_classifier"
-    )  # BEAR_CACHE: pretrained weights, start-up verdicts, ONNX graphs
+    # BEAR_CACHE: pretrained weights, start-up verdicts, ONNX graphs; in the clone (gitignored), so that nothing of
+    # the app's outlives the clone
+    cache: Path = ROOT / ".cache"
     space_id: str | None = None  # SPACE_ID: set by Hugging Face Spaces (owner/name) when running on one
 
     @property

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bear_classifier.settings import Settings, SettingsError
+from bear_classifier.settings import ROOT, Settings, SettingsError
 
 
 @pytest.mark.parametrize(
@@ -78,3 +78,8 @@ def test_one_client_may_hold_a_quarter_of_the_upload_folder_for_an_upload_lifeti
     rates = Settings.from_env({"BEAR_UPLOAD_MAX_MB": "300", "BEAR_UPLOAD_TTL": "120"}).rates
     assert (rates.upload_share_mb, rates.upload_window_s) == (75, 120)
     assert (Settings().rates.upload_share_mb, Settings().rates.upload_window_s) == (250, 600)
+
+
+def test_the_apps_files_stay_in_the_clone_by_default():
+    """Nothing of the app's outlives the clone: its cache (weights, start-up verdicts, ONNX graphs) is inside it."""
+    assert Settings.from_env({}).cache.is_relative_to(ROOT)
