@@ -2,13 +2,14 @@
 
 The tree is written to a temporary folder, installed into a fresh venv of the Space's Python minor from the
 Space's own requirements.txt, and `app.py` is started as a Space starts it: with the variables a Space sets
-(SPACE_ID, SPACE_HOST, SYSTEM=spaces, port 7860 unless taken) and, for ZeroGPU, `SPACES_ZERO_GPU` with a local
+(SPACE_ID, SPACE_HOST, SYSTEM=spaces) and, for ZeroGPU, `SPACES_ZERO_GPU` with a local
 stand-in of ZeroGPU's device API that records the start-up report the `spaces` package sends once the app has a
 `@spaces.GPU` function. Every example is then sent to `/predict` through gradio_client, and each answer must equal
 plain `load_learner` + `learn.predict` in the same venv (the course's reference) and name the card's classes.
 
 Deviations from a real Space, on purpose: the server listens on 127.0.0.1, not 0.0.0.0 (a check must not open a
-port to the network); where PyTorch's CPU index cannot be reached, cpu-basic's `+cpu` torch is replaced by PyPI's
+port to the network) on a free port the system assigns, not a Space's 7860 (two checks at once, or a Space check
+beside `python app.py`, must never answer for each other); where PyTorch's CPU index cannot be reached, cpu-basic's `+cpu` torch is replaced by PyPI's
 build of the same version (said when it happens); no GPU is attached.
 """
 
@@ -187,12 +188,10 @@ def _device_api() -> Iterator[_DeviceAPI]:
         server.server_close()
 
 
-def _port(preferred: int = 7860) -> int:
+def _port() -> int:
+    """A loopback port that is free now, chosen by the system."""
     with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", preferred))
-        except OSError:
-            s.bind(("127.0.0.1", 0))
+        s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
@@ -238,6 +237,8 @@ def _app(
                 urllib.request.urlopen(url, timeout=5).close()
                 break
             time.sleep(1)
+        if process.poll() is not None:  # something else answered on that port: this app could not bind it
+            raise SpaceCheckError(f"app.py exited with {process.returncode} at start-up:\n{_tail(log)}")
         yield url
     finally:
         with contextlib.suppress(ProcessLookupError):

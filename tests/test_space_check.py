@@ -99,8 +99,9 @@ def test_a_model_exported_under_3_12_with_other_versions_serves_through_deploy(
             ["--model-repo", "bear-lab/colab-bears", "--revision", sha, "--hardware", "zero-a10g", "--check"]
             + ["--out", str(tmp_path / "space")]
         )
-    out = capsys.readouterr().out
-    assert code == 0, out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert code == 0, out + captured.err  # deploy writes why it stopped to stderr
     assert "answers every example as learn.predict does" in out
     requirements = (tmp_path / "space" / "requirements.txt").read_text().splitlines()
     for pin in OTHER_VERSIONS:
