@@ -6,6 +6,7 @@ out-of-domain guard fitted on the training photos and attached to the learner) -
 head, linear probe or fine-tune, error analysis) -> `export` (portable model.pkl, with the guard inside)
 -> `evaluate` (validation and external photos) -> `card` (model card) -> `promote` (a run's model becomes the
 shipped one) -> `hub` (publish) -> `deploy` (the Space); `notebook` runs training.ipynb headless (papermill).
+`transforms` (the learner's validation-time transforms, decoded photo to network input) is shared by both sides.
 Imports point one way: the serving side never imports a training module (tests/test_imports.py).
 
 Serving side, one request (`settings` read once by app.py; `serving.load` checks model.pkl first):
@@ -17,7 +18,7 @@ Serving side, one request (`settings` read once by app.py; `serving.load` checks
     app.classify_image -> serving.Answers.answer   known content? answered from memory
         -> decoding.DecoderPool.decode   a worker process: images.open_image under a CPU/memory budget,
                                          resized to the network's sizes
-        -> serving.classify -> Predictor.predict_batch  --one hop-->  transform + network + guard,
+        -> serving.classify -> Predictor.predict_batch  --one hop-->  transforms + network + guard,
                                                                       for every request waiting
     serving.format_answer / refusal  <-------------------------------------------   Prediction | ImageError
     feedback.ReviewLog.remember    (what a "Wrong?" flag of this session may refer to)

@@ -28,7 +28,8 @@ from . import data, export, imagenet
 from .baseline import PixelSimilarity
 from .guard import KIND as GUARD_KIND
 from .images import ImageError
-from .predictor import Predictor, input_size
+from .predictor import Predictor
+from .transforms import input_size
 
 DEFAULT_DATA = Path("../shared/data/bears")
 DEFAULT_EXTERNAL = Path("../shared/data/external")

@@ -33,8 +33,9 @@ from fastai.layers import Lambda
 from fastai.vision.all import Learner
 
 from .guard import Guard
-from .predictor import Predictor, input_size
+from .images import open_image
 from .settings import Settings
+from .transforms import Transforms, input_size
 
 MIN_MASS = 0.01
 """An ImageNet class maps onto one of our classes when its mean probability over that class's
@@ -139,15 +140,15 @@ def imagenet_probabilities(
     size: int | None = None,
 ) -> torch.Tensor:
     """ImageNet probabilities (N x 1000) of the pretrained network, on the learner's own validation
-    transforms (resize, centre crop, normalisation), so the pixels are the ones our head sees;
-    `size`: at another input size."""
+    transforms (resize, centre crop, normalisation), so the pixels are the ones our head sees. `images`: what
+    `images.open_image` reads, decoded at full size as the training photos were; `size`: another input size."""
     network = network or pretrained_network(arch_of(learn))
-    predictor = Predictor(learn, backend="torch")  # only its transforms are used here
+    transforms = Transforms.of(learn)
     out = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            batch = predictor.preprocess(images[start : start + batch_size], size=size)
-            out.append(torch.softmax(network(batch), dim=1))
+            pictures = [open_image(image) for image in images[start : start + batch_size]]
+            out.append(torch.softmax(network(transforms(pictures, size=size)), dim=1))
     return torch.cat(out) if out else torch.zeros(0, 1000)
 
 

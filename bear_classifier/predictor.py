@@ -1,18 +1,13 @@
 """Fast single-image (and batched) inference on an exported learner.
 
 `learn.predict(img)` builds a DataLoader, runs the callback machinery and pushes fastai's tensor
-subclasses through every layer. We apply the learner's own validation transforms (so the pixels,
-and therefore the probabilities, are the same) and call the network directly. For the transforms
-that `data.dataloaders` and `vision_learner` make, `PlainTransform` does the same in plain
-PIL/torch without fastai's per-call dispatch (equal pixels: tests/test_model.py); other learners
-go through fastai's own Pipelines.
+subclasses through every layer. We apply the learner's own validation transforms (`transforms.Transforms`:
+the same pixels, and therefore the same probabilities) and call the network directly.
 """
 
 from __future__ import annotations
 
-import copy
 import io
-import math
 import os
 import queue
 import threading
@@ -23,24 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from fastai.vision.all import (
-    AffineCoordTfm,
-    IntToFloatTensor,
-    Learner,
-    Normalize,
-    PILImage,
-    Pipeline,
-    RandomResizedCrop,
-    TensorImage,
-    ToTensor,
-)
+from fastai.vision.all import Learner
 from PIL import Image
 from torch import nn
 
 from .decoding import Budget, Decoded, DecoderPool
 from .guard import Guard
 from .images import ImageError, ImageInput, open_image
+from .transforms import Transforms
 
 # Running the exported network: our class probabilities and (with the guard) the pretrained ImageNet
 # classifier's, from one forward pass. Two interchangeable backends: PyTorch runs fastai's model as it is;
@@ -173,80 +158,6 @@ class Prediction:
     photos carry (`guard.Guard`); out of domain above the threshold stored in model.pkl."""
 
 
-def input_size(learn: Learner) -> int:
-    """The side of the square the network sees, from the learner's own resize transform."""
-    sizes = [getattr(t, "size", None) for t in learn.dls.valid.after_item.fs]
-    return max(max(s) for s in sizes if s)
-
-
-class PlainTransform:
-    """fastai's validation-time `RandomResizedCrop` (squash-resize to size + val_xtra, then centre
-    crop), `ToTensor`, `IntToFloatTensor`, aug_transforms' affine step (an identity resampling at
-    validation time, which still moves pixels by ~1e-5) and `Normalize`, as the same PIL calls and
-    torch operations."""
-
-    def __init__(
-        self, crop: RandomResizedCrop, to_float: IntToFloatTensor, affine: AffineCoordTfm | None, normalize: Normalize
-    ):
-        self.val_xtra = crop.val_xtra
-        self.resample = crop.mode
-        self.div = to_float.div
-        self.affine = affine
-        self.mean, self.std = normalize.mean.cpu(), normalize.std.cpu()
-        self._set_size(crop.size)  # fastai keeps (width, height) here, as PIL does
-
-    def _set_size(self, size: tuple[int, int]) -> None:
-        width, height = size
-        extra = math.ceil(max(width, height) * self.val_xtra / 8) * 8
-        self.resize_to = (width + extra, height + extra)
-        left, top = (self.resize_to[0] - width) // 2, (self.resize_to[1] - height) // 2
-        self.box = (left, top, left + width, top + height)
-
-    def at(self, side: int) -> PlainTransform:
-        """The same transform for a `side` x `side` input (the guard's, when it differs from the head's)."""
-        other = copy.copy(self)
-        other._set_size((side, side))
-        return other
-
-    @classmethod
-    def of(cls, learn: Learner) -> PlainTransform | None:
-        """For a learner whose validation transforms are exactly these; None for any other."""
-        valid = learn.dls.valid
-        item = [t for t in valid.after_item.fs if t.split_idx != 0]  # split_idx 0: training only
-        # aug_transforms' affine part (AffineCoordTfm: flip, rotate, zoom...) also runs at validation
-        # time, with the identity matrix; the lighting part is training-only.
-        affine = [t for t in valid.after_batch.fs if _identity_when_valid(t)]
-        batch = [t for t in valid.after_batch.fs if t.split_idx != 0 and not _identity_when_valid(t)]
-        if (
-            [type(t) for t in item] != [RandomResizedCrop, ToTensor]
-            or len(affine) > 1
-            or [type(t) for t in batch] != [IntToFloatTensor, Normalize]
-        ):
-            return None
-        return cls(item[0], batch[0], affine[0] if affine else None, batch[1])
-
-    def __call__(self, pictures: Sequence[Image.Image]) -> torch.Tensor:
-        crops = [np.asarray(picture.resize(self.resize_to, self.resample).crop(self.box)) for picture in pictures]
-        batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous().float().div_(self.div)
-        if self.affine is not None:
-            identity = torch.eye(3)[None, :2].expand(len(batch), 2, 3)
-            grid = F.affine_grid(identity, list(batch.shape), align_corners=self.affine.align_corners)
-            batch = F.grid_sample(
-                batch,
-                grid,
-                mode=self.affine.mode,
-                padding_mode=self.affine.pad_mode,
-                align_corners=self.affine.align_corners,
-            )
-        return (batch - self.mean) / self.std
-
-
-def _identity_when_valid(t) -> bool:
-    """At validation time an `AffineCoordTfm` without a size samples with the identity matrix and
-    no coordinate warp (fastai skips both when split_idx is 1)."""
-    return isinstance(t, AffineCoordTfm) and t.size is None
-
-
 class Predictor:
     """An exported learner (see `export`) behind one inference thread, for thread-safe, low-overhead prediction.
 
@@ -254,9 +165,9 @@ class Predictor:
     together with whatever other callers sent meanwhile (one forward pass for up to `max_batch_size` photos).
     The app decodes photos beforehand in worker processes (`decoder_pool`, `decoding.Decoded`), so a slow
     file never holds the thread; other callers' files (paths, bytes) are decoded here. One thread, because
-    the fastai transforms keep per-call state (not thread-safe), two cores gain nothing from parallel
-    forward passes, and glibc gives every thread that allocates activations its own memory arena
-    (BENCHMARKS.md, memory).
+    fastai's Pipelines (`transforms.Transforms` for a learner without the standard transforms) keep per-call
+    state (not thread-safe), two cores gain nothing from parallel forward passes, and glibc gives every
+    thread that allocates activations its own memory arena (BENCHMARKS.md, memory).
     """
 
     def __init__(
@@ -271,20 +182,16 @@ class Predictor:
         which the ONNX graphs are kept between starts (`OnnxNetwork`)."""
         self.learn = learn
         self.model = learn.model.eval().cpu()
-        size = input_size(learn)
+        self.transforms = Transforms.of(learn)
+        size = self.transforms.size
         self.vocab: list[str] = list(learn.dls.vocab)
-        # The validation-time transforms (split_idx=1): resize and centre crop, no augmentation.
-        valid = learn.dls.valid
-        self._after_item = Pipeline(valid.after_item.fs, split_idx=1)
-        self._after_batch = Pipeline(valid.after_batch.fs, split_idx=1)
-        self._plain = PlainTransform.of(learn)
         # The out-of-domain guard, written by imagenet.attach_ood: the learner's ImageNet classifier, folded
         # into the network as a second output, the ImageNet classes that count as in domain, and the input
         # size it was calibrated at (the learner's own by default: then one forward pass gives both).
         self.guard = Guard.from_state(getattr(learn, "ood_state", None))
         imagenet = (self.guard.imagenet_weight, self.guard.imagenet_bias) if self.guard else None
         guard_size = (self.guard.size or size) if self.guard else size
-        self._guard_network = self._guard_plain = None
+        self._guard_network = self._guard_transform = None
 
         def graph(size: int, guard: bool) -> Path | None:
             if onnx_cache is None:
@@ -295,22 +202,18 @@ class Predictor:
         if guard_size == size:
             self.network = network(self.model, size, backend, imagenet, cache=graph(size, imagenet is not None))
         else:
-            if self._plain is None:
-                raise ValueError(
-                    f"The guard reads {guard_size} px, the model {size} px: that needs the standard transforms"
-                )
+            self._guard_transform = self.transforms.at(guard_size)  # first: it refuses a non-standard learner
             self.network = network(self.model, size, backend, spin=False, cache=graph(size, False))
             self._guard_network = network(
                 self.model, guard_size, backend, imagenet, spin=False, cache=graph(guard_size, True)
             )
-            self._guard_plain = self._plain.at(guard_size)
         # Decoding a JPEG at reduced size is far cheaper for phone photos, but changes pixels
         # slightly compared with learn.predict; off unless asked for (BENCHMARKS.md measures it).
         self.draft_size = 2 * size if draft else None
         self.max_batch_size = max_batch_size
         self._waiting: queue.SimpleQueue[tuple[ImageInput | Decoded | None, Future]] = queue.SimpleQueue()
-        # Started by the first prediction: a Predictor built only for its transforms or its guard (training
-        # tools, tests, bench) leaves no thread behind.
+        # Started by the first prediction: a Predictor built only for its guard or its network (evaluation,
+        # tests, bench) leaves no thread behind.
         self._serving: threading.Thread | None = None
         self._starting = threading.Lock()
 
@@ -318,10 +221,11 @@ class Predictor:
         """Decoder workers (`decoding.DecoderPool`) that hand back each photo at the size each pass's resize
         step makes (that resize is then a copy, so the pixels are the same as decoding here); the full
         picture for a learner without the standard transforms."""
-        if self._plain is None:
+        plain = self.transforms.plain
+        if plain is None:
             return DecoderPool(workers, budget, draft_size=self.draft_size)
-        sizes = [self._plain.resize_to] + ([self._guard_plain.resize_to] if self._guard_plain else [])
-        return DecoderPool(workers, budget, sizes, self._plain.resample, self.draft_size)
+        sizes = [plain.resize_to] + ([self._guard_transform.resize_to] if self._guard_transform else [])
+        return DecoderPool(workers, budget, sizes, plain.resample, self.draft_size)
 
     def predict(self, image: ImageInput | Decoded) -> Prediction:
         """One photo's prediction; `ImageError` (a message for the user) when it cannot be read."""
@@ -364,22 +268,6 @@ class Predictor:
         picture = self._decode(image)
         return picture, picture
 
-    def preprocess(self, images: Sequence[ImageInput], size: int | None = None) -> torch.Tensor:
-        """Decode and transform exactly as the validation set was, on the calling thread (training-side
-        tools and tests; not thread-safe for learners without a `PlainTransform`). `size`: another
-        input size (needs a `PlainTransform`)."""
-        pictures = [self._decode(image) for image in images]
-        if size is None or size == input_size(self.learn):
-            return self._transform(pictures)
-        if self._plain is None:
-            raise ValueError(f"Resizing to {size} px needs the standard transforms (PlainTransform)")
-        return self._plain.at(size)(pictures)
-
-    def fastai_transform(self, pictures: Sequence[Image.Image]) -> torch.Tensor:
-        """The same through fastai's Pipelines (the reference `PlainTransform` is tested against)."""
-        items = [self._after_item(PILImage(picture)) for picture in pictures]
-        return self._after_batch(TensorImage(torch.stack(items))).as_subclass(torch.Tensor)
-
     def _ood_scores(self, imagenet: torch.Tensor | None, n: int) -> torch.Tensor:
         """1 - the ImageNet probability mass on the in-domain classes (zeros without a guard)."""
         if self.guard is None or imagenet is None:
@@ -417,15 +305,12 @@ class Predictor:
         except Exception as e:
             return e
 
-    def _transform(self, pictures: Sequence[Image.Image]) -> torch.Tensor:
-        return self._plain(pictures) if self._plain else self.fastai_transform(pictures)
-
     @torch.inference_mode()
     def _classify(self, views: Sequence[tuple[Image.Image, Image.Image]]) -> list[Prediction]:
-        outputs = self.network(self._transform([head for head, _ in views]))
+        outputs = self.network(self.transforms([head for head, _ in views]))
         probs, imagenet = outputs[0], (outputs[1] if len(outputs) > 1 else None)
         if self._guard_network is not None:
-            imagenet = self._guard_network(self._guard_plain([guard for _, guard in views]))[1]
+            imagenet = self._guard_network(self._guard_transform([guard for _, guard in views]))[1]
         scores = self._ood_scores(imagenet, len(probs))
         threshold = self.guard.threshold if self.guard else float("inf")
         return [

@@ -26,7 +26,7 @@ from fastai.vision.all import (
 )
 
 from . import data, export, feedback, imagenet
-from .predictor import input_size
+from .transforms import input_size
 
 RECIPES = {
     "zero_shot": "zero-shot: the ImageNet-pretrained network unchanged, its ImageNet classes mapped onto ours "

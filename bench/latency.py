@@ -70,7 +70,7 @@ def variants_for(predictor: Predictor) -> dict[str, Callable[[Path], object]]:
 
     @functools.cache
     def preprocessed(image: Path) -> torch.Tensor:
-        return predictor.preprocess([image])
+        return predictor.transforms([predictor._decode(image)])
 
     def floor(network) -> Callable[[Path], object]:
         def run(image: Path) -> object:
@@ -97,7 +97,7 @@ def guard_steps(predictor: Predictor) -> dict[str, Callable[[Path], object]]:
     picture = functools.cache(predictor._decode)
 
     def transform(image: Path) -> torch.Tensor:
-        return predictor._guard_plain([picture(image)])
+        return predictor._guard_transform([picture(image)])
 
     guard_input = functools.cache(transform)
 

@@ -21,14 +21,14 @@ from PIL import Image, ImageOps
 
 from bear_classifier import evaluate, export, imagenet
 from bear_classifier.images import open_image
-from bear_classifier.predictor import Predictor, input_size
+from bear_classifier.transforms import Transforms
 
 WEIGHTS = (0.25, 0.5, 0.75, 1.0)
 """Share of our head in the output ensemble `w * head + (1 - w) * zero-shot` (1.0: the head alone)."""
 
 
 def view(mirror: bool = False, letterbox: bool = False):
-    """A photo as the view sees it, before the learner's own resize and crop (`Predictor.preprocess`)."""
+    """A photo as the view sees it, before the learner's own resize and crop (`transforms.Transforms`)."""
 
     def picture(path: Path) -> Image.Image:
         picture = open_image(path)
@@ -40,12 +40,12 @@ def view(mirror: bool = False, letterbox: bool = False):
     return picture
 
 
-def features(learn, predictor: Predictor, paths: list[Path], size: int, picture=open_image) -> torch.Tensor:
+def features(learn, transforms: Transforms, paths: list[Path], size: int, picture=open_image) -> torch.Tensor:
     """The head's pooled input ([max, avg] of the body's last feature map) for each photo, at `size` px."""
     out = []
     with torch.inference_mode():
         for start in range(0, len(paths), 16):
-            batch = predictor.preprocess([picture(p) for p in paths[start : start + 16]], size=size)
+            batch = transforms([picture(p) for p in paths[start : start + 16]], size=size)
             out.append(learn.model[1][:2](learn.model[0](batch)))
     return torch.cat(out)
 
@@ -57,9 +57,9 @@ def main() -> None:
     learn = export.load(args.model)
     if not imagenet.body_is_pretrained(learn) or not isinstance(learn.model[1][0], AdaptiveConcatPool2d):
         raise SystemExit(f"{args.model} is not a linear probe (fastai head on the pretrained body): see the docstring")
-    vocab, predictor = list(learn.dls.vocab), Predictor(learn, backend="torch")
+    vocab, transforms = list(learn.dls.vocab), Transforms.of(learn)
     state = learn.ood_state
-    train, valid = evaluate.split(evaluate.DEFAULT_DATA, input_size(learn))
+    train, valid = evaluate.split(evaluate.DEFAULT_DATA, transforms.size)
     bears, not_bears = evaluate.external_sets(evaluate.DEFAULT_EXTERNAL)
     sets = {"train": train, "valid": valid, "external": [p for label in bears for p in bears[label]], **not_bears}
     labels = {
@@ -75,7 +75,7 @@ def main() -> None:
     head = learn.model[1][2:].eval()
     outputs = {}
     for name, (size, picture) in views.items():
-        f = {s: features(learn, predictor, paths, size, picture) for s, paths in sets.items()}
+        f = {s: features(learn, transforms, paths, size, picture) for s, paths in sets.items()}
         with torch.inference_mode():
             outputs[name] = {
                 s: (

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from bear_classifier import data, evaluate, imagenet, train
+from bear_classifier.images import open_image
+from bear_classifier.transforms import Transforms
 from bench import write_table
 
 MIN_MASSES = (0.003, 0.005, 0.01, 0.02)
@@ -26,13 +28,11 @@ QUANTILES = (0.99, 0.995, 1.0)
 
 def outputs(learn, network, paths: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
     """(ImageNet probabilities, average-pooled features) of the pretrained network."""
-    from bear_classifier.predictor import Predictor
-
-    predictor = Predictor(learn, backend="torch")
+    transforms = Transforms.of(learn)
     probs, feats = [], []
     with torch.inference_mode():
         for start in range(0, len(paths), 32):
-            features = network.forward_features(predictor.preprocess(paths[start : start + 32]))
+            features = network.forward_features(transforms([open_image(p) for p in paths[start : start + 32]]))
             feats.append(features.mean((2, 3)))
             probs.append(torch.softmax(network.forward_head(features), 1))
     return torch.cat(probs), torch.cat(feats)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bear_classifier import data, evaluate, export, imagenet, serving, train
-from bear_classifier.predictor import Predictor, input_size
+from bear_classifier.predictor import Predictor
+from bear_classifier.transforms import input_size
 from tests.conftest import EXAMPLES_DIR, FIXTURE_BEARS, VOCAB, example, plain_fastai_predict, variants
 
 

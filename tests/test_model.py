@@ -110,11 +110,12 @@ def test_plain_preprocessing_gives_learn_predicts_pixels(predictor, tmp_path):
     examples and on a 12 MP photo."""
     phone = tmp_path / "phone.jpg"
     Image.open(example("grizzly")).convert("RGB").resize((4000, 3000), Image.BICUBIC).save(phone, quality=92)
-    assert predictor._plain is not None  # the learner's transforms are the ones it knows
+    transforms = predictor.transforms
+    assert transforms.plain is not None  # the learner's transforms are the ones it knows
     for image in [*sorted(EXAMPLES_DIR.glob("*.jpg")), phone]:
         expected = predictor.learn.dls.test_dl([image]).one_batch()[0].as_subclass(torch.Tensor)
-        assert torch.equal(predictor.preprocess([image]), expected), image.name
-        assert torch.equal(predictor.fastai_transform([open_image(image)]), expected), image.name
+        assert torch.equal(transforms([open_image(image)]), expected), image.name
+        assert torch.equal(transforms.fastai([open_image(image)]), expected), image.name
 
 
 def test_batch_equals_one_by_one(predictor):
