@@ -11,6 +11,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .evaluation import Evaluation, Share
+
 
 @dataclass
 class TrainingFacts:
@@ -53,30 +55,27 @@ class TrainingFacts:
     """WiSE-FT share of the fine-tuned weights tried -> validation loss and accuracy (the lowest loss was taken)."""
 
 
-def evaluation_facts(result: dict) -> dict:
-    """The card's share of an `evaluate.evaluate_learner` result (the model is its last ladder entry)."""
-    *baselines, model = result["ladder"]
-    pixels = next((entry for entry in baselines if entry["name"] == "pixel similarity"), None)
-    zero_shot = next((entry for entry in baselines if "zero-shot" in entry["name"]), None)
+def evaluation_facts(evaluation: Evaluation) -> dict:
+    """The card's share of an `evaluate.evaluate_learner` result."""
+    model, pixels, zero_shot = evaluation.model, evaluation.pixels, evaluation.zero_shot
 
-    def accuracy(entry: dict | None, split: str) -> float | None:
-        return entry[split]["accuracy"] if entry and entry.get(split) else None
+    def rate(share: Share | None) -> float | None:
+        return share.rate if share else None
 
-    ood = model["ood"] or {}
-    not_bears = ood.get("not_bears") or {}
+    ood = model.ood
     return {
-        "zero_shot_accuracy": accuracy(zero_shot, "valid"),
-        "zero_shot_mapping": zero_shot.get("mapping", {}) if zero_shot else {},
-        "external_accuracy": accuracy(model, "external_bears"),
-        "external_baseline_accuracy": accuracy(pixels, "external_bears"),
-        "external_zero_shot_accuracy": accuracy(zero_shot, "external_bears"),
-        "n_external": (model.get("external_bears") or {}).get("n", 0),
-        "valid_flagged": (ood.get("valid") or {}).get("flagged"),
-        "external_bears_flagged": (ood.get("external_bears") or {}).get("flagged"),
-        "not_bears_flagged": {source: block["flagged"] for source, block in not_bears.items()},
-        "n_not_bears": {source: block["n"] for source, block in not_bears.items()},
-        "ood_classes": (result.get("guard") or {}).get("in_domain", []),
-        "ood_size": (result.get("guard") or {}).get("size"),
+        "zero_shot_accuracy": rate(zero_shot and zero_shot.valid),
+        "zero_shot_mapping": zero_shot.mapping if zero_shot else {},
+        "external_accuracy": rate(model.external_bears),
+        "external_baseline_accuracy": rate(pixels and pixels.external_bears),
+        "external_zero_shot_accuracy": rate(zero_shot and zero_shot.external_bears),
+        "n_external": model.external_bears.n if model.external_bears else 0,
+        "valid_flagged": rate(ood and ood.valid),
+        "external_bears_flagged": rate(ood and ood.external_bears),
+        "not_bears_flagged": {source: share.rate for source, share in ood.not_bears.items()} if ood else {},
+        "n_not_bears": {source: share.n for source, share in ood.not_bears.items()} if ood else {},
+        "ood_classes": evaluation.guard.in_domain if evaluation.guard else [],
+        "ood_size": evaluation.guard.size if evaluation.guard else None,
     }
 
 
