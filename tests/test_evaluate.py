@@ -5,12 +5,13 @@ import contextlib
 import io
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from bear_classifier import data, evaluate, export, imagenet, serving, train
-from bear_classifier.evaluation import Evaluation, wilson
+from bear_classifier import card, data, evaluate, export, imagenet, serving, train
+from bear_classifier.evaluation import Answers, Evaluation, wilson
 from bear_classifier.predictor import Predictor, input_size
 from tests.conftest import EXAMPLES_DIR, FIXTURE_BEARS, VOCAB, example, plain_fastai_predict, variants
 
@@ -67,6 +68,53 @@ def test_evaluate_on_a_tiny_set_writes_the_json(measured):
 def test_an_old_or_foreign_json_is_refused_with_a_way_out():
     with pytest.raises(ValueError, match="measure the model again"):
         Evaluation.from_dict({"vocab": VOCAB, "ladder": []})
+
+
+RUN = card.Run(
+    arch="tf_efficientnet_lite0",
+    image_size=224,
+    recipe="zero_shot_fine_tune",
+    epochs=3,
+    learning_rate=1e-4,
+    body_divisor=3,
+    lwf=1.0,
+    wise={0.0: (0.5, 0.9), 0.5: (0.2, 0.95), 1.0: (0.3, 0.97)},
+    dropped={"too small": ["a.jpg", "b.jpg"]},
+    data_source="Photos from the fixtures",
+    versions={"python": "3.11.9"},
+)
+
+
+def test_the_card_takes_its_numbers_from_the_evaluation(measured, tmp_path):
+    """`card.facts`: the measured numbers from the evaluation of the file (each entry in its own place), how it was
+    made from the run; the written card reads back as the same facts."""
+    evaluation = measured[0]
+    worse = Answers(n=6, k=1, confusion=evaluation.pixels.external_bears.confusion)  # tells pixels from zero-shot
+    evaluation = replace(evaluation, pixels=replace(evaluation.pixels, external_bears=worse))
+    facts = card.facts(RUN, evaluation)
+    model, zero_shot = evaluation.model, evaluation.zero_shot
+    assert facts.valid_accuracy == model.valid.rate and facts.external_accuracy == model.external_bears.rate
+    assert facts.baseline_accuracy == evaluation.pixels.valid.rate and facts.external_baseline_accuracy == 1 / 6
+    assert facts.external_zero_shot_accuracy == zero_shot.external_bears.rate != 1 / 6
+    assert facts.zero_shot_accuracy == zero_shot.valid.rate and facts.zero_shot_mapping == zero_shot.mapping
+    assert (facts.n_train, facts.n_valid, facts.counts) == (
+        evaluation.data.n_train,
+        evaluation.data.n_valid,
+        evaluation.data.counts,
+    )
+    assert facts.valid_flagged == model.ood.valid.rate and facts.n_not_bears == {"mugs": 2, "pets": 2}
+    assert facts.ood_threshold == evaluation.guard.threshold and facts.ood_classes == evaluation.guard.in_domain
+    assert facts.sha256 == export.sha256(serving.MODEL_PATH) and facts.dropped == {"too small": 2}
+    assert "slice(3e-05, 1e-04)" in facts.recipe and "share of the fine-tuned 0.5," in facts.recipe
+    written = card.write(facts, tmp_path / "README.md")
+    assert card.read(written) == facts
+    assert "| 0.5 | 0.2000 | 95.0% | **shipped**" in written.read_text()
+
+
+def test_a_card_needs_the_baselines_and_the_file(measured):
+    for partial in (replace(measured[0], pixels=None), replace(measured[0], model_file=None)):
+        with pytest.raises(ValueError, match="needs the evaluation of a model.pkl file with its baselines"):
+            card.facts(RUN, partial)
 
 
 def test_evaluate_without_external_folders_measures_validation_only(tmp_path, capsys):
