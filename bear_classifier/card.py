@@ -1,7 +1,9 @@
 """The model card (the Hub repo's README.md): how the model was made, how good it is, what it cannot do.
 
 The measured facts live in the card's YAML front matter (`bear_classifier:` plus the Hub's standard
-`model-index`), so the app reads its accuracy from the card instead of having it typed in twice.
+`model-index`), so the app reads its accuracy from the card instead of having it typed in twice. They
+come from two records (`facts`): how the training run made the model (`Run`), and what `evaluate`
+measured on the model.pkl it exported (`evaluation.Evaluation`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .evaluation import Evaluation, Share
+
+RECIPES = {
+    "zero_shot": "zero-shot: the ImageNet-pretrained network unchanged, its ImageNet classes mapped onto ours "
+    "from the training photos (`imagenet.zero_shot_head`); nothing trained",
+    "linear_probe": "linear probe: the head trained with `freeze()` + `fit_one_cycle({epochs})` on the frozen "
+    "pretrained body (BatchNorm statistics frozen too: `train_bn=False`, `BnFreeze`)",
+    "fine_tune": "the course default, `fine_tune({epochs})`",
+    "zero_shot_fine_tune": "fine-tuned from the zero-shot reading: head initialised as the pretrained ImageNet "
+    "classifier mapped onto ours (`imagenet.zero_shot_head`), whole network trained with `fit_one_cycle({epochs}, "
+    "slice({body_lr:.0e}, {lr:.0e}))` on the mapped classes, BatchNorm statistics frozen, the pretrained network's "
+    "1000-class output distilled on the training photos (LwF, weight {lwf}), then weights interpolated with the "
+    "zero-shot ones (WiSE-FT, share of the fine-tuned {alpha}, chosen on validation log-loss)",
+}
+"""training.ipynb's `recipe` parameter -> how the model card describes it."""
 
 
 @dataclass
@@ -33,7 +51,7 @@ class TrainingFacts:
     sha256: str = ""
     recipe: str = ""
     """How the network was trained, e.g. "linear probe" (see training.ipynb)."""
-    # From `python -m bear_classifier.evaluate` (`evaluation_facts`); None where not measured.
+    # From `python -m bear_classifier.evaluate` (see `facts`); None where not measured.
     zero_shot_accuracy: float | None = None
     zero_shot_mapping: dict = field(default_factory=dict)
     external_accuracy: float | None = None
@@ -53,31 +71,82 @@ class TrainingFacts:
     """WiSE-FT share of the fine-tuned weights tried -> validation loss and accuracy (the lowest loss was taken)."""
 
 
-def evaluation_facts(result: dict) -> dict:
-    """The card's share of an `evaluate.evaluate_learner` result (the model is its last ladder entry)."""
-    *baselines, model = result["ladder"]
-    pixels = next((entry for entry in baselines if entry["name"] == "pixel similarity"), None)
-    zero_shot = next((entry for entry in baselines if "zero-shot" in entry["name"]), None)
+@dataclass(frozen=True)
+class Run:
+    """How a training run made its model: what the card says that measuring model.pkl cannot tell."""
 
-    def accuracy(entry: dict | None, split: str) -> float | None:
-        return entry[split]["accuracy"] if entry and entry.get(split) else None
+    arch: str
+    image_size: int
+    recipe: str
+    """training.ipynb's `recipe`, a key of `RECIPES`."""
+    epochs: int
+    learning_rate: float | None
+    """The head's, as used (lr_find's when none was given); None when nothing was trained."""
+    body_divisor: float
+    """The body's learning rate is `learning_rate / body_divisor` (the zero-shot fine-tune)."""
+    lwf: float
+    """The weight of the distilled ImageNet output (the zero-shot fine-tune)."""
+    wise: dict[float, tuple[float, float]]
+    """WiSE-FT share of the fine-tuned weights tried -> (validation loss, accuracy); the lowest loss was shipped."""
+    dropped: dict[str, list[str]]
+    """Files dropped while checking the photos, by reason (`data.DataReport.dropped`)."""
+    data_source: str
+    versions: dict[str, str]
+    """The libraries that wrote model.pkl (`export.library_versions`)."""
 
-    ood = model["ood"] or {}
-    not_bears = ood.get("not_bears") or {}
-    return {
-        "zero_shot_accuracy": accuracy(zero_shot, "valid"),
-        "zero_shot_mapping": zero_shot.get("mapping", {}) if zero_shot else {},
-        "external_accuracy": accuracy(model, "external_bears"),
-        "external_baseline_accuracy": accuracy(pixels, "external_bears"),
-        "external_zero_shot_accuracy": accuracy(zero_shot, "external_bears"),
-        "n_external": (model.get("external_bears") or {}).get("n", 0),
-        "valid_flagged": (ood.get("valid") or {}).get("flagged"),
-        "external_bears_flagged": (ood.get("external_bears") or {}).get("flagged"),
-        "not_bears_flagged": {source: block["flagged"] for source, block in not_bears.items()},
-        "n_not_bears": {source: block["n"] for source, block in not_bears.items()},
-        "ood_classes": (result.get("guard") or {}).get("in_domain", []),
-        "ood_size": (result.get("guard") or {}).get("size"),
-    }
+
+def facts(run: Run, evaluation: Evaluation) -> TrainingFacts:
+    """The card's facts. Every number measured comes from `evaluation` of the exported model.pkl: the split, the
+    accuracies beside their baselines, the guard as the file holds it, the file's SHA-256."""
+    model, pixels, zero_shot, guard = evaluation.model, evaluation.pixels, evaluation.zero_shot, evaluation.guard
+    if pixels is None or zero_shot is None or guard is None or model.ood is None or evaluation.model_file is None:
+        raise ValueError(
+            "A model card needs the evaluation of a model.pkl file with its baselines and its out-of-domain guard: "
+            "`evaluate.evaluate_file(path)` (baselines on) of a model exported by training.ipynb."
+        )
+    wise_ft = {str(a): {"valid_loss": loss, "valid_accuracy": acc} for a, (loss, acc) in run.wise.items()}
+    return TrainingFacts(
+        arch=run.arch,
+        vocab=evaluation.vocab,
+        image_size=run.image_size,
+        epochs=run.epochs,
+        learning_rate=run.learning_rate,
+        valid_accuracy=_rate(model.valid),
+        baseline_accuracy=_rate(pixels.valid),
+        n_train=evaluation.data.n_train,
+        n_valid=evaluation.data.n_valid,
+        counts=evaluation.data.counts,
+        dropped={why: len(paths) for why, paths in run.dropped.items()},
+        data_source=run.data_source,
+        versions=run.versions,
+        ood_threshold=guard.threshold,
+        ood_quantile=guard.quantile,
+        sha256=evaluation.model_file.sha256,
+        recipe=_recipe(run, wise_ft),
+        zero_shot_accuracy=_rate(zero_shot.valid),
+        zero_shot_mapping=zero_shot.mapping,
+        external_accuracy=_rate(model.external_bears),
+        external_baseline_accuracy=_rate(pixels.external_bears),
+        external_zero_shot_accuracy=_rate(zero_shot.external_bears),
+        n_external=model.external_bears.n if model.external_bears else 0,
+        valid_flagged=_rate(model.ood.valid),
+        external_bears_flagged=_rate(model.ood.external_bears),
+        not_bears_flagged={source: share.rate for source, share in model.ood.not_bears.items()},
+        n_not_bears={source: share.n for source, share in model.ood.not_bears.items()},
+        ood_classes=guard.in_domain,
+        ood_size=guard.size,
+        wise_ft=wise_ft,
+    )
+
+
+def _rate(share: Share | None) -> float | None:
+    return share.rate if share else None
+
+
+def _recipe(run: Run, wise_ft: dict) -> str:
+    lr = run.learning_rate or 0
+    alpha = _shipped(wise_ft) if wise_ft else None
+    return RECIPES[run.recipe].format(epochs=run.epochs, lr=lr, body_lr=lr / run.body_divisor, lwf=run.lwf, alpha=alpha)
 
 
 BODY = """
@@ -260,7 +329,7 @@ GUARD_CARRY = GUARD_SHARE = 0.1  # imagenet's, repeated: the card is written wit
 def _wise(wise: dict) -> str:
     if not wise:
         return ""
-    best = min(wise, key=lambda a: wise[a]["valid_loss"])
+    best = _shipped(wise)
     rows = "\n".join(
         f"| {a} | {v['valid_loss']:.4f} | {v['valid_accuracy']:.1%} |{' **shipped**' if a == best else ''}"
         for a, v in wise.items()
@@ -270,6 +339,11 @@ def _wise(wise: dict) -> str:
         "the share chosen on the validation loss:\n\n| share of the fine-tuned weights | validation loss | "
         f"validation accuracy |\n|---|---|---|\n{rows}\n"
     )
+
+
+def _shipped(wise: dict) -> str:
+    """The WiSE-FT share shipped: the lowest validation loss."""
+    return min(wise, key=lambda a: wise[a]["valid_loss"])
 
 
 def _pct(value: float | None) -> str:

@@ -10,15 +10,16 @@ The out-of-domain guard: the share of validation photos and external bears flagg
 and the share of not-bears flagged per source folder (`<external>/not_bears/<source>/`, should be
 high), for the model's own guard and for the zero-shot network's. The external folders are
 evaluation-only: nothing here is fitted or calibrated on them. Parts whose folder is missing are
-skipped (null in the JSON). The JSON is what the model card and BENCHMARKS.md are built from.
+skipped (null or empty in the JSON). The result is an `evaluation.Evaluation`, which the model card
+(`card.facts`) and BENCHMARKS.md are built from; `--json` writes it (`Evaluation.to_dict`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -26,7 +27,9 @@ from fastai.vision.all import Learner, get_image_files
 
 from . import data, export, imagenet
 from .baseline import PixelSimilarity
+from .evaluation import Answers, DataSplit, Entry, Evaluation, External, GuardFacts, ModelFile, OutOfDomain, Share
 from .guard import KIND as GUARD_KIND
+from .guard import Guard
 from .images import ImageError
 from .predictor import Predictor
 from .transforms import input_size
@@ -77,18 +80,18 @@ def external_folder(path: str | Path | None) -> Path | None:
     return Path(path)
 
 
-def confusion(labels: Sequence[str], predicted: Sequence[str], vocab: Sequence[str]) -> dict:
-    """Accuracy and the confusion counts (true label -> predicted label -> count)."""
+def confusion(labels: Sequence[str], predicted: Sequence[str], vocab: Sequence[str]) -> Answers:
+    """The answers right and the confusion counts (true label -> predicted label -> count)."""
     rows = sorted(set(labels) | set(vocab))
     table = {t: {p: 0 for p in vocab} for t in rows}
     for t, p in zip(labels, predicted):
         table[t][p] += 1
     correct = sum(t == p for t, p in zip(labels, predicted))
-    return {"n": len(labels), "accuracy": correct / len(labels) if labels else None, "confusion": table}
+    return Answers(n=len(labels), k=correct, confusion=table)
 
 
-def flagged(flags: Sequence[bool]) -> dict:
-    return {"n": len(flags), "flagged": sum(flags) / len(flags) if flags else None}
+def flagged(flags: Sequence[bool]) -> Share:
+    return Share(n=len(flags), k=sum(flags))
 
 
 def model_outputs(predictor: Predictor, paths: Sequence[Path]) -> tuple[list[str | None], list[bool]]:
@@ -100,32 +103,29 @@ def model_outputs(predictor: Predictor, paths: Sequence[Path]) -> tuple[list[str
     return labels, flags
 
 
-def _entry(name: str, note: str = "") -> dict:
-    return {"name": name, "note": note, "valid": None, "external_bears": None, "ood": None}
-
-
 def _evaluate_sets(
-    entry: dict,
+    entry: Entry,
     classify: Callable | None,
     flag: Callable | None,
     valid: list[Path],
     bears: dict[str, list[Path]],
     not_bears: dict[str, list[Path]],
     vocab: list[str],
-) -> dict:
-    """`classify(paths) -> labels`, `flag(paths) -> flags`; either may be None."""
+) -> Entry:
+    """`entry` measured: `classify(paths) -> labels`, `flag(paths) -> flags`; either may be None."""
     bear_paths = [p for label in bears for p in bears[label]]
     bear_labels = [label for label in bears for _ in bears[label]]
     if classify:
-        entry["valid"] = confusion([p.parent.name for p in valid], classify(valid), vocab)
+        entry = replace(entry, valid=confusion([p.parent.name for p in valid], classify(valid), vocab))
         if bear_paths:
-            entry["external_bears"] = confusion(bear_labels, classify(bear_paths), vocab)
+            entry = replace(entry, external_bears=confusion(bear_labels, classify(bear_paths), vocab))
     if flag:
-        entry["ood"] = {
-            "valid": flagged(flag(valid)),
-            "external_bears": flagged(flag(bear_paths)) if bear_paths else None,
-            "not_bears": {source: flagged(flag(paths)) for source, paths in not_bears.items()} or None,
-        }
+        ood = OutOfDomain(
+            valid=flagged(flag(valid)),
+            external_bears=flagged(flag(bear_paths)) if bear_paths else None,
+            not_bears={source: flagged(flag(paths)) for source, paths in not_bears.items()},
+        )
+        entry = replace(entry, ood=ood)
     return entry
 
 
@@ -137,34 +137,19 @@ def evaluate_learner(
     baselines: bool = True,
     max_per_class: int | None = None,
     seed: int = data.SEED,
-) -> dict:
-    """The ladder (pixel similarity, zero-shot, the model) and the guards, as a JSON-ready dict. `seed`: the
-    training run's split seed (training.ipynb's `seed`): another seed would measure on training photos."""
+) -> Evaluation:
+    """The ladder (pixel similarity, zero-shot, the model) and the guards. `seed`: the training run's split
+    seed (training.ipynb's `seed`): another seed would measure on training photos."""
     predictor = Predictor(learn)
     vocab = list(predictor.vocab)
     train, valid = split(Path(data_dir), input_size(learn), seed=seed, max_per_class=max_per_class)
     bears, not_bears = external_sets(Path(external) if external else None)
-    result = {
-        "vocab": vocab,
-        "data": {
-            "dir": str(data_dir),
-            "n_train": len(train),
-            "n_valid": len(valid),
-            "seed": seed,
-            "valid_pct": data.VALID_PCT,
-        },
-        "external": {
-            "dir": str(external) if external else None,
-            "bears": {label: len(paths) for label, paths in bears.items()} or None,
-            "not_bears": {source: len(paths) for source, paths in not_bears.items()} or None,
-        },
-        "ladder": [],
-    }
+    pixels = zero_shot = None
     if baselines:
-        pixels = PixelSimilarity().fit(train, [p.parent.name for p in train])
-        entry = _entry("pixel similarity", "nearest class-mean 32x32 thumbnail (no out-of-domain guard)")
-        result["ladder"].append(_evaluate_sets(entry, pixels.predict, None, valid, bears, not_bears, vocab))
-        result["ladder"].append(zero_shot_entry(learn, train, valid, bears, not_bears, vocab))
+        nearest_mean = PixelSimilarity().fit(train, [p.parent.name for p in train])
+        entry = Entry("pixel similarity", "nearest class-mean 32x32 thumbnail (no out-of-domain guard)")
+        pixels = _evaluate_sets(entry, nearest_mean.predict, None, valid, bears, not_bears, vocab)
+        zero_shot = zero_shot_entry(learn, train, valid, bears, not_bears, vocab)
 
     cache: dict[tuple, tuple[list[str], list[bool]]] = {}
 
@@ -174,29 +159,65 @@ def evaluate_learner(
             cache[key] = model_outputs(predictor, list(paths))
         return cache[key]
 
-    has_guard = predictor.guard is not None
-    note = "" if has_guard else "this model.pkl has no ImageNet out-of-domain guard"
-    entry = _entry(name, note)
-    result["ladder"].append(
-        _evaluate_sets(
-            entry,
-            lambda p: outputs(p)[0],
-            (lambda p: outputs(p)[1]) if has_guard else None,
-            valid,
-            bears,
-            not_bears,
-            vocab,
-        )
+    guard = predictor.guard
+    entry = Entry(name, "" if guard else "this model.pkl has no ImageNet out-of-domain guard")
+    model = _evaluate_sets(
+        entry,
+        lambda p: outputs(p)[0],
+        (lambda p: outputs(p)[1]) if guard else None,
+        valid,
+        bears,
+        not_bears,
+        vocab,
     )
-    if has_guard:
-        result["guard"] = {
-            "kind": GUARD_KIND,
-            "threshold": predictor.guard.threshold,
-            "quantile": predictor.guard.quantile,
-            "size": predictor.guard.size or input_size(learn),
-            "in_domain": [imagenet.class_names()[c] for c in predictor.guard.in_domain],
-        }
-    return result
+    return Evaluation(
+        vocab=vocab,
+        data=DataSplit(
+            dir=str(data_dir),
+            seed=seed,
+            valid_pct=data.VALID_PCT,
+            n_train=len(train),
+            n_valid=len(valid),
+            counts={label: sum(p.parent.name == label for p in train + valid) for label in vocab},
+        ),
+        external=External(
+            dir=str(external) if external else None,
+            bears={label: len(paths) for label, paths in bears.items()},
+            not_bears={source: len(paths) for source, paths in not_bears.items()},
+        ),
+        model=model,
+        pixels=pixels,
+        zero_shot=zero_shot,
+        guard=_guard_facts(guard, input_size(learn)) if guard else None,
+    )
+
+
+def _guard_facts(guard: Guard, model_size: int) -> GuardFacts:
+    return GuardFacts(
+        kind=GUARD_KIND,
+        threshold=guard.threshold,
+        quantile=guard.quantile,
+        size=guard.size or model_size,  # a guard without a size of its own reads the model's input
+        in_domain=[imagenet.class_names()[c] for c in guard.in_domain],
+    )
+
+
+def evaluate_file(
+    path: Path,
+    data_dir: Path = DEFAULT_DATA,
+    external: Path | None = DEFAULT_EXTERNAL,
+    baselines: bool = True,
+    max_per_class: int | None = None,
+    seed: int = data.SEED,
+    expected_sha256: str | None = None,
+) -> Evaluation:
+    """`evaluate_learner` on an exported model.pkl (checked against `expected_sha256` when given): the record
+    names the file measured and its SHA-256, which the model card then records."""
+    learn = export.load(path, expected_sha256=expected_sha256)
+    evaluation = evaluate_learner(
+        learn, data_dir, external, baselines=baselines, max_per_class=max_per_class, seed=seed
+    )
+    return replace(evaluation, model_file=ModelFile(str(path), export.sha256(path)))
 
 
 def zero_shot_entry(
@@ -206,7 +227,7 @@ def zero_shot_entry(
     bears: dict[str, list[Path]],
     not_bears: dict[str, list[Path]],
     vocab: list[str],
-) -> dict:
+) -> Entry:
     """The pretrained network, its ImageNet classes mapped onto ours from the training split, with
     the ImageNet guard calibrated on the training split."""
     network = imagenet.pretrained_network(imagenet.arch_of(learn))
@@ -220,86 +241,68 @@ def zero_shot_entry(
             cache[key] = imagenet.imagenet_probabilities(learn, list(paths), network, size=size)
         return cache[key]
 
-    entry = _entry(f"{imagenet.arch_of(learn)} ImageNet-pretrained, zero-shot")
-    entry["mapping"] = mapping.describe()
+    note = "no zero-shot baseline: " + "; ".join(mapping.unmapped.values()) if mapping.unmapped else ""
+    entry = Entry(f"{imagenet.arch_of(learn)} ImageNet-pretrained, zero-shot", note, mapping=mapping.describe())
     classify = (lambda p: mapping.predict(probabilities(p))) if not mapping.unmapped else None
-    if mapping.unmapped:
-        entry["note"] = "no zero-shot baseline: " + "; ".join(mapping.unmapped.values())
     flag = lambda p: guard.is_out(probabilities(p)).tolist()  # noqa: E731  one pass, as calibrated
     return _evaluate_sets(entry, classify, flag, valid, bears, not_bears, vocab)
 
 
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion: with a few hundred photos, one or two photos more
-    or less move a rate by about half a point, so rates are compared with their intervals."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def _pct(block: dict | None, key: str = "accuracy", interval: bool = False) -> str:
-    if not block or block.get(key) is None:
+def _pct(share: Share | None, interval: bool = False) -> str:
+    if share is None or share.rate is None:
         return "–"
-    k, n = round(block[key] * block["n"]), block["n"]
-    low, high = wilson(k, n)
-    return f"{block[key]:.1%} ({k}/{n}" + (f"; 95% CI {low:.1%}–{high:.1%})" if interval else ")")
+    low, high = share.interval()
+    return f"{share.rate:.1%} ({share.k}/{share.n}" + (f"; 95% CI {low:.1%}–{high:.1%})" if interval else ")")
 
 
-def markdown(result: dict) -> str:
+def markdown(evaluation: Evaluation) -> str:
     """The ladder, the guard per source folder and the confusion matrices, as markdown tables."""
+    split_facts, ladder, vocab = evaluation.data, evaluation.ladder, evaluation.vocab
     lines = [
-        f"Validation split: {result['data']['n_valid']} photos (seed {result['data']['seed']}, "
-        f"{result['data']['valid_pct']:.0%} of `{result['data']['dir']}`); "
-        f"external: `{result['external']['dir']}`.",
+        f"Validation split: {split_facts.n_valid} photos (seed {split_facts.seed}, "
+        f"{split_facts.valid_pct:.0%} of `{split_facts.dir}`); external: `{evaluation.external.dir}`.",
         "",
         "| model | validation accuracy | external bears accuracy | validation flagged | external bears flagged | not-bears flagged (worst folder) |",
         "|---|---|---|---|---|---|",
     ]
-    for entry in result["ladder"]:
-        ood = entry["ood"] or {}
-        worst = min((b for b in (ood.get("not_bears") or {}).values()), key=lambda b: b["flagged"], default=None)
+    for entry in ladder:
+        ood = entry.ood
+        worst = min(ood.not_bears.values(), key=lambda share: share.rate, default=None) if ood else None
         lines.append(
-            f"| {entry['name']} | {_pct(entry['valid'], interval=True)} | {_pct(entry['external_bears'], interval=True)} | "
-            f"{_pct(ood.get('valid'), 'flagged')} | {_pct(ood.get('external_bears'), 'flagged')} | {_pct(worst, 'flagged')} |"
+            f"| {entry.name} | {_pct(entry.valid, interval=True)} | {_pct(entry.external_bears, interval=True)} | "
+            f"{_pct(ood and ood.valid)} | {_pct(ood and ood.external_bears)} | {_pct(worst)} |"
         )
-    notes = [f"- {entry['name']}: {entry['note']}" for entry in result["ladder"] if entry["note"]]
+    notes = [f"- {entry.name}: {entry.note}" for entry in ladder if entry.note]
     lines += ["", *notes] if notes else []
-    guarded = [entry for entry in result["ladder"] if entry["ood"] and entry["ood"]["not_bears"]]
+    guarded = [entry for entry in ladder if entry.ood and entry.ood.not_bears]
     if guarded:
-        sources = list(guarded[0]["ood"]["not_bears"])
         lines += [
             "",
             "Not-bears flagged out-of-domain, per source folder:",
             "",
-            "| source folder | images | " + " | ".join(e["name"] for e in guarded) + " |",
+            "| source folder | images | " + " | ".join(e.name for e in guarded) + " |",
             "|---|---|" + "---|" * len(guarded),
         ]
-        for source in sources:
-            n = guarded[0]["ood"]["not_bears"][source]["n"]
-            cells = " | ".join(_pct(e["ood"]["not_bears"][source], "flagged") for e in guarded)
+        for source, n in evaluation.external.not_bears.items():
+            cells = " | ".join(_pct(e.ood.not_bears[source]) for e in guarded)
             lines.append(f"| {source} | {n} | {cells} |")
-    for entry in result["ladder"]:
-        for split_name in ("valid", "external_bears"):
-            block = entry[split_name]
-            if block:
-                vocab = result["vocab"]
+    for entry in ladder:
+        for split_name, answers in (("valid", entry.valid), ("external bears", entry.external_bears)):
+            if answers:
                 lines += [
                     "",
-                    f"Confusion, {entry['name']}, {split_name.replace('_', ' ')} (rows: true, columns: predicted):",
+                    f"Confusion, {entry.name}, {split_name} (rows: true, columns: predicted):",
                     "",
                     "| | " + " | ".join(vocab) + " |",
                     "|---|" + "---|" * len(vocab),
                 ]
                 lines += [
-                    f"| {t} | " + " | ".join(str(row[p]) for p in vocab) + " |" for t, row in block["confusion"].items()
+                    f"| {t} | " + " | ".join(str(row[p]) for p in vocab) + " |" for t, row in answers.confusion.items()
                 ]
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
+def main(argv: Sequence[str] | None = None) -> Evaluation:
     parser = argparse.ArgumentParser(prog="python -m bear_classifier.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=Path("model.pkl"))
     # The defaults are where training.ipynb's data_dir (and the README's training command) put the photos.
@@ -322,15 +325,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         parser.error(f"--external {args.external} does not exist (it needs bears/<label>/ and not_bears/<source>/)")
     if not args.model.is_file():
         parser.error(f"no model at {args.model}: pass --model <path to a model.pkl>")
-    learn = export.load(args.model)
-    external = args.external
-    result = evaluate_learner(learn, args.data, external, baselines=not args.no_baselines, seed=args.seed)
-    result["model"] = {"path": str(args.model), "sha256": export.sha256(args.model)}
-    print(markdown(result))
+    evaluation = evaluate_file(args.model, args.data, args.external, baselines=not args.no_baselines, seed=args.seed)
+    print(markdown(evaluation))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1))
-    return result
+        args.json.write_text(json.dumps(evaluation.to_dict(), indent=1))
+    return evaluation
 
 
 if __name__ == "__main__":

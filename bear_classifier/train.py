@@ -28,20 +28,6 @@ from fastai.vision.all import (
 from . import data, export, feedback, imagenet
 from .transforms import input_size
 
-RECIPES = {
-    "zero_shot": "zero-shot: the ImageNet-pretrained network unchanged, its ImageNet classes mapped onto ours "
-    "from the training photos (`imagenet.zero_shot_head`); nothing trained",
-    "linear_probe": "linear probe: the head trained with `freeze()` + `fit_one_cycle({epochs})` on the frozen "
-    "pretrained body (BatchNorm statistics frozen too: `train_bn=False`, `BnFreeze`)",
-    "fine_tune": "the course default, `fine_tune({epochs})`",
-    "zero_shot_fine_tune": "fine-tuned from the zero-shot reading: head initialised as the pretrained ImageNet "
-    "classifier mapped onto ours (`imagenet.zero_shot_head`), whole network trained with `fit_one_cycle({epochs}, "
-    "slice({body_lr:.0e}, {lr:.0e}))` on the mapped classes, BatchNorm statistics frozen, the pretrained network's "
-    "1000-class output distilled on the training photos (LwF, weight {lwf}), then weights interpolated with the "
-    "zero-shot ones (WiSE-FT, share of the fine-tuned {alpha}, chosen on validation log-loss)",
-}
-"""The notebook's `recipe` parameter -> how the model card describes it."""
-
 
 @dataclass
 class TrainResult:

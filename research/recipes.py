@@ -35,6 +35,7 @@ import torch
 from fastai.vision.all import Learner, set_seed
 
 from bear_classifier import data, evaluate, export, imagenet, train
+from bear_classifier.evaluation import Entry, Evaluation
 
 DATA = evaluate.DEFAULT_DATA
 EXTERNAL = evaluate.DEFAULT_EXTERNAL
@@ -122,8 +123,7 @@ def measure(name: str, learn: Learner, facts: dict, with_tta: bool = False, guar
         learn.ood_state = imagenet.guard_state(
             learn, imagenet.fit(learn, evaluate.split(DATA, 224)[0], network=imagenet.own_body_network(learn)).guard
         )
-    result = evaluate.evaluate_learner(learn, DATA, EXTERNAL, name=name, baselines=False)
-    entry = result["ladder"][-1]
+    entry = evaluate.evaluate_learner(learn, DATA, EXTERNAL, name=name, baselines=False).model
     rows = [{"recipe": name, **facts, **summary(entry)}]
     if with_tta:
         train_items, valid = evaluate.split(DATA, 224)
@@ -141,16 +141,16 @@ def measure(name: str, learn: Learner, facts: dict, with_tta: bool = False, guar
     return rows
 
 
-def summary(entry: dict) -> dict:
-    ood = entry["ood"] or {}
-    not_bears = ood.get("not_bears") or {}
+def summary(entry: Entry) -> dict:
+    """One row of the table (a JSON-ready dict, as recipes.json keeps it)."""
+    ood, external = entry.ood, entry.external_bears
     return {
-        "valid_accuracy": entry["valid"]["accuracy"],
-        "external_bears_accuracy": (entry["external_bears"] or {}).get("accuracy"),
-        "valid_flagged": (ood.get("valid") or {}).get("flagged"),
-        "external_bears_flagged": (ood.get("external_bears") or {}).get("flagged"),
-        "not_bears_flagged": {source: block["flagged"] for source, block in not_bears.items()},
-        "external_confusion": (entry["external_bears"] or {}).get("confusion"),
+        "valid_accuracy": entry.valid.rate if entry.valid else None,
+        "external_bears_accuracy": external.rate if external else None,
+        "valid_flagged": ood.valid.rate if ood else None,
+        "external_bears_flagged": ood.external_bears.rate if ood and ood.external_bears else None,
+        "not_bears_flagged": {source: share.rate for source, share in ood.not_bears.items()} if ood else {},
+        "external_confusion": external.confusion if external else None,
     }
 
 
@@ -158,11 +158,11 @@ def baselines(dls, evaluation: Path | None = None) -> list[dict]:
     """Pixel similarity and zero-shot, measured here or read from an evaluation JSON (`--json` of
     `python -m bear_classifier.evaluate`, e.g. the notebook's runs/.../evaluation.json)."""
     if evaluation:
-        result = json.loads(evaluation.read_text())
+        result = Evaluation.from_dict(json.loads(evaluation.read_text()))
     else:
         learn = train.make_learner(dls, frozen_body=True)  # untrained head: only its transforms and arch are used
         result = evaluate.evaluate_learner(learn, DATA, EXTERNAL, baselines=True)
-    return [{"recipe": entry["name"], **summary(entry), "note": entry["note"]} for entry in result["ladder"][:2]]
+    return [{"recipe": entry.name, **summary(entry), "note": entry.note} for entry in (result.pixels, result.zero_shot)]
 
 
 def table(rows: list[dict]) -> str:

@@ -1,13 +1,17 @@
 """`python -m bear_classifier.evaluate` on tiny folders, and the zero-shot mapping on labels that are
 not ours: it maps them or says clearly why it cannot."""
 
+import contextlib
+import io
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from bear_classifier import data, evaluate, export, imagenet, serving, train
+from bear_classifier import card, data, evaluate, export, imagenet, serving, train
+from bear_classifier.evaluation import Answers, Evaluation, wilson
 from bear_classifier.predictor import Predictor
 from bear_classifier.transforms import input_size
 from tests.conftest import EXAMPLES_DIR, FIXTURE_BEARS, VOCAB, example, plain_fastai_predict, variants
@@ -23,46 +27,104 @@ def tiny_external(tmp_path_factory) -> Path:
     return root
 
 
-def test_evaluate_on_a_tiny_set_writes_the_json(tiny_external, tmp_path, capsys):
-    out = tmp_path / "evaluation.json"
-    evaluate.main(
-        [
-            "--model",
-            str(serving.MODEL_PATH),
-            "--data",
-            str(FIXTURE_BEARS),
-            "--external",
-            str(tiny_external),
-            "--json",
-            str(out),
-        ]
-    )
-    result = json.loads(out.read_text())
-    printed = capsys.readouterr().out
-    assert [entry["name"] for entry in result["ladder"]][0] == "pixel similarity"
-    assert "zero-shot" in result["ladder"][1]["name"] and result["ladder"][2]["name"] == "model"
-    model = result["ladder"][-1]
-    assert model["valid"]["n"] == result["data"]["n_valid"] > 0
-    assert model["external_bears"]["n"] == 6 and set(model["external_bears"]["confusion"]) == {
-        "black",
-        "grizzly",
-        "teddy",
-    }
-    assert set(model["ood"]["not_bears"]) == {"mugs", "pets"}
-    assert model["ood"]["not_bears"]["pets"]["n"] == 2
-    assert result["guard"]["kind"] == "imagenet-mass"
+@pytest.fixture(scope="module")
+def measured(tiny_external, tmp_path_factory) -> tuple[Evaluation, Path, str]:
+    """`python -m bear_classifier.evaluate --json` on the shipped model: what it returned, its JSON, its printout."""
+    out = tmp_path_factory.mktemp("evaluation") / "evaluation.json"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        evaluation = evaluate.main(
+            [
+                "--model",
+                str(serving.MODEL_PATH),
+                "--data",
+                str(FIXTURE_BEARS),
+                "--external",
+                str(tiny_external),
+                "--json",
+                str(out),
+            ]
+        )
+    return evaluation, out, printed.getvalue()
+
+
+def test_evaluate_on_a_tiny_set_writes_the_json(measured):
+    evaluation, out, printed = measured
+    assert [entry.name for entry in evaluation.ladder][0] == "pixel similarity"
+    assert "zero-shot" in evaluation.ladder[1].name and evaluation.ladder[2].name == "model"
+    model = evaluation.model
+    assert model.valid.n == evaluation.data.n_valid > 0
+    assert evaluation.data.n_train + evaluation.data.n_valid == sum(evaluation.data.counts.values()) == 24
+    assert model.external_bears.n == 6 and set(model.external_bears.confusion) == {"black", "grizzly", "teddy"}
+    assert model.valid.k == sum(model.valid.confusion[label][label] for label in VOCAB)
+    assert set(model.ood.not_bears) == {"mugs", "pets"}
+    assert model.ood.not_bears["pets"].n == 2
+    assert evaluation.guard.kind == "imagenet-mass"
+    assert evaluation.model_file.sha256 == export.sha256(serving.MODEL_PATH)
     assert "| model |" in printed and "pets" in printed
+    # The JSON reads back as the same record.
+    assert Evaluation.from_dict(json.loads(out.read_text())) == evaluation
+
+
+def test_an_old_or_foreign_json_is_refused_with_a_way_out():
+    with pytest.raises(ValueError, match="measure the model again"):
+        Evaluation.from_dict({"vocab": VOCAB, "ladder": []})
+
+
+RUN = card.Run(
+    arch="tf_efficientnet_lite0",
+    image_size=224,
+    recipe="zero_shot_fine_tune",
+    epochs=3,
+    learning_rate=1e-4,
+    body_divisor=3,
+    lwf=1.0,
+    wise={0.0: (0.5, 0.9), 0.5: (0.2, 0.95), 1.0: (0.3, 0.97)},
+    dropped={"too small": ["a.jpg", "b.jpg"]},
+    data_source="Photos from the fixtures",
+    versions={"python": "3.11.9"},
+)
+
+
+def test_the_card_takes_its_numbers_from_the_evaluation(measured, tmp_path):
+    """`card.facts`: the measured numbers from the evaluation of the file (each entry in its own place), how it was
+    made from the run; the written card reads back as the same facts."""
+    evaluation = measured[0]
+    worse = Answers(n=6, k=1, confusion=evaluation.pixels.external_bears.confusion)  # tells pixels from zero-shot
+    evaluation = replace(evaluation, pixels=replace(evaluation.pixels, external_bears=worse))
+    facts = card.facts(RUN, evaluation)
+    model, zero_shot = evaluation.model, evaluation.zero_shot
+    assert facts.valid_accuracy == model.valid.rate and facts.external_accuracy == model.external_bears.rate
+    assert facts.baseline_accuracy == evaluation.pixels.valid.rate and facts.external_baseline_accuracy == 1 / 6
+    assert facts.external_zero_shot_accuracy == zero_shot.external_bears.rate != 1 / 6
+    assert facts.zero_shot_accuracy == zero_shot.valid.rate and facts.zero_shot_mapping == zero_shot.mapping
+    assert (facts.n_train, facts.n_valid, facts.counts) == (
+        evaluation.data.n_train,
+        evaluation.data.n_valid,
+        evaluation.data.counts,
+    )
+    assert facts.valid_flagged == model.ood.valid.rate and facts.n_not_bears == {"mugs": 2, "pets": 2}
+    assert facts.ood_threshold == evaluation.guard.threshold and facts.ood_classes == evaluation.guard.in_domain
+    assert facts.sha256 == export.sha256(serving.MODEL_PATH) and facts.dropped == {"too small": 2}
+    assert "slice(3e-05, 1e-04)" in facts.recipe and "share of the fine-tuned 0.5," in facts.recipe
+    written = card.write(facts, tmp_path / "README.md")
+    assert card.read(written) == facts
+    assert "| 0.5 | 0.2000 | 95.0% | **shipped**" in written.read_text()
+
+
+def test_a_card_needs_the_baselines_and_the_file(measured):
+    for partial in (replace(measured[0], pixels=None), replace(measured[0], model_file=None)):
+        with pytest.raises(ValueError, match="needs the evaluation of a model.pkl file with its baselines"):
+            card.facts(RUN, partial)
 
 
 def test_evaluate_without_external_folders_measures_validation_only(tmp_path, capsys):
     arguments = ["--model", str(serving.MODEL_PATH), "--data", str(FIXTURE_BEARS), "--no-baselines"]
-    result = evaluate.main(arguments)
-    model = result["ladder"][-1]
-    assert result["external"]["dir"] is None
-    assert (
-        model["external_bears"] is None and model["ood"]["external_bears"] is None and model["ood"]["not_bears"] is None
-    )
-    assert model["valid"]["accuracy"] is not None
+    evaluation = evaluate.main(arguments)
+    model = evaluation.model
+    assert evaluation.external.dir is None and evaluation.pixels is None and evaluation.zero_shot is None
+    assert model.external_bears is None and model.ood.external_bears is None and model.ood.not_bears == {}
+    assert model.valid.rate is not None
     # A folder that was asked for but is missing is a mistake to point out, not a part to skip quietly.
     with pytest.raises(SystemExit) as stopped:
         evaluate.main([*arguments, "--external", str(tmp_path / "absent")])
@@ -104,10 +166,10 @@ def test_zero_shot_mapping_says_when_no_class_maps(tmp_path):
 
 
 def test_wilson_interval():
-    low, high = evaluate.wilson(0, 10)
+    low, high = wilson(0, 10)
     assert low == 0 and high == pytest.approx(1.96**2 / (10 + 1.96**2))  # closed form when nothing succeeds
-    low, high = evaluate.wilson(330, 340)
-    assert low < 330 / 340 < high and (1 - high, 1 - low) == pytest.approx(evaluate.wilson(10, 340))
+    low, high = wilson(330, 340)
+    assert low < 330 / 340 < high and (1 - high, 1 - low) == pytest.approx(wilson(10, 340))
     assert high - low > 0.03  # 340 photos do not tell 97.1% from 97.6%
 
 
@@ -198,9 +260,9 @@ def test_evaluate_measures_on_the_split_of_the_runs_own_seed(capsys):
     per_class = {label: sum(p.parent.name == label for p in valid_7) for label in VOCAB}
     default = evaluate.split(FIXTURE_BEARS, size)[1]
     assert per_class != {label: sum(p.parent.name == label for p in default) for label in VOCAB}  # tells them apart
-    result = evaluate.main(
+    evaluation = evaluate.main(
         ["--model", str(serving.MODEL_PATH), "--data", str(FIXTURE_BEARS), "--no-baselines", "--seed", "7"]
     )
-    confusion = result["ladder"][-1]["valid"]["confusion"]
+    confusion = evaluation.model.valid.confusion
     assert {label: sum(confusion[label].values()) for label in VOCAB} == per_class
-    assert result["data"]["seed"] == 7 and f"{len(valid_7)} photos (seed 7, 20% of" in capsys.readouterr().out
+    assert evaluation.data.seed == 7 and f"{len(valid_7)} photos (seed 7, 20% of" in capsys.readouterr().out

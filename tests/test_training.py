@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from bear_classifier import card, export, imagenet, notebook, promote
+from bear_classifier.evaluation import Evaluation
 from tests.conftest import FIXTURE_BEARS, ROOT, VOCAB, example, plain_fastai_predict
 
 
@@ -20,6 +21,10 @@ def test_smoke_training_writes_everything(smoke_run):
     assert facts.vocab == VOCAB
     assert facts.n_train + facts.n_valid == 24 and facts.sha256 == export.sha256(smoke_run / "model.pkl")
     assert 0 <= facts.baseline_accuracy <= 1 and facts.learning_rate > 0  # lr came from lr_find
+    # One source per number: the card's measured ones are those of the run's evaluation of the exported file.
+    evaluation = Evaluation.from_dict(json.loads((smoke_run / "run" / "evaluation.json").read_text()))
+    assert facts.valid_accuracy == evaluation.model.valid.rate and facts.counts == evaluation.data.counts
+    assert facts.baseline_accuracy == evaluation.pixels.valid.rate and facts.sha256 == evaluation.model_file.sha256
     assert facts.versions["python"].startswith(f"{sys.version_info.major}.{sys.version_info.minor}.")
     header = (smoke_run / "run" / "top_losses.csv").read_text().splitlines()[0]
     assert header == "file,label,predicted,confidence,loss"
