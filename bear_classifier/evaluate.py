@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from fastai.vision.all import Learner, get_image_files
 
-from . import data, export, imagenet
+from . import data, imagenet, modelfile
 from .baseline import PixelSimilarity
 from .guard import KIND as GUARD_KIND
 from .images import ImageError
@@ -321,10 +321,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         parser.error(f"--external {args.external} does not exist (it needs bears/<label>/ and not_bears/<source>/)")
     if not args.model.is_file():
         parser.error(f"no model at {args.model}: pass --model <path to a model.pkl>")
-    learn = export.load(args.model)
+    learn = modelfile.load(args.model)
     external = args.external
     result = evaluate_learner(learn, args.data, external, baselines=not args.no_baselines, seed=args.seed)
-    result["model"] = {"path": str(args.model), "sha256": export.sha256(args.model)}
+    result["model"] = {"path": str(args.model), "sha256": modelfile.sha256(args.model)}
     print(markdown(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

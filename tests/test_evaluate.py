@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bear_classifier import data, evaluate, export, imagenet, serving, train
+from bear_classifier import data, evaluate, export, imagenet, modelfile, serving, train
 from bear_classifier.predictor import Predictor, input_size
 from tests.conftest import EXAMPLES_DIR, FIXTURE_BEARS, VOCAB, example, plain_fastai_predict, variants
 
@@ -121,7 +121,7 @@ def test_zero_shot_recipe_puts_the_mapping_inside_the_model(tmp_path):
     assert train.zero_shot(learn, mapping).lr is None
     imagenet.attach_ood(learn, list(dls.train.items))
     export.save(learn, tmp_path / "model.pkl")
-    learn = export.load(tmp_path / "model.pkl")
+    learn = modelfile.load(tmp_path / "model.pkl")
     predictor = Predictor(learn)
     assert predictor.guard.size == 160 == input_size(learn) and predictor._guard_network is None  # one pass
     photos = [EXAMPLES_DIR / "cat.jpg", EXAMPLES_DIR / "coffee_cup.jpg", example("teddy")]
@@ -192,7 +192,7 @@ def test_an_external_folder_that_was_given_must_exist(tmp_path):
 def test_evaluate_measures_on_the_split_of_the_runs_own_seed(capsys):
     """The card's validation numbers come from the training run's split: with `--seed 7` evaluate re-makes the
     seed-7 split (not the default one), says so, and measures on that split's photos."""
-    size = input_size(export.load(serving.MODEL_PATH))
+    size = input_size(modelfile.load(serving.MODEL_PATH))
     valid_7 = evaluate.split(FIXTURE_BEARS, size, seed=7)[1]
     per_class = {label: sum(p.parent.name == label for p in valid_7) for label in VOCAB}
     default = evaluate.split(FIXTURE_BEARS, size)[1]
