@@ -51,15 +51,33 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def load(path: Path, expected_sha256: str | None = None) -> Learner:
-    """`load_learner` on the CPU, after checking the file's SHA-256 when one is given."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(
-            f"No model file at {path}. Train one (training.ipynb, then python -m bear_classifier.promote runs/latest) or set BEAR_MODEL_REPO."
-        )
-    if expected_sha256 and sha256(path) != expected_sha256.lower():
+def verify(path: Path, expected_sha256: str | None = None, file_sha256: str | None = None) -> str:
+    """Before unpickling `path`: check that the file is there and, when `expected_sha256` is given, that its
+    SHA-256 matches; returns its SHA-256. `file_sha256`: that SHA-256 when the caller has already computed
+    it, so the file is not read again (the app's start-up computes it once for all its checks)."""
+    _require_file(path)
+    sha = file_sha256 or sha256(path)
+    if expected_sha256 and sha != expected_sha256.lower():
         raise ModelFileError(f"{path} does not match the expected SHA-256 {expected_sha256}: refusing to unpickle it.")
+    return sha
+
+
+def _require_file(path: Path) -> None:
+    if not Path(path).is_file():
+        raise ModelFileError(
+            f"No model file at {path}. Train one (training.ipynb, then python -m bear_classifier.promote runs/latest)"
+            " or set BEAR_MODEL_REPO."
+        )
+
+
+def load(path: Path, expected_sha256: str | None = None, file_sha256: str | None = None) -> Learner:
+    """`load_learner` on the CPU, after checking the file's SHA-256 when one is given (`verify`; `file_sha256`:
+    the file's SHA-256 when the caller has already computed it)."""
+    path = Path(path)
+    if expected_sha256:
+        verify(path, expected_sha256, file_sha256)
+    else:
+        _require_file(path)  # nothing to compare: the file is not hashed
     import timm  # noqa: F401  the pickle needs it; a missing import otherwise shows as fastai #4115's 'res' error
 
     with _posix_paths_on_windows(), _pickle_warning_answered(path, verified=bool(expected_sha256)):
@@ -178,7 +196,8 @@ def check_servable(path: Path, recorded: Mapping[str, str]) -> None:
     between releases); a different patch release is accepted."""
     here = library_versions()
     problems = []
-    missing = sorted(m for m in pickled_modules(path) if not _importable(m)) if Path(path).is_file() else []
+    code, modules = _scan(path) if Path(path).is_file() else ([], set())  # one read of the pickle for both checks
+    missing = sorted(m for m in modules if not _importable(m))
     if missing:
         problems.append(
             f"it refers to modules that do not exist here: {', '.join(missing)} (written under Python "
@@ -186,7 +205,6 @@ def check_servable(path: Path, recorded: Mapping[str, str]) -> None:
             f"wrote it, or re-export it there with this package's `export.reexport`"
         )
     py_recorded = recorded.get("python")
-    code = by_value_code(path) if Path(path).is_file() else []
     if py_recorded and code and _minor(py_recorded) != _minor(here["python"]):
         problems.append(
             f"it was exported under Python {py_recorded} and carries bytecode for {', '.join(code)}, which only "
@@ -273,8 +291,9 @@ def startup_check(
     expected_sha256: str | None = None,
     timeout: float = 300,
     cache: Path | None = None,
+    file_sha256: str | None = None,
 ) -> dict[str, float]:
-    """What the app runs before serving: the SHA-256 (when given), `check_servable` (no unpickling),
+    """What the app runs before serving: the SHA-256 (`verify`), `check_servable` (no unpickling),
     then one plain `load_learner` + `learn.predict(image)` in a child process (`smoke_predict`), so a
     model that would crash or fail at its first prediction stops the start-up with a message saying
     what to do, and takes only the child down. Returns the child's probabilities for `image`.
@@ -282,16 +301,10 @@ def startup_check(
     `cache`: a folder where a passed check is remembered by the model's SHA-256, with this Python and
     these library versions (`library_versions`) and the image's SHA-256; a later start with the same
     file, environment and image reads the verdict instead of spawning the child again (the notebook
-    runs the check once right after exporting). A failed check is never remembered."""
+    runs the check once right after exporting). A failed check is never remembered. `file_sha256`: the
+    file's SHA-256 when the caller has already computed it (`verify`)."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(
-            f"No model file at {path}. Train one (training.ipynb, then python -m bear_classifier.promote runs/latest)"
-            " or set BEAR_MODEL_REPO."
-        )
-    sha = sha256(path)
-    if expected_sha256 and sha != expected_sha256.lower():
-        raise ModelFileError(f"{path} does not match the expected SHA-256 {expected_sha256}: refusing to unpickle it.")
+    sha = verify(path, expected_sha256, file_sha256)
     check_servable(path, recorded)
     key = {"sha256": sha, "versions": library_versions(), "image_sha256": sha256(image)}
     remembered = verdict_path(cache, sha) if cache else None

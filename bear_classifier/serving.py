@@ -44,19 +44,26 @@ def load(settings: Settings) -> tuple[Predictor, card.TrainingFacts]:
     model_path, card_path = model_files(settings)
     facts = card.read(card_path)
     expected = settings.model_sha256 or facts.sha256
+    # model.pkl is read and hashed once (tens of ms): the checks, the load and the ONNX cache's name reuse it.
+    sha = modelfile.verify(model_path, expected)
     # Before serving: refuse a model this Python or these libraries cannot run (the message says what to
     # set), and make one plain learn.predict in a child process, so a pickle that would crash at its first
     # prediction stops the start-up instead of the first visitor's request.
     # The verdict is remembered by the file's SHA-256 (and this environment's versions) in settings.cache, so
     # the child process runs once per model and environment, not at every start.
     modelfile.startup_check(
-        model_path, facts.versions, EXAMPLES_DIR / "black_bear.jpg", expected_sha256=expected, cache=settings.cache
+        model_path,
+        facts.versions,
+        EXAMPLES_DIR / "black_bear.jpg",
+        expected_sha256=expected,
+        cache=settings.cache,
+        file_sha256=sha,
     )
-    learn = modelfile.load(model_path, expected_sha256=expected)
+    learn = modelfile.load(model_path, expected_sha256=expected, file_sha256=sha)
     for warning in hub.public_feedback(settings.feedback_repo, settings.space_id):
         print(warning, file=sys.stderr, flush=True)  # loud, at every start, until someone fixes it
-    # The ONNX graph, too, is exported once per model (file named by its SHA-256; load checked the SHA-256).
-    onnx_cache = settings.cache / "onnx" / modelfile.sha256(model_path)
+    # The ONNX graph, too, is exported once per model (file named by its SHA-256).
+    onnx_cache = settings.cache / "onnx" / sha
     return Predictor(learn, settings.draft_jpeg, settings.backend, settings.max_batch_size, onnx_cache), facts
 
 
