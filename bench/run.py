@@ -14,7 +14,8 @@ import torch
 
 from bear_classifier import evaluate, modelfile, serving
 from bear_classifier.settings import ROOT, Settings
-from bench import hostile, http, latency, soak
+from bench import hostile, http, latency
+from tests.support import soak
 from tests.support.appserver import AppServer
 
 
