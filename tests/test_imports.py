@@ -67,6 +67,16 @@ def test_the_serving_side_reads_model_files_and_never_writes_them():
     assert "bear_classifier.modelfile" in reached and not reached & WRITING
 
 
+def test_the_tests_import_nothing_from_bench():
+    """bench/ measures the product; what tests and benchmarks share lives in tests/support/."""
+    offenders = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        nodes = ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        named = {m for n in nodes if isinstance(n, (ast.Import, ast.ImportFrom)) for m in imported(n)}
+        offenders += [f"{path.relative_to(ROOT)}: {m}" for m in sorted(named) if m.split(".")[0] == "bench"]
+    assert not offenders
+
+
 def test_the_graph_sees_relative_and_function_level_imports():
     """The parser itself: `from . import x` inside a function is an arrow too."""
     graph = import_graph()
