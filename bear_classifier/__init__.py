@@ -3,13 +3,13 @@
 Training side: `search` (web image search) -> `data` (verify files, DataLoaders) -> `baseline`
 (pixel similarity) -> `imagenet` (the pretrained network and its offline weights, read zero-shot; the
 out-of-domain guard fitted on the training photos and attached to the learner) -> `train` (zero-shot
-head, linear probe or fine-tune, error analysis) -> `export` (portable model.pkl, with the guard inside)
+head, linear probe or fine-tune, error analysis) -> `export` (writes a portable model.pkl, with the guard inside)
 -> `evaluate` (validation and external photos) -> `card` (model card) -> `promote` (a run's model becomes the
 shipped one) -> `hub` (publish) -> `deploy` (the Space); `notebook` runs training.ipynb headless (papermill).
 `transforms` (the learner's validation-time transforms, decoded photo to network input) is shared by both sides.
 Imports point one way: the serving side never imports a training module (tests/test_imports.py).
 
-Serving side, one request (`settings` read once by app.py; `serving.load` checks model.pkl first):
+Serving side, one request (`settings` read once by app.py; `serving.load` checks model.pkl first, `modelfile`):
 
     Gradio worker thread                                     inference thread (predictor.Predictor)
     limits.BodyLimits      exact routes, body caps, one file per upload, no URLs,

@@ -29,7 +29,7 @@ from pathlib import Path
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, Volume, get_token, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError
 
-from . import card, export, spacecheck, spacetree
+from . import card, modelfile, spacecheck, spacetree
 from .hub import COMMIT_SHA
 from .settings import ROOT
 from .spacecheck import SpaceCheckError
@@ -85,7 +85,7 @@ def local_model(root: Path = ROOT) -> Model:
             )
     facts = card.read(model_card)
     upload = (pickle.read_bytes(), model_card.read_bytes())
-    return Model(facts.versions, facts.vocab, not export.by_value_code(pickle), upload, pickle)
+    return Model(facts.versions, facts.vocab, not modelfile.by_value_code(pickle), upload, pickle)
 
 
 def hub_model(api: HfApi, repo: str, revision: str) -> Model:
@@ -100,7 +100,7 @@ def hub_model(api: HfApi, repo: str, revision: str) -> Model:
             "commit SHA the notebook's push printed, and that this token can read the repo."
         ) from e
     facts = card.read(Path(readme))
-    portable = not export.by_value_code(Path(pickle))
+    portable = not modelfile.by_value_code(Path(pickle))
     return Model(facts.versions, facts.vocab, portable, None, Path(pickle), repo, revision, bool(info.private))
 
 

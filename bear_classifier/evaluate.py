@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from fastai.vision.all import Learner, get_image_files
 
-from . import data, export, imagenet
+from . import data, imagenet, modelfile
 from .baseline import PixelSimilarity
 from .evaluation import Answers, DataSplit, Entry, Evaluation, External, GuardFacts, ModelFile, OutOfDomain, Share
 from .guard import KIND as GUARD_KIND
@@ -213,11 +213,12 @@ def evaluate_file(
 ) -> Evaluation:
     """`evaluate_learner` on an exported model.pkl (checked against `expected_sha256` when given): the record
     names the file measured and its SHA-256, which the model card then records."""
-    learn = export.load(path, expected_sha256=expected_sha256)
+    sha = modelfile.verify(path, expected_sha256)
+    learn = modelfile.load(path, expected_sha256=sha, file_sha256=sha)
     evaluation = evaluate_learner(
         learn, data_dir, external, baselines=baselines, max_per_class=max_per_class, seed=seed
     )
-    return replace(evaluation, model_file=ModelFile(str(path), export.sha256(path)))
+    return replace(evaluation, model_file=ModelFile(str(path), sha))
 
 
 def zero_shot_entry(

@@ -28,7 +28,7 @@ from typing import Any
 import gradio as gr
 from gradio.context import LocalContext
 
-from . import clients, export
+from . import clients, modelfile
 from .decoding import review_jpeg
 from .images import ImageError
 
@@ -137,7 +137,7 @@ class ReviewLog(gr.FlaggingCallback):
         if not correction:
             raise FlagRefused("Choose which answer is right.")
         try:
-            digest = export.sha256(answered.path)
+            digest = modelfile.sha256(answered.path)
         except OSError:
             raise FlagRefused("This photo is no longer on the server: upload it again.") from None
         if digest in self._stored:

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import card, export
+from . import card, modelfile
 from .settings import ROOT
 
 FILES = ("model.pkl", "model_card.md", "confusion_matrix.png")
@@ -34,7 +34,7 @@ def check_run(run: Path) -> None:
             f"{run} is not a finished training run ({', '.join(missing)} missing): give the output_dir "
             "of a training.ipynb run that ran to the end."
         )
-    if card.read(run / "model_card.md").sha256 != export.sha256(run / "model.pkl"):
+    if card.read(run / "model_card.md").sha256 != modelfile.sha256(run / "model.pkl"):
         raise PromoteError(f"{run}/model_card.md describes another model.pkl (SHA-256 differs): train again.")
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
-from . import card, export, hub
+from . import card, hub, modelfile
 from .clients import WAIT, Quotas
 from .decoding import Decoded, DecoderPool
 from .images import ImageError, ImageInput
@@ -44,19 +44,26 @@ def load(settings: Settings) -> tuple[Predictor, card.TrainingFacts]:
     model_path, card_path = model_files(settings)
     facts = card.read(card_path)
     expected = settings.model_sha256 or facts.sha256
+    # model.pkl is read and hashed once (tens of ms): the checks, the load and the ONNX cache's name reuse it.
+    sha = modelfile.verify(model_path, expected)
     # Before serving: refuse a model this Python or these libraries cannot run (the message says what to
     # set), and make one plain learn.predict in a child process, so a pickle that would crash at its first
     # prediction stops the start-up instead of the first visitor's request.
     # The verdict is remembered by the file's SHA-256 (and this environment's versions) in settings.cache, so
     # the child process runs once per model and environment, not at every start.
-    export.startup_check(
-        model_path, facts.versions, EXAMPLES_DIR / "black_bear.jpg", expected_sha256=expected, cache=settings.cache
+    modelfile.startup_check(
+        model_path,
+        facts.versions,
+        EXAMPLES_DIR / "black_bear.jpg",
+        expected_sha256=expected,
+        cache=settings.cache,
+        file_sha256=sha,
     )
-    learn = export.load(model_path, expected_sha256=expected)
+    learn = modelfile.load(model_path, expected_sha256=expected, file_sha256=sha)
     for warning in hub.public_feedback(settings.feedback_repo, settings.space_id):
         print(warning, file=sys.stderr, flush=True)  # loud, at every start, until someone fixes it
-    # The ONNX graph, too, is exported once per model (file named by its SHA-256; load checked the SHA-256).
-    onnx_cache = settings.cache / "onnx" / export.sha256(model_path)
+    # The ONNX graph, too, is exported once per model (file named by its SHA-256).
+    onnx_cache = settings.cache / "onnx" / sha
     return Predictor(learn, settings.draft_jpeg, settings.backend, settings.max_batch_size, onnx_cache), facts
 
 
@@ -97,7 +104,7 @@ class Answers:
         """The answer for the uploaded file at `path` (or the refusal already decided)."""
         if isinstance(path, ImageError):
             return refusal(path)
-        digest = export.sha256(path)
+        digest = modelfile.sha256(path)
         with self._lock:
             if (known := self._answers.get(digest)) is not None:
                 self._answers.move_to_end(digest)

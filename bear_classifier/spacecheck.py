@@ -32,7 +32,7 @@ from pathlib import Path
 
 from huggingface_hub import SpaceCard
 
-from . import export
+from . import modelfile
 from .spacetree import CPU_INDEX, Hardware
 
 TOLERANCE = 1e-3
@@ -76,7 +76,7 @@ def run(
         _log(f"Checking the {hardware.flavor} tree under Python {minor} in {work}")
         installed = _install(python, venv, tree / "requirements.txt")
         examples = sorted((tree / "examples").glob("*.jpg"))
-        reference = export.smoke_predict(model_pickle, *examples, python=str(installed), timeout=timeout)
+        reference = modelfile.smoke_predict(model_pickle, *examples, python=str(installed), timeout=timeout)
         with _device_api() as device, _app(installed, tree, hardware, device.url, hub_token, timeout) as url:
             try:
                 answers = _predict(url, examples)

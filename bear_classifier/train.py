@@ -25,7 +25,7 @@ from fastai.vision.all import (
     vision_learner,
 )
 
-from . import data, export, feedback, imagenet
+from . import data, feedback, imagenet, modelfile
 from .transforms import input_size
 
 
@@ -218,7 +218,7 @@ def fine_tune_on_reviews(
     """Continue training the exported model on reviewed corrections (plus `data_dir`, if given,
     so it does not forget the rest). The guard is refitted on those photos
     (`imagenet.attach_ood`): write the result with `export.save`."""
-    learn = export.load(model_path)
+    learn = modelfile.load(model_path)
     vocab = list(learn.dls.vocab)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -58,10 +58,10 @@ def timed(files: list[str], predict: Callable[[str], object]) -> float:
 
 
 def learn_predict(files: list[str]) -> dict:
-    from bear_classifier import export, serving
+    from bear_classifier import modelfile, serving
 
     start = time.perf_counter()
-    learn = export.load(serving.MODEL_PATH)
+    learn = modelfile.load(serving.MODEL_PATH)
     startup = time.perf_counter() - start
 
     def predict(path: str) -> None:

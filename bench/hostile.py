@@ -1,6 +1,7 @@
-"""A hostile caller of the public Space: Gradio's raw HTTP protocol (what a browser or gradio_client send,
-spoken by hand with httpx), and the catalogue of attacks from issue 9. The test suite runs each attack at
-a small size (tests/test_hostile.py); this script runs the full sizes against `python app.py` on loopback.
+"""Hostile callers of the public Space at full size, against `python app.py` on loopback: issue 9's attacks
+(`table`) and issue 17's, each beside an honest visitor (`fairness`). The callers and their payloads are
+tests/support's `rawcaller` and `hard_inputs`; the test suite runs each attack at a small size
+(tests/test_hostile.py).
 
     python -m bench.hostile       # about 3 minutes; prints the table BENCHMARKS.md holds
     python -m bench.hostile fair  # issue 17: an honest visitor's latency, CPU and disk per attack, about 6 minutes
@@ -8,15 +9,8 @@ a small size (tests/test_hostile.py); this script runs the full sizes against `p
 
 from __future__ import annotations
 
-import base64
-import io
-import json
-import os
-import struct
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,155 +19,13 @@ from PIL import Image
 
 from bear_classifier.settings import EXAMPLES_DIR
 from tests.support import hard_inputs
-
-FILE_DATA = {"_type": "gradio.FileData"}
-
-
-@dataclass
-class Outcome:
-    """How a queued call ended: `data` (the outputs) when it succeeded, else Gradio's `error` text."""
-
-    success: bool
-    data: list[Any] | None = None
-    error: str | None = None
-
-
-class RawCaller:
-    """One visitor (one Gradio session) speaking the protocol directly: upload, queue/join, queue/data, run."""
-
-    def __init__(self, url: str, timeout: float = 180, source: str | None = None):
-        """`source`: the loopback address to call from (127.0.0.2, ...), as distinct clients of a Space."""
-        self.url = url.rstrip("/")
-        self.source = source
-        self.api = self.url + "/gradio_api"
-        self.http = httpx.Client(timeout=timeout, transport=httpx.HTTPTransport(local_address=source))
-        self.session = uuid.uuid4().hex
-        config = self.http.get(self.url + "/config").raise_for_status().json()
-        self.fn_index = {d["api_name"]: d["id"] for d in config["dependencies"]}
-
-    def upload(self, *files: tuple[str, bytes]) -> httpx.Response:
-        return self.http.post(self.api + "/upload", files=[("files", (name, content)) for name, content in files])
-
-    def uploaded(self, name: str, content: bytes) -> dict[str, Any]:
-        """A file uploaded the normal way, as the FileData a browser then sends."""
-        path = self.upload((name, content)).raise_for_status().json()[0]
-        return {"path": path, "orig_name": name, "meta": FILE_DATA}
-
-    def join(self, data: list[Any], api_name: str = "predict") -> httpx.Response:
-        body = {"data": data, "fn_index": self.fn_index[api_name], "session_hash": self.session}
-        return self.http.post(self.api + "/queue/join", json=body)
-
-    def predict(self, payload: Any) -> Outcome:
-        """Queue one prediction with `payload` as the image and wait for its end."""
-        joined = self.join([payload])
-        if joined.status_code != 200:
-            return Outcome(False, error=f"{joined.status_code} {joined.text}")
-        event = joined.json()["event_id"]
-        with self.http.stream("GET", self.api + "/queue/data", params={"session_hash": self.session}) as stream:
-            for line in stream.iter_lines():
-                if not line.startswith("data:"):
-                    continue
-                message = json.loads(line[5:])
-                if message.get("event_id") == event and message.get("msg") == "process_completed":
-                    output = message.get("output") or {}
-                    return Outcome(bool(message.get("success")), output.get("data"), output.get("error"))
-        return Outcome(False, error="stream closed before the answer")
-
-    def flag(self, payload: Any, button: int = 0) -> httpx.Response:
-        """Press the `button`-th "Wrong: ..." button with `payload` as the image (label/verdict/details left empty)."""
-        name = "Flag" if button == 0 else f"Flag_{button}"
-        body = {"data": [payload, None, None, None], "fn_index": self.fn_index[name], "session_hash": self.session}
-        return self.http.post(self.api + f"/run/{name}", json=body)
-
-    def close(self) -> None:
-        self.http.close()
-
-
-# What a hostile caller sends instead of an uploaded photo.
-def server_path(path: str | Path) -> dict[str, Any]:
-    """A FileData without "meta": Gradio then skips its "was it uploaded?" check."""
-    return {"path": str(path)}
-
-
-def data_url(content: bytes, mime: str = "image/png") -> dict[str, Any]:
-    return {"path": None, "url": f"data:{mime};base64,{base64.b64encode(content).decode()}", "meta": FILE_DATA}
-
-
-def huge_png(side: int) -> bytes:
-    """A real PNG of side x side black pixels: a few hundred KB that decode to side² x 3 bytes."""
-    return hard_inputs.encode(Image.new("L", (side, side)), "PNG", optimize=True)
-
-
-def eps_loop() -> bytes:
-    """66 bytes that keep Ghostscript busy forever, if a server hands them to it."""
-    return b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n{ } loop\n"
-
-
-def dds_unknown_format() -> bytes:
-    """A DDS header with a pixel format Pillow does not implement: NotImplementedError when decoding."""
-    header = struct.pack("<7I", 124, 0x1007, 8, 8, 0, 0, 0) + b"\0" * 44 + struct.pack("<2I", 32, 0x4) + b"ZZZZ"
-    return b"DDS " + header + b"\0" * 40 + b"\0" * 256
-
-
-def qoi_cut() -> bytes:
-    return b"qoif" + struct.pack(">II", 8, 8) + bytes([3, 0]) + b"\xfe" * 3
-
-
-def avif_damaged() -> bytes:
-    """An AVIF whose item table is broken: Pillow's AVIF decoder raises RuntimeError."""
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 64), (90, 60, 30)).save(buffer, "AVIF")
-    data = bytearray(buffer.getvalue())
-    data[84] = 0
-    return bytes(data)
-
-
-def corrupt_decoder_files() -> dict[str, bytes]:
-    """Files whose decoders raise errors other than OSError, or never return."""
-    return {"x.dds": dds_unknown_format(), "x.qoi": qoi_cut(), "x.avif": avif_damaged(), "x.eps": eps_loop()}
-
-
-def flood_queue(url: str, joins: int, threads: int = 16, source: str | None = None) -> dict[str, int]:
-    """`joins` queue/join requests that never read their results; returns the count per answer: the HTTP
-    status, and for a refusal the detail the server gave ("503 The classifier is busy...")."""
-    callers = [RawCaller(url, source=source) for _ in range(threads)]
-
-    def join(i: int) -> str:
-        response = callers[i % threads].join([None])
-        return (
-            str(response.status_code) if response.is_success else f"{response.status_code} {response.json()['detail']}"
-        )
-
-    try:
-        with ThreadPoolExecutor(threads) as pool:
-            answers = list(pool.map(join, range(joins)))
-    finally:
-        for caller in callers:
-            caller.close()
-    return {answer: answers.count(answer) for answer in sorted(set(answers))}
-
-
-def oversized_body(url: str, megabytes: int, chunked: bool = False) -> int:
-    """A JSON body of `megabytes` to queue/join; with `chunked`, sent without Content-Length."""
-    body = b'{"data": ["' + b"x" * (megabytes * 2**20) + b'"], "fn_index": 0, "session_hash": "a"}'
-    content = iter([body[i : i + 2**20] for i in range(0, len(body), 2**20)]) if chunked else body
-    try:
-        response = httpx.post(
-            url.rstrip("/") + "/gradio_api/queue/join",
-            content=content,
-            timeout=120,
-            headers={"content-type": "application/json"},
-        )
-    except httpx.HTTPError:  # the server may close the connection while we are still sending: refused too
-        return 413
-    return response.status_code
+from tests.support.appserver import AppServer, folder_bytes
+from tests.support.rawcaller import FILE_DATA, RawCaller, data_url, dropped_upload, flood_queue, oversized_body
 
 
 def table() -> str:
     """Run the full-size attacks against a fresh `python app.py`; a markdown table of what happened."""
     import tempfile
-
-    from tests.support.appserver import AppServer
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -204,7 +56,7 @@ def table() -> str:
             upload = caller.upload(*[(f"f{i}.jpg", b"\xff\xd8" + b"\0" * (10 * 2**20 - 2)) for i in range(40)])
             rows.append(("40 x 10 MB files in one upload request", f"HTTP {upload.status_code}", ""))
             start = time.perf_counter()
-            outcome = caller.predict(data_url(huge_png(13_300)))
+            outcome = caller.predict(data_url(hard_inputs.huge_png(13_300)))
             rows.append(
                 (
                     "13300² PNG as a data URL",
@@ -247,18 +99,6 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-def folder_bytes(*folders: Path) -> int:
-    total = 0
-    for folder in folders:
-        for root, _, names in os.walk(folder):
-            for name in names:
-                try:
-                    total += (Path(root) / name).lstat().st_size
-                except FileNotFoundError:
-                    pass
-    return total
-
-
 NOT_ALLOWED = ["/run/upload", "/api/predict", "/queue/upload", "/call/v2/predict", "/run/predict/upload", "/x/upload"]
 """Routes a page never calls: `POST /gradio_api/run/upload` used to get the upload treatment (issue 17)."""
 
@@ -268,8 +108,8 @@ class Attacks:
 
     def __init__(self, url: str):
         self.url = url
-        self.scans_1000 = many_scans_jpeg(scans=1000)  # refused by the pre-check
-        self.slow_27 = many_scans_jpeg(scans=27)  # passes the pre-check; costs its decode budget
+        self.scans_1000 = hard_inputs.many_scans_jpeg(scans=1000)  # refused by the pre-check
+        self.slow_27 = hard_inputs.many_scans_jpeg(scans=27)  # passes the pre-check; costs its decode budget
         self.big = big_photo()
         self.small = hard_inputs.encode(Image.open(EXAMPLES_DIR / "teddy_bear.jpg").convert("RGB"), "JPEG")
 
@@ -372,7 +212,6 @@ def fairness(seconds: float = 24) -> str:
     import threading
 
     from bench import p95
-    from tests.support.appserver import AppServer
 
     photos = honest_photos(120)
     rows = []
@@ -443,37 +282,6 @@ def fairness(seconds: float = 24) -> str:
         "honest p95 s | server CPU s (per attack request) | peak disk growth MB |\n|---|---|---|---|---|---|---|\n"
     )
     return table + "\n".join("| " + " | ".join(map(str, row)) + " |" for row in rows) + f"\n\nServer RSS: {rss}."
-
-
-def many_scans_jpeg(width: int = 8000, height: int = 6250, scans: int = 1000) -> bytes:
-    """A progressive greyscale JPEG of a flat picture whose last scan (an AC refinement: only end-of-block
-    runs, about 76 bytes at 8000 x 6250) is repeated: each repeat is another pass over every block when
-    decoded. libjpeg only warns about the repeated refinement."""
-    data = hard_inputs.encode(Image.new("L", (width, height), 128), "JPEG", progressive=True, quality=90)
-    last_scan = data.rfind(b"\xff\xda")
-    tables = data.rfind(b"\xff\xc4", 0, last_scan)  # the Huffman table written for that scan, when there is one
-    start = tables if tables > data.rfind(b"\xff\xda", 0, last_scan) else last_scan
-    return data[:-2] + data[start:-2] * (scans - 1) + b"\xff\xd9"
-
-
-def dropped_upload(url: str, megabytes: int = 5, source: str | None = None) -> None:
-    """An upload that stops half-way and closes the connection."""
-    import socket
-    from urllib.parse import urlparse
-
-    target = urlparse(url)
-    head = (
-        f"POST /gradio_api/upload HTTP/1.1\r\nHost: {target.hostname}\r\n"
-        "Content-Type: multipart/form-data; boundary=b\r\n"
-        f"Content-Length: {megabytes * 2 * 2**20}\r\n\r\n"
-        "--b\r\nContent-Disposition: form-data; name=files; filename=d.jpg\r\n\r\n"
-    ).encode()
-    with socket.create_connection((target.hostname, target.port), source_address=(source or "127.0.0.1", 0)) as s:
-        try:
-            s.sendall(head + b"x" * (megabytes * 2**20))
-        except ConnectionError:  # refused (a share or the folder's cap) and closed before we stopped
-            return
-        time.sleep(0.5)
 
 
 def main() -> None:

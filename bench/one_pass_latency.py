@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bear_classifier import export
+from bear_classifier import modelfile
 from bear_classifier.predictor import Predictor
 from bench.latency import EXAMPLES, guard_steps, table, time_variants, variants_for
 
@@ -21,10 +21,10 @@ def main() -> None:
     args = parser.parse_args()
     results = {}
     for path in args.model or [Path("model.pkl")]:
-        predictor = Predictor(export.load(path))
+        predictor = Predictor(modelfile.load(path))
         variants = {k: f for k, f in variants_for(predictor).items() if "PyTorch" not in k or "forward" in k}
         variants.update(guard_steps(predictor))
-        results[f"{path} ({export.sha256(path)[:8]})"] = time_variants(variants, EXAMPLES, args.rounds)
+        results[f"{path} ({modelfile.sha256(path)[:8]})"] = time_variants(variants, EXAMPLES, args.rounds)
     print(table(results))
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import torch
 
-from bear_classifier import evaluate, export, serving
+from bear_classifier import evaluate, modelfile, serving
 from bear_classifier.settings import ROOT, Settings
-from bench import hostile, http, latency, soak
+from bench import hostile, http, latency
+from tests.support import soak
 from tests.support.appserver import AppServer
 
 
@@ -28,7 +29,7 @@ def machine() -> str:
         platform.processor(),
     )
     memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    versions = export.library_versions()
+    versions = modelfile.library_versions()
     return (
         f"{datetime.date.today()}, {cpu}, {os.cpu_count()} cores, {memory_gb:.0f} GiB, no GPU; "
         f"torch {versions['torch']} ({torch.get_num_threads()} threads), fastai {versions['fastai']}, "

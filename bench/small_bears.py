@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image, ImageStat
 
-from bear_classifier import evaluate, export
+from bear_classifier import evaluate, modelfile
 from bear_classifier.images import open_image
 from bear_classifier.predictor import Predictor
 
@@ -40,7 +40,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|")
     for model in args.model:
-        predictor = Predictor(export.load(model), backend="torch")
+        predictor = Predictor(modelfile.load(model), backend="torch")
         rows = []
         for images in (paths, [shrink(p, args.scale) for p in paths]):
             results = predictor.predict_batch(images)
@@ -49,7 +49,7 @@ def main() -> None:
             rows.append(
                 f"{right / len(paths):.1%} ({right}/{len(paths)}) | {flagged / len(paths):.1%} ({flagged}/{len(paths)})"
             )
-        print(f"| {model} ({export.sha256(model)[:8]}) | {len(paths)} | {rows[0]} | {rows[1]} |", flush=True)
+        print(f"| {model} ({modelfile.sha256(model)[:8]}) | {len(paths)} | {rows[0]} | {rows[1]} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import torch
 from fastai.vision.all import AdaptiveConcatPool2d
 from PIL import Image, ImageOps
 
-from bear_classifier import evaluate, export, imagenet
+from bear_classifier import evaluate, imagenet, modelfile
 from bear_classifier.images import open_image
 from bear_classifier.transforms import Transforms
 
@@ -54,7 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m research.frozen_features")
     parser.add_argument("--model", type=Path, default=Path("runs/linear_probe.pkl"))
     args = parser.parse_args()
-    learn = export.load(args.model)
+    learn = modelfile.load(args.model)
     if not imagenet.body_is_pretrained(learn) or not isinstance(learn.model[1][0], AdaptiveConcatPool2d):
         raise SystemExit(f"{args.model} is not a linear probe (fastai head on the pretrained body): see the docstring")
     vocab, transforms = list(learn.dls.vocab), Transforms.of(learn)

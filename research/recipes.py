@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from fastai.vision.all import Learner, set_seed
 
-from bear_classifier import data, evaluate, export, imagenet, train
+from bear_classifier import data, evaluate, export, imagenet, modelfile, train
 from bear_classifier.evaluation import Entry, Evaluation
 
 DATA = evaluate.DEFAULT_DATA
@@ -55,10 +55,10 @@ def linear_probe(dls, epochs: int = LP_EPOCHS, path: Path | None = None) -> tupl
         # A fresh learner on these dataloaders (vision_learner adds the ImageNet normalisation to them),
         # with the exported model's weights: the exported learner's own dls hold no photos.
         learn = train.make_learner(dls, frozen_body=True)
-        learn.model.load_state_dict(export.load(path).model.state_dict())
+        learn.model.load_state_dict(modelfile.load(path).model.state_dict())
         return learn, {
             "epochs": epochs,
-            "source": f"{path}, sha256 {export.sha256(path)[:12]}",
+            "source": f"{path}, sha256 {modelfile.sha256(path)[:12]}",
             "body_is_pretrained": imagenet.body_is_pretrained(learn),
         }
     set_seed(data.SEED, reproducible=True)
@@ -83,9 +83,9 @@ def course_default(dls, retrain: bool, path: Path) -> tuple[Learner, dict]:
         learn = train.make_learner(dls)
         result = train.fine_tune(learn, 8)
         return learn, {"lr": result.lr, "epochs": 8, "source": "retrained"}
-    learn = export.load(path)
+    learn = modelfile.load(path)
     return learn, {
-        "source": f"{path} (the committed model.pkl of the course recipe), sha256 {export.sha256(path)[:12]}"
+        "source": f"{path} (the committed model.pkl of the course recipe), sha256 {modelfile.sha256(path)[:12]}"
     }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bear_classifier import card, data, evaluate, export, imagenet, serving, train
+from bear_classifier import card, data, evaluate, export, imagenet, modelfile, serving, train
 from bear_classifier.evaluation import Answers, Evaluation, wilson
 from bear_classifier.predictor import Predictor
 from bear_classifier.transforms import input_size
@@ -60,7 +60,7 @@ def test_evaluate_on_a_tiny_set_writes_the_json(measured):
     assert set(model.ood.not_bears) == {"mugs", "pets"}
     assert model.ood.not_bears["pets"].n == 2
     assert evaluation.guard.kind == "imagenet-mass"
-    assert evaluation.model_file.sha256 == export.sha256(serving.MODEL_PATH)
+    assert evaluation.model_file.sha256 == modelfile.sha256(serving.MODEL_PATH)
     assert "| model |" in printed and "pets" in printed
     # The JSON reads back as the same record.
     assert Evaluation.from_dict(json.loads(out.read_text())) == evaluation
@@ -105,7 +105,7 @@ def test_the_card_takes_its_numbers_from_the_evaluation(measured, tmp_path):
     )
     assert facts.valid_flagged == model.ood.valid.rate and facts.n_not_bears == {"mugs": 2, "pets": 2}
     assert facts.ood_threshold == evaluation.guard.threshold and facts.ood_classes == evaluation.guard.in_domain
-    assert facts.sha256 == export.sha256(serving.MODEL_PATH) and facts.dropped == {"too small": 2}
+    assert facts.sha256 == modelfile.sha256(serving.MODEL_PATH) and facts.dropped == {"too small": 2}
     assert "slice(3e-05, 1e-04)" in facts.recipe and "share of the fine-tuned 0.5," in facts.recipe
     written = card.write(facts, tmp_path / "README.md")
     assert card.read(written) == facts
@@ -184,7 +184,7 @@ def test_zero_shot_recipe_puts_the_mapping_inside_the_model(tmp_path):
     assert train.zero_shot(learn, mapping).lr is None
     imagenet.attach_ood(learn, list(dls.train.items))
     export.save(learn, tmp_path / "model.pkl")
-    learn = export.load(tmp_path / "model.pkl")
+    learn = modelfile.load(tmp_path / "model.pkl")
     predictor = Predictor(learn)
     assert predictor.guard.size == 160 == input_size(learn) and predictor._guard_network is None  # one pass
     photos = [EXAMPLES_DIR / "cat.jpg", EXAMPLES_DIR / "coffee_cup.jpg", example("teddy")]
@@ -255,7 +255,7 @@ def test_an_external_folder_that_was_given_must_exist(tmp_path):
 def test_evaluate_measures_on_the_split_of_the_runs_own_seed(capsys):
     """The card's validation numbers come from the training run's split: with `--seed 7` evaluate re-makes the
     seed-7 split (not the default one), says so, and measures on that split's photos."""
-    size = input_size(export.load(serving.MODEL_PATH))
+    size = input_size(modelfile.load(serving.MODEL_PATH))
     valid_7 = evaluate.split(FIXTURE_BEARS, size, seed=7)[1]
     per_class = {label: sum(p.parent.name == label for p in valid_7) for label in VOCAB}
     default = evaluate.split(FIXTURE_BEARS, size)[1]

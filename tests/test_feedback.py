@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image, ImageOps
 
-from bear_classifier import clients, export, feedback, train
+from bear_classifier import clients, export, feedback, modelfile, train
 from tests.conftest import VOCAB, example
 
 PROBABILITIES = {"black": 0.05, "grizzly": 0.05, "teddy": 0.9}
@@ -108,7 +108,7 @@ def test_fine_tune_on_reviews_exports_a_working_model(smoke_run, tmp_path):
     learn = train.fine_tune_on_reviews(smoke_run / "model.pkl", folder, epochs=1, batch_size=2)
     assert len(learn.dls.train_ds) + len(learn.dls.valid_ds) == 12
     sha = export.save(learn, tmp_path / "model.pkl")
-    reloaded = export.load(tmp_path / "model.pkl", expected_sha256=sha)
+    reloaded = modelfile.load(tmp_path / "model.pkl", expected_sha256=sha)
     assert list(reloaded.dls.vocab) == VOCAB
     assert reloaded.ood_state["kind"] == "imagenet-mass"  # the guard travels inside the new model.pkl too
     # the pixels are normalised as the pretrained body expects (the new dataloaders got vision_learner's Normalize)

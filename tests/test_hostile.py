@@ -1,5 +1,6 @@
 """A public Space meets hostile callers (issue 9): each attack spoken in Gradio's raw protocol against
-`python app.py` on loopback, at a size CI can afford (`python -m bench.hostile` runs the full sizes)."""
+`python app.py` on loopback (tests/support/rawcaller.py), at a size CI can afford (`python -m bench.hostile`
+runs the full sizes)."""
 
 import threading
 import time
@@ -13,10 +14,9 @@ import pytest
 from bear_classifier import decoding
 from bear_classifier.clients import WAIT
 from bear_classifier.limits import BUSY, UPLOADS_FULL, URL_PATH
-from bench import hostile
 from tests.conftest import EXAMPLES_DIR, ROOT, example
-from tests.support import hard_inputs
-from tests.support.appserver import AppServer
+from tests.support import hard_inputs, rawcaller
+from tests.support.appserver import AppServer, folder_bytes
 
 SERVER_FILES = [
     "/etc/passwd",
@@ -29,17 +29,17 @@ SERVER_FILES = [
 
 @pytest.fixture
 def caller(server):
-    raw = hostile.RawCaller(server.url)
+    raw = rawcaller.RawCaller(server.url)
     yield raw
     raw.close()
 
 
-def label_of(outcome: hostile.Outcome) -> str | None:
+def label_of(outcome: rawcaller.Outcome) -> str | None:
     assert outcome.success, outcome.error
     return outcome.data[2]["label"]
 
 
-def error_of(outcome: hostile.Outcome) -> str:
+def error_of(outcome: rawcaller.Outcome) -> str:
     assert outcome.success, outcome.error  # a refusal is an answer, not a failed request
     return outcome.data[2]["error"]
 
@@ -55,19 +55,19 @@ def test_a_normal_raw_call_is_answered(caller):
 @pytest.mark.parametrize("path", SERVER_FILES)
 def test_server_files_are_never_classified(caller, path):
     """A FileData without "meta" naming a server file: Gradio hands it on unchecked; we refuse it."""
-    assert "only reads photos uploaded" in error_of(caller.predict(hostile.server_path(path)))
+    assert "only reads photos uploaded" in error_of(caller.predict(rawcaller.server_path(path)))
 
 
 @pytest.mark.parametrize("path", SERVER_FILES)
 def test_flags_never_copy_server_files(caller, server, path):
     caller.predict(caller.uploaded("t.jpg", example("teddy").read_bytes()))  # a real answer in this session first
     stored = review_bytes(server)
-    assert caller.flag(hostile.server_path(path)).json()["data"] == ["Error!"]
+    assert caller.flag(rawcaller.server_path(path)).json()["data"] == ["Error!"]
     assert review_bytes(server) == stored
 
 
 def test_a_flag_needs_an_answer_in_the_same_session(server):
-    alice, mallory = hostile.RawCaller(server.url), hostile.RawCaller(server.url)
+    alice, mallory = rawcaller.RawCaller(server.url), rawcaller.RawCaller(server.url)
     photo = alice.uploaded("b.jpg", (EXAMPLES_DIR / "cat.jpg").read_bytes())
     stored = review_bytes(server)
     assert mallory.flag(photo).json()["data"] == ["Error!"]  # mallory knows the path but was never answered
@@ -79,7 +79,7 @@ def test_a_flag_needs_an_answer_in_the_same_session(server):
 
 
 def test_a_flag_flood_stores_one_small_copy(server):
-    caller = hostile.RawCaller(server.url)
+    caller = rawcaller.RawCaller(server.url)
     photo = caller.uploaded("big.png", hard_inputs_noise_png())
     assert len(photo["path"]) and label_of(caller.predict(photo))
     before = sum(p.stat().st_size for p in server.review_dir.rglob("*") if p.is_file())
@@ -98,9 +98,9 @@ def hard_inputs_noise_png() -> bytes:
 def malformed_payloads() -> list:
     return [
         "a string instead of a FileData",
-        {"path": "/etc/hostname", "meta": hostile.FILE_DATA},  # outside the upload folder, with meta
-        hostile.server_path("/etc/hostname"),
-        hostile.data_url(b"not base64 at all"),
+        {"path": "/etc/hostname", "meta": rawcaller.FILE_DATA},  # outside the upload folder, with meta
+        rawcaller.server_path("/etc/hostname"),
+        rawcaller.data_url(b"not base64 at all"),
         {"path": 12},
         None,
     ]
@@ -111,11 +111,11 @@ def test_malformed_requests_never_fail_their_neighbours(server):
     16 visitors ask for a prediction each: every visitor gets their own label (with Gradio's batching, one
     malformed item failed its whole batch). Flooding the queue instead is the busy test below."""
     labels = ["black", "grizzly", "teddy", "black"] * 4
-    visitors = [hostile.RawCaller(server.url) for _ in labels]  # one session each: a session has one result stream
+    visitors = [rawcaller.RawCaller(server.url) for _ in labels]  # one session each: a session has one result stream
     photos = [(v, v.uploaded(f"{label}.jpg", example(label).read_bytes()), label) for v, label in zip(visitors, labels)]
     done, attacking = threading.Event(), threading.Event()
 
-    def attack(caller: hostile.RawCaller) -> int:
+    def attack(caller: rawcaller.RawCaller) -> int:
         sent = 0
         while not done.is_set():
             for payload in malformed_payloads():
@@ -126,7 +126,7 @@ def test_malformed_requests_never_fail_their_neighbours(server):
         return sent
 
     with ThreadPoolExecutor(20) as pool:
-        attackers = [pool.submit(attack, hostile.RawCaller(server.url)) for _ in range(4)]
+        attackers = [pool.submit(attack, rawcaller.RawCaller(server.url)) for _ in range(4)]
         assert attacking.wait(60), "no malformed request was answered"  # the visitors meet an attack under way
         answers = list(pool.map(lambda item: item[0].predict(item[1]), photos))
         done.set()
@@ -134,12 +134,12 @@ def test_malformed_requests_never_fail_their_neighbours(server):
     assert [label_of(answer) for answer in answers] == labels
 
 
-@pytest.mark.parametrize("name", sorted(hostile.corrupt_decoder_files()))
+@pytest.mark.parametrize("name", sorted(hard_inputs.corrupt_decoder_files()))
 def test_decoders_that_raise_odd_errors_or_spin(server, name):
     """DDS (NotImplementedError), QOI, damaged AVIF, and an EPS that keeps Ghostscript busy: refused at
     once, and six requests beside it are answered."""
-    content = hostile.corrupt_decoder_files()[name]
-    callers = [hostile.RawCaller(server.url) for _ in range(7)]
+    content = hard_inputs.corrupt_decoder_files()[name]
+    callers = [rawcaller.RawCaller(server.url) for _ in range(7)]
     photos = [c.uploaded(f"{i}.jpg", example("teddy").read_bytes()) for i, c in enumerate(callers[1:])]
     with ThreadPoolExecutor(7) as pool:
         bad = pool.submit(callers[0].predict, callers[0].uploaded(name, content))
@@ -151,15 +151,15 @@ def test_decoders_that_raise_odd_errors_or_spin(server, name):
 def test_data_urls_are_refused_without_decoding(caller, server):
     """Gradio decodes a data URL before any component code: 25 MP fit in 24 KB, 177 MP in 172 KB."""
     before = server.rss_mb()
-    assert "not a URL or data URL" in error_of(caller.predict(hostile.data_url(hostile.huge_png(5000))))
-    assert caller.join([hostile.data_url(hostile.huge_png(13_300))]).status_code == 413  # over the body cap
+    assert "not a URL or data URL" in error_of(caller.predict(rawcaller.data_url(hard_inputs.huge_png(5000))))
+    assert caller.join([rawcaller.data_url(hard_inputs.huge_png(13_300))]).status_code == 413  # over the body cap
     assert server.rss_mb() - before < 100
 
 
 @pytest.mark.parametrize("chunked", [False, True])
 def test_oversized_request_bodies_are_refused_before_reading(server, chunked):
     before = server.rss_mb()
-    assert hostile.oversized_body(server.url, 40, chunked) == 413
+    assert rawcaller.oversized_body(server.url, 40, chunked) == 413
     assert server.rss_mb() - before < 100
 
 
@@ -176,7 +176,7 @@ def test_one_image_per_upload_request(caller, server):
 
 
 def test_web_addresses_are_never_fetched(caller):
-    response = caller.join([{"path": "https://example.com/bear.jpg", "meta": hostile.FILE_DATA}])
+    response = caller.join([{"path": "https://example.com/bear.jpg", "meta": rawcaller.FILE_DATA}])
     assert response.status_code == 400 and response.json()["detail"] == URL_PATH
 
 
@@ -206,7 +206,10 @@ def test_the_queue_cannot_be_bypassed(caller, fn_index):
 def test_only_exact_routes_are_served(caller, path):
     """`POST /gradio_api/run/upload` used to get the upload treatment (any path ending in /upload), skipping
     the JSON checks: predict ran around the queue, and a web address reached Gradio's downloader."""
-    body = {"data": [{"path": "https://example.com/b.jpg", "meta": hostile.FILE_DATA}], "session_hash": caller.session}
+    body = {
+        "data": [{"path": "https://example.com/b.jpg", "meta": rawcaller.FILE_DATA}],
+        "session_hash": caller.session,
+    }
     response = caller.http.post(caller.api + path, json=body)
     assert response.status_code == 404, response.text
 
@@ -249,7 +252,7 @@ def test_unqueued_events_of_the_page_still_run(caller):
 
 def test_a_queue_flood_is_turned_away_and_the_queue_keeps_serving(server, caller):  # per-client shares: below
     """Gradio's unbounded queue stopped for good after ~2,500 unread joins; ours is bounded."""
-    counts = hostile.flood_queue(server.url, 300)
+    counts = rawcaller.flood_queue(server.url, 300)
     assert counts.get(f"503 {BUSY}", 0) > 0 and set(counts) <= {"200", f"503 {BUSY}"}, counts
     photo = caller.uploaded("b.jpg", example("black").read_bytes())
     for _ in range(60):  # the flood's queued requests drain in seconds; then the queue takes ours again
@@ -284,7 +287,7 @@ def fair_server(tmp_path_factory):
 
 
 def honest_answer(server: AppServer) -> str | None:
-    visitor = hostile.RawCaller(server.url, source=HONEST)
+    visitor = rawcaller.RawCaller(server.url, source=HONEST)
     try:
         return label_of(visitor.predict(visitor.uploaded("b.jpg", example("black").read_bytes())))
     finally:
@@ -297,9 +300,9 @@ def top_level_files(server: AppServer) -> list:
 
 def test_a_many_scan_jpeg_is_refused_before_decoding(fair_server):
     """76 KB of repeated refinement scans decoded for 55 s on the inference thread while others waited."""
-    attacker = hostile.RawCaller(fair_server.url, source=ATTACKER)
+    attacker = rawcaller.RawCaller(fair_server.url, source=ATTACKER)
     with ThreadPoolExecutor(2) as pool:
-        bad = pool.submit(attacker.predict, attacker.uploaded("scans.jpg", hostile.many_scans_jpeg(scans=1000)))
+        bad = pool.submit(attacker.predict, attacker.uploaded("scans.jpg", hard_inputs.many_scans_jpeg(scans=1000)))
         assert honest_answer(fair_server) == "black"
         assert "scans" in error_of(bad.result(timeout=60))
 
@@ -307,8 +310,8 @@ def test_a_many_scan_jpeg_is_refused_before_decoding(fair_server):
 def test_a_slow_decode_is_stopped_at_its_budget_and_others_are_answered(fair_server):
     """32 scans pass the pre-check but cost more than the 1 s CPU budget at 50 MP: the worker is stopped
     (and replaced) while the honest visitor's photo is decoded by another one."""
-    attacker = hostile.RawCaller(fair_server.url, source=ATTACKER)
-    slow = attacker.uploaded("slow.jpg", hostile.many_scans_jpeg(scans=27))
+    attacker = rawcaller.RawCaller(fair_server.url, source=ATTACKER)
+    slow = attacker.uploaded("slow.jpg", hard_inputs.many_scans_jpeg(scans=27))
     with ThreadPoolExecutor(2) as pool:
         bad = pool.submit(attacker.predict, slow)
         assert honest_answer(fair_server) == "black"
@@ -323,7 +326,7 @@ def test_a_large_photo_is_decoded_outside_the_server_process(server):
 
     photo = hard_inputs.encode(Image.open(example("grizzly")).resize((8160, 6120)), "JPEG", quality=90)
     before = server.rss_mb()
-    caller = hostile.RawCaller(server.url, source="127.0.0.4")
+    caller = rawcaller.RawCaller(server.url, source="127.0.0.4")
     assert label_of(caller.predict(caller.uploaded("big.jpg", photo))) == "grizzly"
     assert server.rss_mb() - before < 60
 
@@ -331,7 +334,7 @@ def test_a_large_photo_is_decoded_outside_the_server_process(server):
 def test_one_client_cannot_fill_the_queue_with_rejoins(fair_server):
     """One upload joined again and again under fresh session hashes, results never read: the client's joins
     run out (429) and the photo is decoded once (answers are kept by content); the honest visitor is answered."""
-    attacker = hostile.RawCaller(fair_server.url, source="127.0.0.5")
+    attacker = rawcaller.RawCaller(fair_server.url, source="127.0.0.5")
     photo = attacker.uploaded("same.jpg", example("teddy").read_bytes())
     statuses = []
     for _ in range(40):
@@ -343,7 +346,7 @@ def test_one_client_cannot_fill_the_queue_with_rejoins(fair_server):
 
 
 def test_uploads_have_a_share_per_client_and_a_total_cap(fair_server):
-    attacker = hostile.RawCaller(fair_server.url, source="127.0.0.6")
+    attacker = rawcaller.RawCaller(fair_server.url, source="127.0.0.6")
     noise = [bytes([i]) * (9 * 2**20) for i in range(14)]
     statuses = [attacker.upload((f"n{i}.jpg", content)).status_code for i, content in enumerate(noise)]
     assert statuses.count(429) >= 3 and statuses[0] == 200, statuses  # 100 MB a minute
@@ -353,7 +356,7 @@ def test_uploads_have_a_share_per_client_and_a_total_cap(fair_server):
 def test_no_temp_file_outlives_its_request(fair_server):
     """Extra parts under another field name, a dropped upload and a chunked upload over the cap each left
     Gradio's temp file (about 10 MB) in the upload folder for good."""
-    attacker = hostile.RawCaller(fair_server.url, source="127.0.0.7")
+    attacker = rawcaller.RawCaller(fair_server.url, source="127.0.0.7")
     content = example("black").read_bytes()
     extra = attacker.http.post(
         attacker.api + "/upload", files=[("files", ("a.jpg", content)), ("other", ("b.jpg", b"x" * 2**20))]
@@ -364,7 +367,7 @@ def test_no_temp_file_outlives_its_request(fair_server):
         attacker.api + "/upload", content=chunks, headers={"content-type": "multipart/form-data; boundary=b"}
     )
     assert over.status_code == 413
-    hostile.dropped_upload(fair_server.url, source="127.0.0.7")
+    rawcaller.dropped_upload(fair_server.url, source="127.0.0.7")
     wait_until(lambda: top_level_files(fair_server) == [], 30, "a temp file outlived its request")
 
 
@@ -390,7 +393,7 @@ def small_server(tmp_path_factory):
 def test_one_client_holds_at_most_a_quarter_of_the_upload_folder(small_server):
     """100 MB a minute for the 10 minutes an upload lives let one client fill the whole folder alone."""
     wait_for_room(small_server)
-    attacker = hostile.RawCaller(small_server.url, source="127.0.0.9")
+    attacker = rawcaller.RawCaller(small_server.url, source="127.0.0.9")
     statuses = [attacker.upload((f"a{i}.jpg", bytes([i]) * (3 * 2**20))).status_code for i in range(4)]
     assert statuses[:2] == [200, 200] and statuses[2:] == [429, 429], statuses  # 7 MB of the 30 MB folder
     assert honest_upload(small_server) == 200
@@ -399,7 +402,7 @@ def test_one_client_holds_at_most_a_quarter_of_the_upload_folder(small_server):
 def wait_for_room(server: AppServer, megabytes: int = 10) -> None:
     """Until the folder holds under `megabytes` (files live 20 s; the sweep runs every 5 s)."""
     full = "the upload folder was still full a minute later"
-    wait_until(lambda: hostile.folder_bytes(server.upload_dir) < megabytes * 2**20, 60, full)
+    wait_until(lambda: folder_bytes(server.upload_dir) < megabytes * 2**20, 60, full)
 
 
 def wait_until(condition: Callable[[], bool], seconds: float, failure: str) -> None:
@@ -412,7 +415,7 @@ def wait_until(condition: Callable[[], bool], seconds: float, failure: str) -> N
 
 
 def honest_upload(server: AppServer) -> int:
-    return hostile.RawCaller(server.url, source=HONEST).upload(("b.jpg", example("black").read_bytes())).status_code
+    return rawcaller.RawCaller(server.url, source=HONEST).upload(("b.jpg", example("black").read_bytes())).status_code
 
 
 def test_the_upload_folder_has_a_total_cap(small_server):
@@ -421,17 +424,17 @@ def test_the_upload_folder_has_a_total_cap(small_server):
     again."""
     statuses = []
     for i in range(12):  # a crowd: one 4 MB upload from each of 12 addresses
-        crowd = hostile.RawCaller(small_server.url, source=f"127.0.1.{i + 1}")
+        crowd = rawcaller.RawCaller(small_server.url, source=f"127.0.1.{i + 1}")
         statuses.append(crowd.upload((f"u{i}.jpg", bytes([i]) * (4 * 2**20))).status_code)
     assert statuses[0] == 200 and statuses.count(503) >= 3 and set(statuses) <= {200, 503}, statuses
     assert sum(p.stat().st_size for p in small_server.upload_dir.rglob("*") if p.is_file()) <= 30 * 2**20
-    full = hostile.RawCaller(small_server.url, source=HONEST).upload(("phone.jpg", bytes(4 * 2**20)))  # a 4 MB photo
+    full = rawcaller.RawCaller(small_server.url, source=HONEST).upload(("phone.jpg", bytes(4 * 2**20)))  # a 4 MB photo
     assert full.status_code == 503 and full.json()["detail"] == UPLOADS_FULL
     wait_for_room(small_server)  # the sweep deletes them after their lifetime: uploads are taken again
     assert honest_upload(small_server) == 200
 
 
-def flag_new_photo(caller: hostile.RawCaller, content: bytes) -> bool:
+def flag_new_photo(caller: rawcaller.RawCaller, content: bytes) -> bool:
     """A new session uploads a new photo (same picture, new bytes), has it classified and flags it: stored?"""
     caller.session = uuid.uuid4().hex
     photo = caller.uploaded("g.jpg", content + uuid.uuid4().bytes)  # after the JPEG's end: a new file, same picture
@@ -443,9 +446,9 @@ def test_one_client_cannot_fill_the_review_folder_with_new_sessions(small_server
     """A new session per flag used to get past every per-session limit: one client filled the review folder and
     nobody else could flag. Now one client address stores at most a tenth of it; another can still flag."""
     content = example("grizzly").read_bytes()  # about 75 KB once re-encoded: two fit in a client's 205 KB
-    attacker = hostile.RawCaller(small_server.url, source=ATTACKER)
+    attacker = rawcaller.RawCaller(small_server.url, source=ATTACKER)
     images = small_server.review_dir / "images"
     stored = [flag_new_photo(attacker, content) for _ in range(8)]
     assert stored[0] and stored.count(False) >= 5, stored
     assert sum(p.stat().st_size for p in images.iterdir()) <= 0.1 * 2 * 2**20
-    assert flag_new_photo(hostile.RawCaller(small_server.url, source=HONEST), content)
+    assert flag_new_photo(rawcaller.RawCaller(small_server.url, source=HONEST), content)

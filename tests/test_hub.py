@@ -135,12 +135,12 @@ def test_download_unpinned_when_allowed(standin):
 
 
 def test_downloaded_file_with_wrong_sha256_is_refused(standin):
-    from bear_classifier import export
+    from bear_classifier import modelfile
 
     sha = standin.add_commit(REPO, {"model.pkl": b"not the model you expected"})
     path = hub.download(REPO, sha)
-    with pytest.raises(export.ModelFileError, match="SHA-256"):
-        export.load(path, expected_sha256="0" * 64)
+    with pytest.raises(modelfile.ModelFileError, match="SHA-256"):
+        modelfile.load(path, expected_sha256="0" * 64)
 
 
 def test_the_app_serves_a_pinned_hub_model(standin, monkeypatch):
@@ -200,9 +200,9 @@ def test_the_app_explains_why_it_does_not_serve_a_push_to_hub_fastai_repo(standi
     pytest.importorskip("toml", reason="push_to_hub_fastai needs huggingface_hub[fastai] (toml): requirements-dev.txt")
     from huggingface_hub import push_to_hub_fastai
 
-    from bear_classifier import card, export, serving
+    from bear_classifier import card, modelfile, serving
 
-    learn = export.load(serving.MODEL_PATH)
+    learn = modelfile.load(serving.MODEL_PATH)
     push_to_hub_fastai(learn, repo_id=REPO, token=TOKEN)
     commit = standin.commits[-1]
     assert {"model.pkl", "README.md", "pyproject.toml"} <= set(commit.files)

@@ -12,6 +12,8 @@ from tests.conftest import ROOT
 PACKAGE = "bear_classifier"
 TRAINING = {"bear_classifier.train", "bear_classifier.imagenet", "bear_classifier.evaluate", "bear_classifier.data"}
 """Modules that only training needs (matplotlib, pandas, the pretrained weights, the data folders)."""
+WRITING = {"bear_classifier.export"}
+"""Writing model.pkl (cloudpickle and its portable pickler): the app only reads one (`modelfile`)."""
 
 
 def module_files() -> dict[str, Path]:
@@ -56,8 +58,23 @@ def test_the_package_has_no_import_circle():
 
 
 def test_the_serving_side_imports_no_training_module():
-    """app.py and everything it reaches (serving, feedback, export...) never import training code."""
+    """app.py and everything it reaches (serving, feedback, modelfile...) never import training code."""
     assert not reachable(import_graph(), "app") & TRAINING
+
+
+def test_the_serving_side_reads_model_files_and_never_writes_them():
+    reached = reachable(import_graph(), "app")
+    assert "bear_classifier.modelfile" in reached and not reached & WRITING
+
+
+def test_the_tests_import_nothing_from_bench():
+    """bench/ measures the product; what tests and benchmarks share lives in tests/support/."""
+    offenders = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        nodes = ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        named = {m for n in nodes if isinstance(n, (ast.Import, ast.ImportFrom)) for m in imported(n)}
+        offenders += [f"{path.relative_to(ROOT)}: {m}" for m in sorted(named) if m.split(".")[0] == "bench"]
+    assert not offenders
 
 
 def test_the_graph_sees_relative_and_function_level_imports():

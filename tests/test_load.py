@@ -1,6 +1,6 @@
 """The short version of the load/soak test (the long one: `python -m bench.soak`, in BENCHMARKS.md)."""
 
-from bench import soak
+from tests.support import soak
 
 MEMORY_BUDGET_MB = 2500  # the long soak plateaus well below this; a per-request leak would cross it
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bear_classifier import card, export, serving
+from bear_classifier import card, modelfile, serving
 from bear_classifier.guard import Guard
 from bear_classifier.images import open_image
 from bear_classifier.predictor import Predictor
@@ -16,7 +16,7 @@ from tests.conftest import BEARS, EXAMPLES_DIR, FIXTURE_BEARS, VOCAB, example, n
 
 def test_card_matches_the_committed_model():
     facts = card.read(serving.CARD_PATH)
-    assert facts.sha256 == export.sha256(serving.MODEL_PATH)
+    assert facts.sha256 == modelfile.sha256(serving.MODEL_PATH)
     assert facts.vocab == VOCAB
     assert facts.valid_accuracy > facts.baseline_accuracy
     assert serving.MODEL_PATH.stat().st_size <= 45 * 2**20
@@ -58,8 +58,8 @@ def test_the_body_is_the_pretrained_network(predictor):
 def test_a_tampered_model_is_refused(tmp_path):
     altered = tmp_path / "model.pkl"
     altered.write_bytes(serving.MODEL_PATH.read_bytes() + b"\0")
-    with pytest.raises(export.ModelFileError, match="SHA-256"):
-        export.load(altered, expected_sha256=card.read(serving.CARD_PATH).sha256)
+    with pytest.raises(modelfile.ModelFileError, match="SHA-256"):
+        modelfile.load(altered, expected_sha256=card.read(serving.CARD_PATH).sha256)
 
 
 def test_probabilities_cover_the_vocab_and_sum_to_one(predictor):

@@ -7,7 +7,6 @@ The cross-minor tests need venvs of the other minors (`python -m bench.python_mi
 from __future__ import annotations
 
 import os
-import pickletools
 import subprocess
 import sys
 import zipfile
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bear_classifier import export
+from bear_classifier import export, modelfile
 from bear_classifier.settings import EXAMPLES_DIR, ROOT
 from tests.support.minors import smoke_learner, venv_dir
 
@@ -31,13 +30,6 @@ def other_python(minor: str) -> str:
             f"no Python {minor} venv at {python.parent.parent}: build it with `python -m bench.python_minors --build`"
         )
     return str(python)
-
-
-def pickled_modules(path: Path) -> set[str]:
-    """The modules that the pickle's globals come from (protocol 2: GLOBAL opcodes)."""
-    with zipfile.ZipFile(path) as z:
-        data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
-    return {str(arg).split(" ")[0] for op, arg, _ in pickletools.genops(data) if op.name == "GLOBAL"}
 
 
 def close(a: dict[str, float], b: dict[str, float]) -> bool:
@@ -58,73 +50,74 @@ def files(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def probabilities(files) -> dict[str, float]:
     """learn.predict on this Python, with plain load_learner in a fresh process."""
-    return export.smoke_predict(files["portable"], IMAGE)[0]
+    return modelfile.smoke_predict(files["portable"], IMAGE)[0]
 
 
 def test_fastai_export_carries_bytecode_and_ours_does_not(files):
-    assert export.by_value_code(files["fastai"]) == ["PILBase.create"]
-    assert export.by_value_code(files["portable"]) == []
+    assert modelfile.by_value_code(files["fastai"]) == ["PILBase.create"]
+    assert modelfile.by_value_code(files["portable"]) == []
     assert not any(
-        m.startswith(("bear_classifier", "bench", "tests", "__main__")) for m in pickled_modules(files["portable"])
+        m.startswith(("bear_classifier", "bench", "tests", "__main__"))
+        for m in modelfile.pickled_modules(files["portable"])
     )
 
 
 def test_portable_export_predicts_like_fastai_export(files, probabilities):
-    assert close(export.smoke_predict(files["fastai"], IMAGE)[0], probabilities)
+    assert close(modelfile.smoke_predict(files["fastai"], IMAGE)[0], probabilities)
 
 
 def test_reexport_makes_an_old_export_portable(files, probabilities, tmp_path):
     sha = export.reexport(files["fastai"], tmp_path / "model.pkl")
-    assert sha == export.sha256(tmp_path / "model.pkl")
-    assert export.by_value_code(tmp_path / "model.pkl") == []
-    assert close(export.smoke_predict(tmp_path / "model.pkl", IMAGE)[0], probabilities)
+    assert sha == modelfile.sha256(tmp_path / "model.pkl")
+    assert modelfile.by_value_code(tmp_path / "model.pkl") == []
+    assert close(modelfile.smoke_predict(tmp_path / "model.pkl", IMAGE)[0], probabilities)
 
 
 def test_export_refuses_what_only_this_minor_could_load(files, tmp_path):
-    learn = export.load(files["portable"])
+    learn = modelfile.load(files["portable"])
     learn.label_hook = lambda x: x  # what a notebook-defined function looks like to cloudpickle
-    with pytest.raises(export.ModelFileError, match="<lambda>.*importable module"):
+    with pytest.raises(modelfile.ModelFileError, match="<lambda>.*importable module"):
         export.save(learn, tmp_path / "model.pkl")
     assert not (tmp_path / "model.pkl").exists()
 
 
 def test_check_servable_says_what_to_set(files):
-    here = export.library_versions()
-    export.check_servable(files["fastai"], here)
+    here = modelfile.library_versions()
+    modelfile.check_servable(files["fastai"], here)
     elsewhere = {**here, "python": "3.10.4"}
-    export.check_servable(files["portable"], elsewhere)  # no bytecode: any minor serves it
-    with pytest.raises(export.ModelFileError, match=r'python_version: "3\.10".*reexport'):
-        export.check_servable(files["fastai"], elsewhere)
-    with pytest.raises(export.ModelFileError, match=r"pip install fastai==2\.7\.19"):
-        export.check_servable(files["portable"], {**here, "fastai": "2.7.19"})
+    modelfile.check_servable(files["portable"], elsewhere)  # no bytecode: any minor serves it
+    with pytest.raises(modelfile.ModelFileError, match=r'python_version: "3\.10".*reexport'):
+        modelfile.check_servable(files["fastai"], elsewhere)
+    with pytest.raises(modelfile.ModelFileError, match=r"pip install fastai==2\.7\.19"):
+        modelfile.check_servable(files["portable"], {**here, "fastai": "2.7.19"})
     patch = here["pillow"].rsplit(".", 1)[0] + ".99"
-    export.check_servable(files["portable"], {**here, "pillow": patch})  # a patch release is accepted
+    modelfile.check_servable(files["portable"], {**here, "pillow": patch})  # a patch release is accepted
 
 
 def test_startup_check_runs_one_prediction_after_the_checks(files, probabilities, monkeypatch):
-    here = export.library_versions()
-    sha = export.sha256(files["portable"])
-    assert close(export.startup_check(files["portable"], here, IMAGE, expected_sha256=sha), probabilities)
-    monkeypatch.setattr(export, "smoke_predict", lambda *a, **k: pytest.fail("unpickled before the checks"))
-    with pytest.raises(export.ModelFileError, match="SHA-256"):
-        export.startup_check(files["portable"], here, IMAGE, expected_sha256="0" * 64)
-    with pytest.raises(export.ModelFileError, match="python_version"):
-        export.startup_check(files["fastai"], {**here, "python": "3.10.4"}, IMAGE)
+    here = modelfile.library_versions()
+    sha = modelfile.sha256(files["portable"])
+    assert close(modelfile.startup_check(files["portable"], here, IMAGE, expected_sha256=sha), probabilities)
+    monkeypatch.setattr(modelfile, "smoke_predict", lambda *a, **k: pytest.fail("unpickled before the checks"))
+    with pytest.raises(modelfile.ModelFileError, match="SHA-256"):
+        modelfile.startup_check(files["portable"], here, IMAGE, expected_sha256="0" * 64)
+    with pytest.raises(modelfile.ModelFileError, match="python_version"):
+        modelfile.startup_check(files["fastai"], {**here, "python": "3.10.4"}, IMAGE)
 
 
 def test_smoke_predict_survives_a_crash(files, monkeypatch):
-    monkeypatch.setattr(export, "_SMOKE", "import ctypes; ctypes.string_at(0)")
-    with pytest.raises(export.ModelFileError, match="killed by signal"):
-        export.smoke_predict(files["portable"], IMAGE, timeout=60)
+    monkeypatch.setattr(modelfile, "_SMOKE", "import ctypes; ctypes.string_at(0)")
+    with pytest.raises(modelfile.ModelFileError, match="killed by signal"):
+        modelfile.smoke_predict(files["portable"], IMAGE, timeout=60)
 
 
 @pytest.mark.parametrize("minor", OTHER_MINORS)
 def test_exported_here_predicts_there(files, probabilities, minor):
     python = other_python(minor)
-    assert close(export.smoke_predict(files["portable"], IMAGE, python=python)[0], probabilities)
+    assert close(modelfile.smoke_predict(files["portable"], IMAGE, python=python)[0], probabilities)
     # the failure this guards against: fastai's own export only runs on the minor that wrote it
-    with pytest.raises(export.ModelFileError):
-        export.smoke_predict(files["fastai"], IMAGE, python=python)
+    with pytest.raises(modelfile.ModelFileError):
+        modelfile.smoke_predict(files["fastai"], IMAGE, python=python)
 
 
 @pytest.mark.parametrize("minor", OTHER_MINORS)
@@ -134,30 +127,30 @@ def test_exported_there_predicts_here(minor, tmp_path):
     cmd = [python, "-m", "tests.support.minors", str(tmp_path), "--quick"]
     subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
     model = tmp_path / f"{minor}-portable.pkl"
-    assert export.by_value_code(model) == []
-    there = export.smoke_predict(model, IMAGE, python=python)[0]
-    assert close(export.smoke_predict(model, IMAGE)[0], there)
+    assert modelfile.by_value_code(model) == []
+    there = modelfile.smoke_predict(model, IMAGE, python=python)[0]
+    assert close(modelfile.smoke_predict(model, IMAGE)[0], there)
 
 
 def test_startup_verdict_is_remembered_by_sha256(files, probabilities, tmp_path, monkeypatch):
     """The child process runs once per model and environment: its verdict is kept under the SHA-256."""
-    here, sha = export.library_versions(), export.sha256(files["portable"])
-    checked = export.startup_check(files["portable"], here, IMAGE, cache=tmp_path)
+    here, sha = modelfile.library_versions(), modelfile.sha256(files["portable"])
+    checked = modelfile.startup_check(files["portable"], here, IMAGE, cache=tmp_path)
     assert close(checked, probabilities)
-    assert export.verdict_path(tmp_path, sha).is_file()
+    assert modelfile.verdict_path(tmp_path, sha).is_file()
     # A second start reads the verdict: the child (crashing here, so it would be noticed) is not spawned.
-    monkeypatch.setattr(export, "_SMOKE", "import ctypes; ctypes.string_at(0)")
-    assert close(export.startup_check(files["portable"], here, IMAGE, cache=tmp_path), probabilities)
+    monkeypatch.setattr(modelfile, "_SMOKE", "import ctypes; ctypes.string_at(0)")
+    assert close(modelfile.startup_check(files["portable"], here, IMAGE, cache=tmp_path), probabilities)
     # Another model file (another SHA-256) is checked again, and a failed check is not remembered.
     other = tmp_path / "other.pkl"
     other.write_bytes(files["portable"].read_bytes())
     with zipfile.ZipFile(other, "a") as z:
         z.writestr("extra.txt", "changes the SHA-256 only")
-    with pytest.raises(export.ModelFileError, match="killed by signal"):
-        export.startup_check(other, here, IMAGE, cache=tmp_path)
-    assert not export.verdict_path(tmp_path, export.sha256(other)).exists()
+    with pytest.raises(modelfile.ModelFileError, match="killed by signal"):
+        modelfile.startup_check(other, here, IMAGE, cache=tmp_path)
+    assert not modelfile.verdict_path(tmp_path, modelfile.sha256(other)).exists()
     # A verdict from other library versions does not count.
-    verdict = export.verdict_path(tmp_path, sha)
+    verdict = modelfile.verdict_path(tmp_path, sha)
     verdict.write_text(verdict.read_text().replace(here["torch"], "0.0.1"))
-    with pytest.raises(export.ModelFileError, match="killed by signal"):
-        export.startup_check(files["portable"], here, IMAGE, cache=tmp_path)
+    with pytest.raises(modelfile.ModelFileError, match="killed by signal"):
+        modelfile.startup_check(files["portable"], here, IMAGE, cache=tmp_path)

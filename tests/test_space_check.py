@@ -25,13 +25,13 @@ import sys
 from pathlib import Path
 import torch
 from tests.support.minors import smoke_learner
-from bear_classifier import card, export
+from bear_classifier import card, export, modelfile
 
 out, template = Path(sys.argv[1]), Path(sys.argv[2])
 torch.manual_seed(0)
 learn = smoke_learner(out / "pictures", pretrained=False)
 facts = card.read(template)  # the shipped card's fields, this model's own facts below
-facts.vocab, facts.versions = list(learn.dls.vocab), export.library_versions()
+facts.vocab, facts.versions = list(learn.dls.vocab), modelfile.library_versions()
 facts.recipe, facts.image_size = "smoke test: 1 epoch on synthetic pictures", 64
 facts.sha256 = export.save(learn, out / "model.pkl")
 card.write(facts, out / "README.md")

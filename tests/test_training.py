@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bear_classifier import card, export, imagenet, notebook, promote
+from bear_classifier import card, imagenet, modelfile, notebook, promote
 from bear_classifier.evaluation import Evaluation
 from tests.conftest import FIXTURE_BEARS, ROOT, VOCAB, example, plain_fastai_predict
 
@@ -19,7 +19,7 @@ def test_smoke_training_writes_everything(smoke_run):
         assert (smoke_run / name).stat().st_size > 0, name
     facts = card.read(smoke_run / "model_card.md")
     assert facts.vocab == VOCAB
-    assert facts.n_train + facts.n_valid == 24 and facts.sha256 == export.sha256(smoke_run / "model.pkl")
+    assert facts.n_train + facts.n_valid == 24 and facts.sha256 == modelfile.sha256(smoke_run / "model.pkl")
     assert 0 <= facts.baseline_accuracy <= 1 and facts.learning_rate > 0  # lr came from lr_find
     # One source per number: the card's measured ones are those of the run's evaluation of the exported file.
     evaluation = Evaluation.from_dict(json.loads((smoke_run / "run" / "evaluation.json").read_text()))

@@ -104,3 +104,15 @@ class CallerClients:
         if not hasattr(self._local, "client"):
             self._local.client = Client(self.url, verbose=False)
         return self._local.client.predict(*args, **kwargs)
+
+
+def folder_bytes(*folders: Path) -> int:
+    total = 0
+    for folder in folders:
+        for root, _, names in os.walk(folder):
+            for name in names:
+                try:
+                    total += (Path(root) / name).lstat().st_size
+                except FileNotFoundError:
+                    pass
+    return total

@@ -69,3 +69,46 @@ def phone_photo(width: int = 4000, height: int = 3000) -> bytes:
     rng = np.random.default_rng(0)
     small = rng.integers(0, 255, (height // 8, width // 8, 3), dtype=np.uint8)
     return encode(Image.fromarray(small).resize((width, height), Image.BILINEAR), "JPEG", quality=90)
+
+
+def huge_png(side: int) -> bytes:
+    """A real PNG of side x side black pixels: a few hundred KB that decode to side² x 3 bytes."""
+    return encode(Image.new("L", (side, side)), "PNG", optimize=True)
+
+
+def eps_loop() -> bytes:
+    """66 bytes that keep Ghostscript busy forever, if a server hands them to it."""
+    return b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n{ } loop\n"
+
+
+def dds_unknown_format() -> bytes:
+    """A DDS header with a pixel format Pillow does not implement: NotImplementedError when decoding."""
+    header = struct.pack("<7I", 124, 0x1007, 8, 8, 0, 0, 0) + b"\0" * 44 + struct.pack("<2I", 32, 0x4) + b"ZZZZ"
+    return b"DDS " + header + b"\0" * 40 + b"\0" * 256
+
+
+def qoi_cut() -> bytes:
+    return b"qoif" + struct.pack(">II", 8, 8) + bytes([3, 0]) + b"\xfe" * 3
+
+
+def avif_damaged() -> bytes:
+    """An AVIF whose item table is broken: Pillow's AVIF decoder raises RuntimeError."""
+    data = bytearray(encode(Image.new("RGB", (64, 64), (90, 60, 30)), "AVIF"))
+    data[84] = 0
+    return bytes(data)
+
+
+def corrupt_decoder_files() -> dict[str, bytes]:
+    """Files whose decoders raise errors other than OSError, or never return."""
+    return {"x.dds": dds_unknown_format(), "x.qoi": qoi_cut(), "x.avif": avif_damaged(), "x.eps": eps_loop()}
+
+
+def many_scans_jpeg(width: int = 8000, height: int = 6250, scans: int = 1000) -> bytes:
+    """A progressive greyscale JPEG of a flat picture whose last scan (an AC refinement: only end-of-block
+    runs, about 76 bytes at 8000 x 6250) is repeated: each repeat is another pass over every block when
+    decoded. libjpeg only warns about the repeated refinement."""
+    data = encode(Image.new("L", (width, height), 128), "JPEG", progressive=True, quality=90)
+    last_scan = data.rfind(b"\xff\xda")
+    tables = data.rfind(b"\xff\xc4", 0, last_scan)  # the Huffman table written for that scan, when there is one
+    start = tables if tables > data.rfind(b"\xff\xda", 0, last_scan) else last_scan
+    return data[:-2] + data[start:-2] * (scans - 1) + b"\xff\xd9"
