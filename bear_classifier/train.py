@@ -89,9 +89,12 @@ def zero_shot(learn: Learner, mapping) -> TrainResult:
 class DistilImageNet(Callback):
     """Fine-tuning that keeps the ImageNet reading (LwF, Li & Hoiem 2016): adds to the loss the KL divergence
     between the pretrained network's 1000-class output (`teacher`) and the zero-shot head's own ImageNet
-    classifier output, on the same augmented batch, at temperature `temperature`. Also keeps every BatchNorm
-    layer's statistics frozen (the body stays the pretrained one there), and the head's 0/1 gather fixed.
-    Passed to `fit` only, so it is never exported."""
+    classifier output, on the same augmented batch, at temperature `temperature`. The teacher sees the batch
+    resized to the size it was trained at, so a student trained at a larger size learns the teacher's sharp
+    ImageNet reading rather than the flat one the pretrained network gives there, which the guard reads (at
+    320 px: all polar bears flagged, BENCHMARKS.md "Issue 18"). Also
+    keeps every BatchNorm layer's statistics frozen (the body stays the pretrained one there), and the head's
+    0/1 gather fixed. Passed to `fit` only, so it is never exported."""
 
     order = BnFreeze.order + 1
 
@@ -100,6 +103,7 @@ class DistilImageNet(Callback):
         self._logits = None
 
     def before_fit(self):
+        self._size = imagenet.native_size(self.learn)
         self.teacher.to(next(self.learn.model.parameters()).device)
         for p in self.teacher.parameters():
             p.requires_grad_(False)
@@ -117,7 +121,12 @@ class DistilImageNet(Callback):
             return
         t = self.temperature
         with torch.no_grad():
-            target = torch.softmax(self.teacher(self.xb[0].as_subclass(torch.Tensor)) / t, dim=1)
+            pixels = self.xb[0].as_subclass(torch.Tensor)
+            if pixels.shape[-1] != self._size:
+                pixels = torch.nn.functional.interpolate(
+                    pixels, size=(self._size, self._size), mode="bilinear", antialias=True
+                )
+            target = torch.softmax(self.teacher(pixels) / t, dim=1)
         student = torch.log_softmax(self._logits.as_subclass(torch.Tensor) / t, dim=1)
         distil = torch.nn.functional.kl_div(student, target, reduction="batchmean") * t * t
         self.learn.loss_grad = self.loss_grad + self.weight * distil

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from fastai.vision.all import Callback
 
-from bear_classifier import card, imagenet, modelfile, notebook, promote
+from bear_classifier import card, data, imagenet, modelfile, notebook, promote, train
 from bear_classifier.evaluation import Evaluation
-from tests.conftest import FIXTURE_BEARS, ROOT, VOCAB, example, plain_fastai_predict
+from tests.conftest import EXAMPLES_DIR, FIXTURE_BEARS, ROOT, VOCAB, example, plain_fastai_predict, variants
 
 
 def test_smoke_training_writes_everything(smoke_run):
@@ -98,3 +99,30 @@ def test_a_missing_external_dir_stops_the_notebook_before_training(tmp_path, cap
     err = capsys.readouterr().err
     assert f"training stopped: DataError: external_dir {tmp_path / 'absent'} does not exist" in err
     assert "Traceback" not in err and not (out / "model.pkl").exists()
+
+
+def test_the_distilled_teacher_sees_the_size_it_was_trained_at(tmp_path):
+    """LwF at another input size than the pretrained network's own: the teacher is fed the batch resized to its
+    224 px, the student its own 96 px, and the distillation term is part of the loss that is trained."""
+    for label in ("cat", "coffee_cup"):
+        variants(EXAMPLES_DIR / f"{label}.jpg", tmp_path / "data" / label, 6)
+    dls = data.dataloaders(tmp_path / "data", data.verify_folder(tmp_path / "data"), size=96, batch_size=4)
+    learn = train.make_learner(dls, frozen_body=True)
+    mapping = imagenet.ZeroShotMapping(["cat", "coffee_cup"], {"cat": [281, 282, 283], "coffee_cup": [504, 968]})
+    train.zero_shot(learn, mapping)
+    teacher = imagenet.pretrained_network(imagenet.arch_of(learn))
+    seen, added = [], []
+    teacher.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[-2:])))
+    distil = train.DistilImageNet(teacher, weight=1.0)
+
+    class Added(Callback):
+        order = distil.order + 1  # after the distillation term is added
+
+        def after_loss(self):
+            if self.training:
+                added.append(float(self.loss_grad - self.loss))
+
+    learn.fit(1, 1e-5, cbs=[distil, Added()])
+    assert seen and set(seen) == {(224, 224)}
+    assert learn.dls.train.one_batch()[0].shape[-2:] == (96, 96)
+    assert added and all(term > 0 for term in added)
