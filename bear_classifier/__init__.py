@@ -4,7 +4,7 @@ Training side: `search` (web image search) -> `data` (verify files, DataLoaders)
 (pixel similarity) -> `imagenet` (the pretrained network and its offline weights, read zero-shot; the
 out-of-domain guard fitted on the training photos and attached to the learner) -> `train` (zero-shot
 head, linear probe or fine-tune, error analysis) -> `export` (writes a portable model.pkl, with the guard inside)
--> `evaluate` (validation and external photos) -> `card` (model card) -> `promote` (a run's model becomes the
+-> `evaluate` (validation and external photos, into an `evaluation.Evaluation`) -> `card` (model card) -> `promote` (a run's model becomes the
 shipped one) -> `hub` (publish) -> `deploy` (the Space); `notebook` runs training.ipynb headless (papermill).
 `transforms` (the learner's validation-time transforms, decoded photo to network input) is shared by both sides.
 Imports point one way: the serving side never imports a training module (tests/test_imports.py).

@@ -92,7 +92,7 @@ class Run:
     """Files dropped while checking the photos, by reason (`data.DataReport.dropped`)."""
     data_source: str
     versions: dict[str, str]
-    """The libraries that wrote model.pkl (`export.library_versions`)."""
+    """The libraries that wrote model.pkl (`modelfile.library_versions`)."""
 
 
 def facts(run: Run, evaluation: Evaluation) -> TrainingFacts:

@@ -1,4 +1,4 @@
-"""Found: on the 320 px fine-tune (`runs/ft320`), a guard threshold set on validation scores instead of training scores still flags 5.3% (99th percentile) or 3.8% (largest score) of external bears, and the largest starts letting ImageNet photos and dogs through; BENCHMARKS.md "Issue 18", added in the commit that added this file.
+"""Found: on the 320 px fine-tune (`runs/ft320`), a guard threshold set on validation scores instead of training scores still flags 5.3% (99th percentile) or 3.8% (largest score) of external bears, and the largest starts letting ImageNet photos and dogs through; BENCHMARKS.md "Issue 18" (commit 14a872e, which added this file).
 
 The guard's score of every photo a model.pkl is measured on, and the share flagged under thresholds set on
 the training or the validation split only (the external photos only measure):
