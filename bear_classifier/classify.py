@@ -222,7 +222,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    from .export import ModelFileError  # model.pkl missing, altered, or not loadable here
+    from .modelfile import ModelFileError  # model.pkl missing, altered, or not loadable here
     from .hub import HubError  # the Hub repo or revision cannot be used
 
     try:
