@@ -222,8 +222,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    from .modelfile import ModelFileError  # model.pkl missing, altered, or not loadable here
     from .hub import HubError  # the Hub repo or revision cannot be used
+    from .modelfile import ModelFileError  # model.pkl missing, altered, or not loadable here
 
     try:
         settings = Settings.from_env()

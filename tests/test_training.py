@@ -101,6 +101,16 @@ def test_a_missing_external_dir_stops_the_notebook_before_training(tmp_path, cap
     assert "Traceback" not in err and not (out / "model.pkl").exists()
 
 
+def test_an_unknown_recipe_stops_the_notebook_before_training(tmp_path, capsys):
+    out = tmp_path / "out"
+    parameters = {"data_dir": FIXTURE_BEARS, "recipe": "zero_shot_finetune", "output_dir": out, "run_dir": out}
+    arguments = [word for name, value in parameters.items() for word in ("-p", name, str(value))]
+    assert notebook.main([*arguments, "--out", str(tmp_path / "training.ipynb")]) == 1
+    err = capsys.readouterr().err
+    assert "training stopped: ValueError: recipe 'zero_shot_finetune' is not one of zero_shot, linear_probe" in err
+    assert "Traceback" not in err and not out.exists()  # stopped before anything was written
+
+
 def test_the_distilled_teacher_sees_the_size_it_was_trained_at(tmp_path):
     """LwF at another input size than the pretrained network's own: the teacher is fed the batch resized to its
     224 px, the student its own 96 px, and the distillation term is part of the loss that is trained."""
