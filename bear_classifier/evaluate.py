@@ -210,10 +210,12 @@ def evaluate_file(
     max_per_class: int | None = None,
     seed: int = data.SEED,
     expected_sha256: str | None = None,
+    file_sha256: str | None = None,
 ) -> Evaluation:
     """`evaluate_learner` on an exported model.pkl (checked against `expected_sha256` when given): the record
-    names the file measured and its SHA-256, which the model card then records."""
-    sha = modelfile.verify(path, expected_sha256)
+    names the file measured and its SHA-256, which the model card then records. `file_sha256`: that SHA-256 when
+    the caller has just computed it (the notebook's `export.check_export`), so the file is not read again."""
+    sha = modelfile.verify(path, expected_sha256, file_sha256)
     learn = modelfile.load(path, expected_sha256=sha, file_sha256=sha)
     evaluation = evaluate_learner(
         learn, data_dir, external, baselines=baselines, max_per_class=max_per_class, seed=seed
