@@ -48,16 +48,17 @@ def test_onnx_graph_is_cached_and_reused(predictor, tmp_path):
 
 def test_the_app_imports_no_training_module(tmp_path):
     """The serving side, as it runs: no training module (train: matplotlib's Agg backend, plots, pandas tables;
-    imagenet: the pretrained weights; data, evaluate), and not `export`, which writes model files. `test_imports`
-    checks the same on the source."""
+    imagenet: the pretrained weights; data, evaluate), and not `export`, which writes model files. Nor `spaces`
+    outside ZeroGPU (0.3-0.7 s of every start). `test_imports` checks the same on the source."""
     script = (
         "import json, sys\n"
         "import app\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('bear_classifier'))))\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('bear_classifier') or m == 'spaces')))\n"
     )
     modules = _import_app(script, {"BEAR_REVIEW_DIR": str(tmp_path / "review")})
     assert "bear_classifier.serving" in modules
     assert not set(modules) & (TRAINING | WRITING)
+    assert "spaces" not in modules
 
 
 def test_a_warm_start_serves_without_fastai_or_timm_and_answers_the_same(predictor, tmp_path):
