@@ -27,6 +27,10 @@ shipped model's own training photos, answers with a smaller lead are right 5 tim
 404 of 405, and all 104 validation photos have a larger one (`python -m bench.margins`)."""
 
 
+SERVED_NOTE = "its SHA-256 matched the expected one, and it was not unpickled."
+"""What a start served from the cache (`served`) says, in place of `modelfile.load`'s line."""
+
+
 def model_files(settings: Settings) -> tuple[Path, Path]:
     """model.pkl and its model card: from a Hub repo at a pinned commit, or the committed files."""
     if not settings.model_repo:
@@ -55,9 +59,9 @@ def load(settings: Settings, learner: bool = False) -> tuple[Predictor, card.Tra
     key = served.key(sha, facts.versions)
     if not learner and settings.backend != "torch" and (record := served.load(onnx_cache, key)):
         # Written only after the checks below and `load_learner` passed for this file, card and environment.
-        return Predictor(
-            record, settings.draft_jpeg, max_batch_size=settings.max_batch_size, onnx_cache=onnx_cache
-        ), facts
+        model = Predictor(record, settings.draft_jpeg, max_batch_size=settings.max_batch_size, onnx_cache=onnx_cache)
+        print(f"Serving {model_path.name} from its cached ONNX graphs: {SERVED_NOTE}", file=sys.stderr)
+        return model, facts
     # Before serving: refuse a model this Python or these libraries cannot run (the message says what to
     # set), and make one plain learn.predict in a child process, so a pickle that would crash at its first
     # prediction stops the start-up instead of the first visitor's request.
