@@ -1,11 +1,11 @@
 """Grizzly, black or teddy? fast.ai lesson 2's bear classifier as a Gradio app. Settings: README."""
 
-from bear_classifier import uploads
+from bear_classifier import uploads, zerogpu
+from bear_classifier.settings import Settings
 
 uploads.own_folder()  # before gradio is imported: a folder of the app's own, deleted when it stops
-
-# isort: split
-import spaces  # ZeroGPU, the Space hardware of free accounts, needs it imported first; elsewhere it does nothing
+settings = Settings.from_env()  # every BEAR_* variable, read once
+zerogpu.prepare(settings)  # on ZeroGPU, `spaces` before gradio and torch, and the GPU function it requires
 
 # isort: split
 import gradio as gr
@@ -13,10 +13,8 @@ from gradio.utils import get_upload_folder
 
 from bear_classifier import clients, feedback, limits, serving
 from bear_classifier.components import PAGE_CSS, Interface, Probabilities, UploadedImage
-from bear_classifier.settings import Settings
 
-settings = Settings.from_env()  # every BEAR_* variable, read once
-model, card = serving.load(settings)  # load_learner once, after checking model.pkl against its card
+model, card = serving.load(settings)  # after checking model.pkl against its card; from the cache when it can
 categories = model.vocab
 decoders = model.decoder_pool(settings.decode_workers, settings.budget)  # decoding under a budget, off every lock
 quotas = clients.Quotas(settings.rates)  # each client address's share
@@ -35,12 +33,6 @@ def classify_image(img: str | serving.ImageError, request: gr.Request) -> tuple:
     probabilities = answer.probabilities[1] if answer.probabilities else None  # None: the upload was refused
     reviews.remember(request, img, probabilities, answer.details)  # what a "Wrong?" flag of this visitor may refer to
     return answer.as_outputs()
-
-
-@spaces.GPU(duration=5)
-def zerogpu_requirement() -> None:
-    """ZeroGPU stops an app without a @spaces.GPU function. Never called: inference stays on the CPU, where it was
-    measured, so visitors spend no GPU quota and never wait for a GPU to be attached."""
 
 
 demo = Interface(

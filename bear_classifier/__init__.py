@@ -6,10 +6,13 @@ out-of-domain guard fitted on the training photos and attached to the learner) -
 head, linear probe or fine-tune, error analysis) -> `export` (writes a portable model.pkl, with the guard inside)
 -> `evaluate` (validation and external photos, into an `evaluation.Evaluation`) -> `card` (model card) -> `promote` (a run's model becomes the
 shipped one) -> `hub` (publish) -> `deploy` (the Space); `notebook` runs training.ipynb headless (papermill).
-`transforms` (the learner's validation-time transforms, decoded photo to network input) is shared by both sides.
+`transforms` (the learner's validation-time transforms, decoded photo to network input; `pixels`: the standard
+ones without fastai) is shared by both sides.
 Imports point one way: the serving side never imports a training module (tests/test_imports.py).
 
-Serving side, one request (`settings` read once by app.py; `serving.load` checks model.pkl first, `modelfile`):
+Serving side, one request (`settings` read once by app.py, `zerogpu` imports `spaces` on ZeroGPU only; `serving.load`
+checks model.pkl first, `modelfile`, then serves from the cache's ONNX graphs and `served` record without fastai
+when an earlier start with this file and environment wrote them):
 
     Gradio worker thread                                     inference thread (predictor.Predictor)
     limits.BodyLimits      exact routes, body caps, one file per upload, no URLs,

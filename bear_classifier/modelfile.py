@@ -25,8 +25,10 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fastai.learner import Learner, load_learner
+if TYPE_CHECKING:
+    from fastai.learner import Learner
 
 PINNED = ("fastai", "fastcore", "fasttransform", "plum-dispatch", "torch", "torchvision", "timm", "pillow")
 
@@ -78,7 +80,9 @@ def load(path: Path, expected_sha256: str | None = None, file_sha256: str | None
         verify(path, expected_sha256, file_sha256)
     else:
         _require_file(path)  # nothing to compare: the file is not hashed
+    # Imported here, not at the top: a start that serves from the cache (`served`) never imports fastai or timm.
     import timm  # noqa: F401  the pickle needs it; a missing import otherwise shows as fastai #4115's 'res' error
+    from fastai.learner import load_learner
 
     with _posix_paths_on_windows(), _pickle_warning_answered(path, verified=bool(expected_sha256)):
         try:

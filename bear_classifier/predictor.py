@@ -7,6 +7,7 @@ the same pixels, and therefore the same probabilities) and call the network dire
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import queue
@@ -15,17 +16,20 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from fastai.vision.all import Learner
 from PIL import Image
 from torch import nn
 
 from .decoding import Budget, Decoded, DecoderPool
 from .guard import Guard
 from .images import ImageError, ImageInput, open_image
-from .transforms import Transforms
+from .served import Served
+
+if TYPE_CHECKING:
+    from fastai.learner import Learner
 
 # Running the exported network: our class probabilities and (with the guard) the pretrained ImageNet
 # classifier's, from one forward pass. Two interchangeable backends: PyTorch runs fastai's model as it is;
@@ -60,57 +64,54 @@ class TorchNetwork(nn.Module):
         return probabilities, torch.softmax(self.imagenet(maps.mean((2, 3))), dim=1)
 
 
-class OnnxNetwork:
-    """The same network, exported to ONNX in memory and run by ONNX Runtime."""
+def onnx_graph(model: nn.Module, size: int, imagenet: ImageNetHead | None = None, cache: Path | None = None) -> bytes:
+    """`TorchNetwork(model, imagenet)` exported to ONNX for `size` x `size` inputs (any batch size). `cache`: a file
+    where the graph is kept (`Predictor`'s `onnx_cache` names it by the model's SHA-256); read instead of exporting
+    when it exists."""
+    if cache is not None and cache.is_file():
+        return cache.read_bytes()
+    graph = io.BytesIO()
+    outputs = ["probabilities"] + (["imagenet"] if imagenet is not None else [])
 
-    def __init__(
-        self,
-        model: nn.Module,
-        size: int,
-        imagenet: ImageNetHead | None = None,
-        spin: bool = True,
-        cache: Path | None = None,
-    ):
-        """`cache`: a file where the graph is kept (`Predictor`'s `onnx_cache` names it by the model's
-        SHA-256); read instead of exporting when it exists."""
+    def export() -> None:
+        torch.onnx.export(
+            TorchNetwork(model, imagenet),
+            (torch.zeros(1, 3, size, size),),
+            graph,
+            input_names=["images"],
+            output_names=outputs,
+            dynamic_axes={name: {0: "batch"} for name in ["images", *outputs]},
+            dynamo=False,  # the TorchScript exporter: needs only `onnx`, handles this CNN
+        )
+
+    # On a fresh thread: on ZeroGPU, `spaces` enters torch dispatch modes on the main thread (they are
+    # per-thread), and tracing under them writes a graph without inputs (`deploy --check` caught it).
+    with ThreadPoolExecutor(1) as exporter:
+        exporter.submit(export).result()
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(graph.getvalue())
+            tmp.replace(cache)  # atomic: another process never reads half a graph
+        except OSError:
+            pass  # a read-only cache only costs the next start the export
+    return graph.getvalue()
+
+
+class OnnxNetwork:
+    """The same network as an ONNX graph (`onnx_graph`), run by ONNX Runtime."""
+
+    def __init__(self, graph: bytes, spin: bool = True):
         import onnxruntime
 
-        graph = io.BytesIO()
-        outputs = ["probabilities"] + (["imagenet"] if imagenet is not None else [])
-
-        def export() -> None:
-            torch.onnx.export(
-                TorchNetwork(model, imagenet),
-                (torch.zeros(1, 3, size, size),),
-                graph,
-                input_names=["images"],
-                output_names=outputs,
-                dynamic_axes={name: {0: "batch"} for name in ["images", *outputs]},
-                dynamo=False,  # the TorchScript exporter: needs only `onnx`, handles this CNN
-            )
-
-        # On a fresh thread: on ZeroGPU, `spaces` enters torch dispatch modes on the main thread (they are
-        # per-thread), and tracing under them writes a graph without inputs (`deploy --check` caught it).
-        if cache is not None and cache.is_file():
-            graph.write(cache.read_bytes())
-        else:
-            with ThreadPoolExecutor(1) as exporter:
-                exporter.submit(export).result()
-            if cache is not None:
-                try:
-                    cache.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-                    tmp.write_bytes(graph.getvalue())
-                    tmp.replace(cache)  # atomic: another process never reads half a graph
-                except OSError:
-                    pass  # a read-only cache only costs the next start the export
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         # After a run, the pool's threads spin for a while waiting for the next one: a little faster for
         # one session, but with two (the guard's pass) each took the cores from the other, 3x slower.
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         options.enable_cpu_mem_arena = False  # batches of 16 at 320 px would keep a peak-sized arena per session
-        self.session = onnxruntime.InferenceSession(graph.getvalue(), options, providers=["CPUExecutionProvider"])
+        self.session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outputs = self.session.run(None, {"images": np.ascontiguousarray(batch.numpy())})
@@ -132,7 +133,7 @@ def network(
     if backend not in ("onnx", "torch"):
         raise ValueError(f"BEAR_BACKEND must be 'onnx' or 'torch', not {backend!r}")
     if backend == "onnx":
-        return OnnxNetwork(model, size, imagenet, spin, cache)
+        return OnnxNetwork(onnx_graph(model, size, imagenet, cache), spin)
     return TorchNetwork(model, imagenet)
 
 
@@ -159,7 +160,8 @@ class Prediction:
 
 
 class Predictor:
-    """An exported learner (see `export`) behind one inference thread, for thread-safe, low-overhead prediction.
+    """An exported learner (see `export`), or what `served` keeps of one, behind one inference thread, for
+    thread-safe, low-overhead prediction.
 
     A request makes one hop: its photos go to the inference thread, which transforms and classifies them
     together with whatever other callers sent meanwhile (one forward pass for up to `max_batch_size` photos).
@@ -172,41 +174,55 @@ class Predictor:
 
     def __init__(
         self,
-        learn: Learner,
+        learn: Learner | Served,
         draft: bool = False,
         backend: str | None = None,
         max_batch_size: int = 16,
         onnx_cache: Path | None = None,
     ):
-        """`onnx_cache`: a path prefix unique to this model.pkl (e.g. `<cache>/onnx/<its SHA-256>`) under
-        which the ONNX graphs are kept between starts (`OnnxNetwork`)."""
-        self.learn = learn
-        self.model = learn.model.eval().cpu()
-        self.transforms = Transforms.of(learn)
+        """`learn`: an exported learner, or the record (`served.Served`) that `served` returned for it: then the
+        ONNX graphs kept under `onnx_cache` run, with ONNX Runtime, and fastai is never imported.
+        `onnx_cache`: a path prefix unique to this model.pkl (e.g. `<cache>/onnx/<its SHA-256>`) under
+        which the ONNX graphs are kept between starts (`onnx_graph`)."""
+        self.graphs: list[str] = []
+        """The ONNX graphs' file names beside `onnx_cache`: the answer's, then the guard's second pass's, if any."""
+        if isinstance(learn, Served):
+            if onnx_cache is None:
+                raise ValueError("a served record needs the onnx_cache its graphs are kept under")
+            self.learn = self.model = None
+            self.transforms = self.plain = learn.plain
+            self.vocab: list[str] = list(learn.vocab)
+            self.guard = learn.guard  # its ImageNet classifier is inside the guard's graph
+
+            def make(size: int, guard: bool, spin: bool) -> TorchNetwork | OnnxNetwork:
+                return OnnxNetwork(self._graph(onnx_cache, size, guard).read_bytes(), spin)
+        else:
+            from .transforms import Transforms  # fastai's Pipelines: only a learner needs them
+
+            self.learn = learn
+            self.model = learn.model.eval().cpu()
+            self.transforms = Transforms.of(learn)
+            self.plain = self.transforms.plain
+            self.vocab = list(learn.dls.vocab)
+            # The out-of-domain guard, written by imagenet.attach_ood: the learner's ImageNet classifier, folded
+            # into the network as a second output, the ImageNet classes that count as in domain, and the input
+            # size it was calibrated at (the learner's own by default: then one forward pass gives both).
+            self.guard = Guard.from_state(getattr(learn, "ood_state", None))
+
+            def make(size: int, guard: bool, spin: bool) -> TorchNetwork | OnnxNetwork:
+                imagenet = (self.guard.imagenet_weight, self.guard.imagenet_bias) if guard else None
+                cache = self._graph(onnx_cache, size, guard) if onnx_cache is not None else None
+                return network(self.model, size, backend, imagenet, spin, cache)
+
         size = self.transforms.size
-        self.vocab: list[str] = list(learn.dls.vocab)
-        # The out-of-domain guard, written by imagenet.attach_ood: the learner's ImageNet classifier, folded
-        # into the network as a second output, the ImageNet classes that count as in domain, and the input
-        # size it was calibrated at (the learner's own by default: then one forward pass gives both).
-        self.guard = Guard.from_state(getattr(learn, "ood_state", None))
-        imagenet = (self.guard.imagenet_weight, self.guard.imagenet_bias) if self.guard else None
         guard_size = (self.guard.size or size) if self.guard else size
         self._guard_network = self._guard_transform = None
-
-        def graph(size: int, guard: bool) -> Path | None:
-            if onnx_cache is None:
-                return None
-            name = f"{Path(onnx_cache).name}-{size}px-{'guard' if guard else 'plain'}-torch{torch.__version__}.onnx"
-            return Path(onnx_cache).with_name(name)
-
         if guard_size == size:
-            self.network = network(self.model, size, backend, imagenet, cache=graph(size, imagenet is not None))
+            self.network = make(size, self.guard is not None, True)
         else:
             self._guard_transform = self.transforms.at(guard_size)  # first: it refuses a non-standard learner
-            self.network = network(self.model, size, backend, spin=False, cache=graph(size, False))
-            self._guard_network = network(
-                self.model, guard_size, backend, imagenet, spin=False, cache=graph(guard_size, True)
-            )
+            self.network = make(size, False, False)
+            self._guard_network = make(guard_size, True, False)
         # Decoding a JPEG at reduced size is far cheaper for phone photos, but changes pixels
         # slightly compared with learn.predict; off unless asked for (BENCHMARKS.md measures it).
         self.draft_size = 2 * size if draft else None
@@ -217,11 +233,26 @@ class Predictor:
         self._serving: threading.Thread | None = None
         self._starting = threading.Lock()
 
+    def _graph(self, onnx_cache: Path, size: int, guard: bool) -> Path:
+        """The ONNX graph's file for a pass at `size` (with the guard's output or not), noted in `graphs`."""
+        name = f"{onnx_cache.name}-{size}px-{'guard' if guard else 'plain'}-torch{torch.__version__}.onnx"
+        self.graphs.append(name)
+        return onnx_cache.with_name(name)
+
+    def served(self, key: dict[str, Any]) -> Served | None:
+        """What rebuilds this predictor without fastai (`served`), under `key`; None when it cannot: a learner
+        without the standard transforms, the torch backend, or graphs kept nowhere (no `onnx_cache`)."""
+        networks = [self.network] + ([self._guard_network] if self._guard_network is not None else [])
+        if self.plain is None or not self.graphs or not all(isinstance(n, OnnxNetwork) for n in networks):
+            return None
+        guard = dataclasses.replace(self.guard, imagenet_weight=None, imagenet_bias=None) if self.guard else None
+        return Served(key, self.vocab, self.plain, guard, self.graphs)
+
     def decoder_pool(self, workers: int, budget: Budget) -> DecoderPool:
         """Decoder workers (`decoding.DecoderPool`) that hand back each photo at the size each pass's resize
         step makes (that resize is then a copy, so the pixels are the same as decoding here); the full
         picture for a learner without the standard transforms."""
-        plain = self.transforms.plain
+        plain = self.plain
         if plain is None:
             return DecoderPool(workers, budget, draft_size=self.draft_size)
         sizes = [plain.resize_to] + ([self._guard_transform.resize_to] if self._guard_transform else [])

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
-from . import card, hub, modelfile
+from . import card, hub, modelfile, served
 from .clients import WAIT, Quotas
 from .decoding import Decoded, DecoderPool
 from .images import ImageError, ImageInput
@@ -27,6 +27,10 @@ shipped model's own training photos, answers with a smaller lead are right 5 tim
 404 of 405, and all 104 validation photos have a larger one (`python -m bench.margins`)."""
 
 
+SERVED_NOTE = "its SHA-256 matched the expected one, and it was not unpickled."
+"""What a start served from the cache (`served`) says, in place of `modelfile.load`'s line."""
+
+
 def model_files(settings: Settings) -> tuple[Path, Path]:
     """model.pkl and its model card: from a Hub repo at a pinned commit, or the committed files."""
     if not settings.model_repo:
@@ -38,14 +42,26 @@ def model_files(settings: Settings) -> tuple[Path, Path]:
     return files[0], files[1]
 
 
-def load(settings: Settings) -> tuple[Predictor, card.TrainingFacts]:
-    """`load_learner` once, at start-up, after checking the file's SHA-256 (`settings.model_sha256`,
-    else the one its model card records)."""
+def load(settings: Settings, learner: bool = False) -> tuple[Predictor, card.TrainingFacts]:
+    """The model, once, at start-up, after checking the file's SHA-256 (`settings.model_sha256`, else the one its
+    model card records): from what an earlier start with this file and environment kept (`served`: neither
+    fastai nor timm is imported, model.pkl is not unpickled), else with `load_learner`, keeping that for the next.
+    `learner`: with `load_learner` all the same, for callers that read `Predictor.learn` (tests, benchmarks)."""
     model_path, card_path = model_files(settings)
     facts = card.read(card_path)
     expected = settings.model_sha256 or facts.sha256
-    # model.pkl is read and hashed once (tens of ms): the checks, the load and the ONNX cache's name reuse it.
+    # model.pkl is read and hashed once (tens of ms): the checks, the load and the caches' names reuse it.
     sha = modelfile.verify(model_path, expected)
+    for warning in hub.public_feedback(settings.feedback_repo, settings.space_id):
+        print(warning, file=sys.stderr, flush=True)  # loud, at every start, until someone fixes it
+    # The ONNX graphs, too, are exported once per model (files named by its SHA-256), with the record beside them.
+    onnx_cache = settings.cache / "onnx" / sha
+    key = served.key(sha, facts.versions)
+    if not learner and settings.backend != "torch" and (record := served.load(onnx_cache, key)):
+        # Written only after the checks below and `load_learner` passed for this file, card and environment.
+        model = Predictor(record, settings.draft_jpeg, max_batch_size=settings.max_batch_size, onnx_cache=onnx_cache)
+        print(f"Serving {model_path.name} from its cached ONNX graphs: {SERVED_NOTE}", file=sys.stderr)
+        return model, facts
     # Before serving: refuse a model this Python or these libraries cannot run (the message says what to
     # set), and make one plain learn.predict in a child process, so a pickle that would crash at its first
     # prediction stops the start-up instead of the first visitor's request.
@@ -60,11 +76,10 @@ def load(settings: Settings) -> tuple[Predictor, card.TrainingFacts]:
         file_sha256=sha,
     )
     learn = modelfile.load(model_path, expected_sha256=expected, file_sha256=sha)
-    for warning in hub.public_feedback(settings.feedback_repo, settings.space_id):
-        print(warning, file=sys.stderr, flush=True)  # loud, at every start, until someone fixes it
-    # The ONNX graph, too, is exported once per model (file named by its SHA-256).
-    onnx_cache = settings.cache / "onnx" / sha
-    return Predictor(learn, settings.draft_jpeg, settings.backend, settings.max_batch_size, onnx_cache), facts
+    model = Predictor(learn, settings.draft_jpeg, settings.backend, settings.max_batch_size, onnx_cache)
+    if record := model.served(key):
+        served.save(onnx_cache, record)
+    return model, facts
 
 
 class Details(TypedDict):

@@ -1,4 +1,4 @@
-"""Every BEAR_* environment variable (and SPACE_ID, which Spaces set), read in this one module with one parser per
+"""Every BEAR_* environment variable (and SPACE_ID and SPACES_ZERO_GPU, which Spaces set), read in this one module with one parser per
 type; and where the app lives.
 
 app.py reads `Settings.from_env()` once and passes values down; library code takes arguments. README's
@@ -47,6 +47,12 @@ def _number(env: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name}={value!r}: a whole number is expected.") from None
 
 
+def _spaces_flag(env: Mapping[str, str], name: str) -> bool:
+    """A flag Hugging Face sets, read as the `spaces` package reads it (spaces/config.py): we must agree with it on
+    whether ZeroGPU is on, and a value it ignores must not stop the app."""
+    return env.get(name, "").lower() in ("1", "t", "true")
+
+
 def _text(env: Mapping[str, str], name: str) -> str | None:
     return env.get(name, "").strip() or None
 
@@ -81,6 +87,7 @@ class Settings:
     # the app's outlives the clone
     cache: Path = ROOT / ".cache"
     space_id: str | None = None  # SPACE_ID: set by Hugging Face Spaces (owner/name) when running on one
+    zero_gpu: bool = False  # SPACES_ZERO_GPU: set by Hugging Face on ZeroGPU hardware (`zerogpu`)
 
     @property
     def on_space(self) -> bool:
@@ -135,4 +142,5 @@ class Settings:
             backend=backend,
             cache=Path(_text(env, "BEAR_CACHE") or cls.cache),
             space_id=_text(env, "SPACE_ID"),
+            zero_gpu=_spaces_flag(env, "SPACES_ZERO_GPU"),
         )

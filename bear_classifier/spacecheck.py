@@ -85,7 +85,7 @@ def run(
             if hardware.flavor == "zero-a10g" and not device.reports:
                 raise SpaceCheckError(
                     "ZeroGPU: the app started without a start-up report to the device API, so ZeroGPU would stop it "
-                    "('No @spaces.GPU function detected'): app.py must `import spaces` and decorate a function."
+                    "('No @spaces.GPU function detected'): with SPACES_ZERO_GPU set, app.py must `import spaces` and decorate a function (`zerogpu.prepare`)."
                 )
     for example, expected in zip(examples, reference):
         got = answers[example.name]

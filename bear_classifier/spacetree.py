@@ -3,8 +3,8 @@
 Two hardware targets (hub-docs spaces-overview and spaces-zerogpu, checked 2026-12; README "Deploy your own Space"):
 - `zero-a10g` (ZeroGPU): the one Gradio hardware a free personal account may host (up to 2 Spaces). Gradio SDK
   only, some Python minors only (3.10 and 3.12 at the last check), torch from PyPI (its CUDA build), and the
-  app must import `spaces` and decorate at least one function with `@spaces.GPU` (app.py does; inference stays
-  on the CPU, so visitors spend no GPU quota and wait for no GPU).
+  app must import `spaces` and decorate at least one function with `@spaces.GPU` (app.py does there, through
+  `zerogpu.prepare`; inference stays on the CPU, so visitors spend no GPU quota and wait for no GPU).
 - `cpu-basic`: PRO accounts and paid organisations. Any Python minor; CPU-only torch from PyPI's sister index.
 
 The Space follows its model: the library versions and Python minor come from the model's card (the environment

@@ -3,20 +3,16 @@ training, evaluation and serving share.
 
 `learn.predict` and the validation set resize and centre-crop each photo, make floats of it and normalise it
 through fastai's Pipelines. For the transforms that `data.dataloaders` and `vision_learner` make,
-`PlainTransform` does the same in plain PIL/torch without fastai's per-call dispatch (equal pixels:
+`pixels.PlainTransform` does the same in plain PIL/torch without fastai's per-call dispatch (equal pixels:
 tests/test_model.py); other learners go through fastai's own Pipelines.
 """
 
 from __future__ import annotations
 
-import copy
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from fastai.vision.all import (
     AffineCoordTfm,
     IntToFloatTensor,
@@ -29,6 +25,8 @@ from fastai.vision.all import (
     ToTensor,
 )
 from PIL import Image
+
+from .pixels import Affine, PlainTransform
 
 
 def input_size(learn: Learner) -> int:
@@ -58,7 +56,7 @@ class Transforms:
         valid = learn.dls.valid
         return cls(
             input_size(learn),
-            PlainTransform.of(learn),
+            plain_transform(learn),
             Pipeline(valid.after_item.fs, split_idx=1),
             Pipeline(valid.after_batch.fs, split_idx=1),
         )
@@ -81,66 +79,31 @@ class Transforms:
         return self.after_batch(TensorImage(torch.stack(items))).as_subclass(torch.Tensor)
 
 
-class PlainTransform:
-    """fastai's validation-time `RandomResizedCrop` (squash-resize to size + val_xtra, then centre
-    crop), `ToTensor`, `IntToFloatTensor`, aug_transforms' affine step (an identity resampling at
-    validation time, which still moves pixels by ~1e-5) and `Normalize`, as the same PIL calls and
-    torch operations."""
-
-    def __init__(
-        self, crop: RandomResizedCrop, to_float: IntToFloatTensor, affine: AffineCoordTfm | None, normalize: Normalize
+def plain_transform(learn: Learner) -> PlainTransform | None:
+    """The learner's validation transforms as a `PlainTransform`, when they are exactly the standard ones; None for
+    any other."""
+    valid = learn.dls.valid
+    item = [t for t in valid.after_item.fs if t.split_idx != 0]  # split_idx 0: training only
+    # aug_transforms' affine part (AffineCoordTfm: flip, rotate, zoom...) also runs at validation
+    # time, with the identity matrix; the lighting part is training-only.
+    affine = [t for t in valid.after_batch.fs if _identity_when_valid(t)]
+    batch = [t for t in valid.after_batch.fs if t.split_idx != 0 and not _identity_when_valid(t)]
+    if (
+        [type(t) for t in item] != [RandomResizedCrop, ToTensor]
+        or len(affine) > 1
+        or [type(t) for t in batch] != [IntToFloatTensor, Normalize]
     ):
-        self.val_xtra = crop.val_xtra
-        self.resample = crop.mode
-        self.div = to_float.div
-        self.affine = affine
-        self.mean, self.std = normalize.mean.cpu(), normalize.std.cpu()
-        self._set_size(crop.size)  # fastai keeps (width, height) here, as PIL does
-
-    def _set_size(self, size: tuple[int, int]) -> None:
-        width, height = size
-        extra = math.ceil(max(width, height) * self.val_xtra / 8) * 8
-        self.resize_to = (width + extra, height + extra)
-        left, top = (self.resize_to[0] - width) // 2, (self.resize_to[1] - height) // 2
-        self.box = (left, top, left + width, top + height)
-
-    def at(self, side: int) -> PlainTransform:
-        """The same transform for a `side` x `side` input (the guard's, when it differs from the head's)."""
-        other = copy.copy(self)
-        other._set_size((side, side))
-        return other
-
-    @classmethod
-    def of(cls, learn: Learner) -> PlainTransform | None:
-        """For a learner whose validation transforms are exactly these; None for any other."""
-        valid = learn.dls.valid
-        item = [t for t in valid.after_item.fs if t.split_idx != 0]  # split_idx 0: training only
-        # aug_transforms' affine part (AffineCoordTfm: flip, rotate, zoom...) also runs at validation
-        # time, with the identity matrix; the lighting part is training-only.
-        affine = [t for t in valid.after_batch.fs if _identity_when_valid(t)]
-        batch = [t for t in valid.after_batch.fs if t.split_idx != 0 and not _identity_when_valid(t)]
-        if (
-            [type(t) for t in item] != [RandomResizedCrop, ToTensor]
-            or len(affine) > 1
-            or [type(t) for t in batch] != [IntToFloatTensor, Normalize]
-        ):
-            return None
-        return cls(item[0], batch[0], affine[0] if affine else None, batch[1])
-
-    def __call__(self, pictures: Sequence[Image.Image]) -> torch.Tensor:
-        crops = [np.asarray(picture.resize(self.resize_to, self.resample).crop(self.box)) for picture in pictures]
-        batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous().float().div_(self.div)
-        if self.affine is not None:
-            identity = torch.eye(3)[None, :2].expand(len(batch), 2, 3)
-            grid = F.affine_grid(identity, list(batch.shape), align_corners=self.affine.align_corners)
-            batch = F.grid_sample(
-                batch,
-                grid,
-                mode=self.affine.mode,
-                padding_mode=self.affine.pad_mode,
-                align_corners=self.affine.align_corners,
-            )
-        return (batch - self.mean) / self.std
+        return None
+    crop, to_float, normalize = item[0], batch[0], batch[1]
+    return PlainTransform(
+        crop=tuple(crop.size),  # fastai keeps (width, height) here, as PIL does
+        val_xtra=crop.val_xtra,
+        resample=int(crop.mode),
+        div=to_float.div,
+        mean=normalize.mean.cpu(),
+        std=normalize.std.cpu(),
+        affine=Affine(affine[0].mode, affine[0].pad_mode, affine[0].align_corners) if affine else None,
+    )
 
 
 def _identity_when_valid(t) -> bool:

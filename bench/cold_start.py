@@ -5,8 +5,8 @@ the first /predict answer, interleaved in one run.
 
 The course app is the lesson's dozen lines (`load_learner`, `learn.predict`, `gr.Interface`), written to a
 temporary folder and started the same way as ours. Ours is measured twice per round: with its cache as
-after a first start or the notebook's export (start-up verdict and ONNX graph remembered by the model's
-SHA-256), and with an empty cache (`BEAR_CACHE` in a fresh folder: the child-process check and the ONNX
+after a first start (the ONNX graphs and the `served` record, kept by the model's SHA-256: it serves without
+importing fastai or timm), and with an empty cache (`BEAR_CACHE` in a fresh folder: the child-process check and the ONNX
 export run), which is a Space's first start after a restart.
 """
 
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
         review = {"BEAR_REVIEW_DIR": str(tmp / "review"), "GRADIO_TEMP_DIR": str(tmp / "uploads")}
         first_answer(ours, ROOT, {**review, "BEAR_CACHE": str(warm_cache)})  # fills the cache; not counted
         runs: dict[str, list[float]] = {
-            "our app.py (verdict and ONNX graph cached by SHA-256)": [],
+            "our app.py (ONNX graphs and served record cached by SHA-256: no fastai, no timm)": [],
             "our app.py, empty cache (first start: child-process check, ONNX export)": [],
             "course app (load_learner + learn.predict + gr.Interface)": [],
         }

@@ -156,7 +156,7 @@ def measure(rounds: int = 10) -> dict[str, list[Timing]]:
 
 
 def _measure(rounds: int) -> dict[str, list[Timing]]:
-    predictor = serving.load(Settings())[0]
+    predictor = serving.load(Settings(), learner=True)[0]
     drafted = Predictor(predictor.learn, draft=True)
     results = {"shipped model, example photos: CPU settings": cheap_wins(predictor, rounds)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -177,7 +177,7 @@ def _measure(rounds: int) -> dict[str, list[Timing]]:
 def draft_difference() -> float:
     """Largest probability difference that JPEG draft decoding causes, over 4000x3000 versions of
     every example photo."""
-    predictor = serving.load(Settings())[0]
+    predictor = serving.load(Settings(), learner=True)[0]
     drafted = Predictor(predictor.learn, draft=True)
     worst = 0.0
     with tempfile.TemporaryDirectory() as tmp:

@@ -68,7 +68,7 @@ def kept_sections(generated: list[str]) -> list[str]:
 
 
 def main() -> None:
-    predictor = serving.load(Settings())[0]
+    predictor = serving.load(Settings(), learner=True)[0]  # its parameters are counted
     sizes = latency.model_size(predictor)
     del predictor
     sections = [

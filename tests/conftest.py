@@ -68,7 +68,7 @@ def predictor():
     from bear_classifier import serving
     from bear_classifier.settings import Settings
 
-    return serving.load(Settings())[0]
+    return serving.load(Settings(), learner=True)[0]  # the tests compare it with its learner
 
 
 @pytest.fixture(scope="session")

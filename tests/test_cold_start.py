@@ -1,5 +1,6 @@
-"""What makes the app start fast: model.pkl hashed once, the ONNX graph kept by the model's SHA-256, and a
-serving side that imports no training module. (`bench/cold_start.py` times the start against the course's app.)"""
+"""What makes the app start fast: model.pkl hashed once, the ONNX graph kept by the model's SHA-256 with the record
+of what serving it needs (`served`: a warm start imports neither fastai nor timm), a serving side that imports no
+training module, and `spaces` only on ZeroGPU. (`bench/cold_start.py` times the start against the course's app.)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bear_classifier import modelfile, serving
+from bear_classifier import modelfile, served, serving
 from bear_classifier.predictor import OnnxNetwork, Predictor
 from bear_classifier.settings import Settings
 from tests.conftest import ROOT, example
@@ -47,22 +48,74 @@ def test_onnx_graph_is_cached_and_reused(predictor, tmp_path):
 
 def test_the_app_imports_no_training_module(tmp_path):
     """The serving side, as it runs: no training module (train: matplotlib's Agg backend, plots, pandas tables;
-    imagenet: the pretrained weights; data, evaluate), and not `export`, which writes model files. fastai itself
-    still imports matplotlib and pandas (load_learner needs fastai), as the course's app does. `test_imports`
-    checks the same on the source."""
+    imagenet: the pretrained weights; data, evaluate), and not `export`, which writes model files. Nor `spaces`
+    outside ZeroGPU (0.3-0.7 s of every start). `test_imports` checks the same on the source."""
     script = (
         "import json, sys\n"
         "import app\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('bear_classifier'))))\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('bear_classifier') or m == 'spaces')))\n"
     )
-    env = {"BEAR_REVIEW_DIR": str(tmp_path / "review"), "GRADIO_ANALYTICS_ENABLED": "False"}
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600, env={**_env(), **env}
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    modules = json.loads(done.stdout.strip().splitlines()[-1])
+    modules = _import_app(script, {"BEAR_REVIEW_DIR": str(tmp_path / "review")})
     assert "bear_classifier.serving" in modules
     assert not set(modules) & (TRAINING | WRITING)
+    assert "spaces" not in modules
+
+
+def test_a_warm_start_serves_without_fastai_or_timm_and_answers_the_same(predictor, tmp_path):
+    """After one start has checked, loaded and exported the model into the cache, the next `import app` runs from
+    the cached graphs and record: fastai and timm are never imported (4-6 s of every start), model.pkl is not
+    unpickled, and every example gets the probabilities the learner's own Predictor gives on the same graphs."""
+    cache = tmp_path / "cache"
+    serving.load(Settings(cache=cache))  # the first start: child-process check, load_learner, export, record
+    script = (
+        "import json, sys\n"
+        "import app\n"
+        "from bear_classifier import serving\n"
+        "answers = [app.answers.answer(e, '127.0.0.1') for e in serving.EXAMPLES]\n"
+        "print(json.dumps({'modules': sorted(m for m in ('fastai', 'timm') if m in sys.modules),\n"
+        "                  'learn': app.model.learn is not None,\n"
+        "                  'answers': [[a.probabilities[1], a.details['ood_score']] for a in answers]}))\n"
+    )
+    started = _import_app(script, {"BEAR_REVIEW_DIR": str(tmp_path / "review"), "BEAR_CACHE": str(cache)})
+    assert started["modules"] == [] and not started["learn"]
+    prefix = cache / "onnx" / modelfile.sha256(serving.MODEL_PATH)
+    learners = Predictor(predictor.learn, onnx_cache=prefix)  # the same graph files, run from the learner's side
+    for image, (probabilities, ood_score) in zip(serving.EXAMPLES, started["answers"], strict=True):
+        expected = learners.predict(image)
+        assert probabilities == expected.probabilities, image
+        assert ood_score == round(expected.ood_score, 4), image
+
+
+def test_the_record_is_not_trusted_when_its_key_differs_or_a_graph_is_missing(tmp_path):
+    """A record written under other versions (here: a tampered one) or beside a missing graph sends the start the
+    long way (the learner is loaded, the graph exported again), which writes the record again."""
+    settings = Settings(cache=tmp_path)
+    first = serving.load(settings)[0]
+    assert first.learn is not None  # an empty cache: the long way
+    prefix = tmp_path / "onnx" / modelfile.sha256(serving.MODEL_PATH)
+    assert serving.load(settings)[0].learn is None  # the record serves
+
+    record = json.loads(served.path(prefix).read_text())
+    record["key"]["versions"]["torch"] = "0.0.1"
+    served.path(prefix).write_text(json.dumps(record))
+    assert serving.load(settings)[0].learn is not None
+    assert serving.load(settings)[0].learn is None  # rewritten under this environment's key
+
+    prefix.with_name(first.graphs[-1]).unlink()
+    assert serving.load(settings)[0].learn is not None
+    assert prefix.with_name(first.graphs[-1]).is_file()  # exported again
+    assert serving.load(settings)[0].learn is None
+
+
+def _import_app(script: str, env: dict[str, str]) -> object:
+    """What `script` (which imports app in a fresh process, as a start does) prints last, as JSON."""
+    env = {**_env(), "GRADIO_ANALYTICS_ENABLED": "False", **env}
+    env.pop("SPACES_ZERO_GPU", None)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _env() -> dict[str, str]:

@@ -51,6 +51,17 @@ def test_values_are_read():
 
 
 @pytest.mark.parametrize(
+    "value, zero_gpu",
+    [("true", True), ("True", True), ("1", True), ("t", True), ("false", False), ("", False), ("yes", False)],
+)
+def test_zero_gpu_is_read_as_the_spaces_package_reads_it(value, zero_gpu):
+    """Hugging Face sets SPACES_ZERO_GPU=true on ZeroGPU; `spaces` decides by the same test whether ZeroGPU is on, so
+    the app imports it exactly then, and a spelling `spaces` ignores does not stop the app."""
+    assert Settings.from_env({"SPACES_ZERO_GPU": value}).zero_gpu is zero_gpu
+    assert Settings.from_env({}).zero_gpu is False
+
+
+@pytest.mark.parametrize(
     "env, words",
     [
         ({"BEAR_BATCH": "maybe"}, "BEAR_BATCH"),
