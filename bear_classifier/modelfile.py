@@ -20,9 +20,10 @@ import pickletools
 import platform
 import subprocess
 import sys
+import time
 import warnings
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -92,6 +93,17 @@ def load(path: Path, expected_sha256: str | None = None, file_sha256: str | None
                 f"{path} could not be loaded ({e}). It was probably written by other library versions: "
                 f"install the ones recorded in its model card (this is Python {platform.python_version()})."
             ) from e
+
+
+def import_modules(path: Path) -> None:
+    """Import what unpickling `path` needs (timm, and the modules its pickle names: `pickled_modules`) without
+    unpickling it: most of `load`'s time, which the app spends while `startup_check`'s child process runs."""
+    import _compat_pickle  # protocol 2 writes Python 2 names (`__builtin__`) that pickle maps back
+
+    import timm  # noqa: F401  see `load`
+
+    for module in sorted(pickled_modules(path)):
+        importlib.import_module(_compat_pickle.IMPORT_MAPPING.get(module, module))
 
 
 @contextmanager
@@ -247,11 +259,18 @@ for image in sys.argv[2:]:
 """
 
 
-def smoke_predict(path: Path, *images: Path, python: str | None = None, timeout: float = 300) -> list[dict[str, float]]:
+def smoke_predict(
+    path: Path,
+    *images: Path,
+    python: str | None = None,
+    timeout: float = 300,
+    meanwhile: Callable[[], object] | None = None,
+) -> list[dict[str, float]]:
     """Load `path` with plain `load_learner` and run `learn.predict` on each of `images`, in a separate
     process (a segfault there cannot take the caller down; `python`: another interpreter, e.g. a Space's
     venv); returns {class: probability} per image. Raises `ModelFileError` with the child's last lines if it
-    crashed or failed."""
+    crashed or failed. `meanwhile`: the caller's own work, done while the child runs (it must not unpickle
+    `path`: the child's verdict is not in yet)."""
     cmd = [
         python or sys.executable,
         "-c",
@@ -260,14 +279,23 @@ def smoke_predict(path: Path, *images: Path, python: str | None = None, timeout:
         *(str(Path(i).absolute()) for i in images),
     ]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    try:
-        done = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=Path(path).absolute().parent
-        )
-    except subprocess.TimeoutExpired as e:
-        raise ModelFileError(
-            f"{path}: {len(images)} prediction(s) took more than {timeout:.0f} s in a test process"
-        ) from e
+    started = time.monotonic()
+    with subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=Path(path).absolute().parent
+    ) as child:
+        try:
+            if meanwhile is not None:
+                meanwhile()
+            stdout, stderr = child.communicate(timeout=max(0.0, timeout - (time.monotonic() - started)))
+        except subprocess.TimeoutExpired as e:
+            child.kill()
+            raise ModelFileError(
+                f"{path}: {len(images)} prediction(s) took more than {timeout:.0f} s in a test process"
+            ) from e
+        except BaseException:
+            child.kill()  # `meanwhile` failed: the child is not waited for
+            raise
+    done = subprocess.CompletedProcess(cmd, child.returncode, stdout, stderr)
     if done.returncode != 0:
         how = f"was killed by signal {-done.returncode}" if done.returncode < 0 else f"exited with {done.returncode}"
         tail = "\n".join((done.stderr or "").strip().splitlines()[-6:])
@@ -296,6 +324,7 @@ def startup_check(
     timeout: float = 300,
     cache: Path | None = None,
     file_sha256: str | None = None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> dict[str, float]:
     """What the app runs before serving: the SHA-256 (`verify`), `check_servable` (no unpickling),
     then one plain `load_learner` + `learn.predict(image)` in a child process (`smoke_predict`), so a
@@ -306,7 +335,8 @@ def startup_check(
     these library versions (`library_versions`) and the image's SHA-256; a later start with the same
     file, environment and image reads the verdict instead of spawning the child again (the notebook
     runs the check once right after exporting). A failed check is never remembered. `file_sha256`: the
-    file's SHA-256 when the caller has already computed it (`verify`)."""
+    file's SHA-256 when the caller has already computed it (`verify`). `meanwhile`: work done while the child
+    process runs (`smoke_predict`), e.g. the app's own imports; called once, also when the verdict is remembered."""
     path = Path(path)
     sha = verify(path, expected_sha256, file_sha256)
     check_servable(path, recorded)
@@ -316,10 +346,12 @@ def startup_check(
         try:
             verdict = json.loads(remembered.read_text())
             if verdict.get("key") == key:
+                if meanwhile is not None:
+                    meanwhile()
                 return verdict["probabilities"]
         except (OSError, ValueError, KeyError):
             pass  # unreadable: check again
-    probabilities = smoke_predict(path, image, timeout=timeout)[0]
+    probabilities = smoke_predict(path, image, timeout=timeout, meanwhile=meanwhile)[0]
     if remembered:
         try:
             remembered.parent.mkdir(parents=True, exist_ok=True)

@@ -66,7 +66,8 @@ def load(settings: Settings, learner: bool = False) -> tuple[Predictor, card.Tra
     # set), and make one plain learn.predict in a child process, so a pickle that would crash at its first
     # prediction stops the start-up instead of the first visitor's request.
     # The verdict is remembered by the file's SHA-256 (and this environment's versions) in settings.cache, so
-    # the child process runs once per model and environment, not at every start.
+    # the child process runs once per model and environment, not at every start. Meanwhile this process imports
+    # what unpickling will need (fastai, timm: seconds), and unpickles only once the child has answered.
     modelfile.startup_check(
         model_path,
         facts.versions,
@@ -74,6 +75,7 @@ def load(settings: Settings, learner: bool = False) -> tuple[Predictor, card.Tra
         expected_sha256=expected,
         cache=settings.cache,
         file_sha256=sha,
+        meanwhile=lambda: modelfile.import_modules(model_path),
     )
     learn = modelfile.load(model_path, expected_sha256=expected, file_sha256=sha)
     model = Predictor(learn, settings.draft_jpeg, settings.backend, settings.max_batch_size, onnx_cache)

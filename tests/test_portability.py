@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -154,3 +155,32 @@ def test_startup_verdict_is_remembered_by_sha256(files, probabilities, tmp_path,
     verdict.write_text(verdict.read_text().replace(here["torch"], "0.0.1"))
     with pytest.raises(modelfile.ModelFileError, match="killed by signal"):
         modelfile.startup_check(files["portable"], here, IMAGE, cache=tmp_path)
+
+
+def test_the_caller_works_while_the_child_checks(files, probabilities, tmp_path, monkeypatch):
+    """`meanwhile` (the app's imports) runs while the child process is still checking, once, and after a failed
+    check the failure still stops the start-up. A `meanwhile` that fails stops it too, the child killed."""
+    here, sha = modelfile.library_versions(), modelfile.sha256(files["portable"])
+    seen = []
+
+    def meanwhile() -> None:  # the verdict is written only after the child answered: not there yet
+        seen.append(modelfile.verdict_path(tmp_path, sha).exists())
+
+    assert close(
+        modelfile.startup_check(files["portable"], here, IMAGE, cache=tmp_path, meanwhile=meanwhile), probabilities
+    )
+    assert seen == [False]
+    modelfile.startup_check(files["portable"], here, IMAGE, cache=tmp_path, meanwhile=meanwhile)  # remembered
+    assert seen == [False, True]
+    monkeypatch.setattr(modelfile, "_SMOKE", "import ctypes; ctypes.string_at(0)")
+    with pytest.raises(modelfile.ModelFileError, match="killed by signal"):
+        modelfile.startup_check(files["portable"], here, IMAGE, meanwhile=meanwhile)
+    monkeypatch.setattr(modelfile, "_SMOKE", "import time; time.sleep(600)")
+
+    def failing() -> None:
+        raise KeyboardInterrupt
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        modelfile.startup_check(files["portable"], here, IMAGE, meanwhile=failing)
+    assert time.monotonic() - started < 60  # the sleeping child was killed, not waited for
