@@ -345,12 +345,13 @@ def startup_check(
     if remembered and remembered.is_file():
         try:
             verdict = json.loads(remembered.read_text())
-            if verdict.get("key") == key:
-                if meanwhile is not None:
-                    meanwhile()
-                return verdict["probabilities"]
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable: check again
+            probabilities = verdict["probabilities"] if verdict.get("key") == key else None
+        except (OSError, ValueError, KeyError, AttributeError):
+            probabilities = None  # unreadable: check again
+        if probabilities is not None:
+            if meanwhile is not None:
+                meanwhile()  # outside the `try`: its own errors are never taken for an unreadable verdict
+            return probabilities
     probabilities = smoke_predict(path, image, timeout=timeout, meanwhile=meanwhile)[0]
     if remembered:
         try:

@@ -37,18 +37,26 @@ class Served:
     """The ONNX graphs' file names, beside the record: the answer's, then the guard's when it reads another size."""
 
 
+FORMAT = 1
+"""Raise it when what a record or its graphs mean changes (the transform's numbers, the guard, the graphs' outputs):
+records written by older code are then not trusted, even in a cache that outlives the code (`BEAR_CACHE`)."""
+
+
 def key(sha: str, recorded: Mapping[str, str]) -> dict[str, Any]:
-    """What a record must have been written under to be trusted: the model's SHA-256, the versions its model card
-    records (`recorded`) and this environment's, which the start-up check compares (`modelfile.check_servable`),
-    and ONNX Runtime's, which runs the graphs."""
+    """What a record must have been written under to be trusted: this module's `FORMAT`, the model's SHA-256, the
+    versions its model card records (`recorded`) and this environment's, which the start-up check compares
+    (`modelfile.check_servable`), torch's own version string, build tag included (the graphs' names carry it), and
+    ONNX Runtime's, which runs the graphs."""
     try:
         onnxruntime = importlib.metadata.version("onnxruntime")
     except importlib.metadata.PackageNotFoundError:
         onnxruntime = None
     return {
+        "format": FORMAT,
         "sha256": sha,
         "recorded": dict(recorded),
         "versions": modelfile.library_versions(),
+        "torch": torch.__version__,
         "onnxruntime": onnxruntime,
     }
 
@@ -78,8 +86,8 @@ def save(onnx_cache: Path, record: Served) -> None:
         tmp = target.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(_to_json(record)))
         tmp.replace(target)
-    except OSError:
-        pass  # a read-only cache only costs the next start the long way
+    except (OSError, TypeError, ValueError):
+        pass  # a read-only cache, or a guard state JSON cannot hold, only costs the next start the long way
 
 
 def _to_json(record: Served) -> dict[str, Any]:

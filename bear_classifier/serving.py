@@ -60,7 +60,8 @@ def load(settings: Settings, learner: bool = False) -> tuple[Predictor, card.Tra
     if not learner and settings.backend != "torch" and (record := served.load(onnx_cache, key)):
         # Written only after the checks below and `load_learner` passed for this file, card and environment.
         model = Predictor(record, settings.draft_jpeg, max_batch_size=settings.max_batch_size, onnx_cache=onnx_cache)
-        print(f"Serving {model_path.name} from its cached ONNX graphs: {SERVED_NOTE}", file=sys.stderr)
+        note = SERVED_NOTE if expected else "no SHA-256 was given to check it against, and it was not unpickled."
+        print(f"Serving {model_path.name} from its cached ONNX graphs: {note}", file=sys.stderr)
         return model, facts
     # Before serving: refuse a model this Python or these libraries cannot run (the message says what to
     # set), and make one plain learn.predict in a child process, so a pickle that would crash at its first

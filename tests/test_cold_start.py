@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from bear_classifier import modelfile, served, serving
 from bear_classifier.predictor import OnnxNetwork, Predictor
@@ -86,7 +87,7 @@ def test_a_warm_start_serves_without_fastai_or_timm_and_answers_the_same(predict
         assert ood_score == round(expected.ood_score, 4), image
 
 
-def test_the_record_is_not_trusted_when_its_key_differs_or_a_graph_is_missing(tmp_path):
+def test_the_record_is_not_trusted_when_its_key_differs_or_a_graph_is_missing(tmp_path, monkeypatch):
     """A record written under other versions (here: a tampered one) or beside a missing graph sends the start the
     long way (the learner is loaded, the graph exported again), which writes the record again."""
     settings = Settings(cache=tmp_path)
@@ -100,6 +101,17 @@ def test_the_record_is_not_trusted_when_its_key_differs_or_a_graph_is_missing(tm
     served.path(prefix).write_text(json.dumps(record))
     assert serving.load(settings)[0].learn is not None
     assert serving.load(settings)[0].learn is None  # rewritten under this environment's key
+    # A record of older code is not trusted.
+    record = json.loads(served.path(prefix).read_text())
+    record["key"]["format"] = served.FORMAT - 1
+    served.path(prefix).write_text(json.dumps(record))
+    assert serving.load(settings)[0].learn is not None
+    # Another torch build of the same release (its version string's tag, which the graphs' names carry; the
+    # package metadata's version is the same): the long way, not a missing graph at start-up.
+    monkeypatch.setattr(torch, "__version__", torch.__version__ + ".other")
+    assert serving.load(settings)[0].learn is not None
+    assert serving.load(settings)[0].learn is None
+    monkeypatch.undo()
 
     prefix.with_name(first.graphs[-1]).unlink()
     assert serving.load(settings)[0].learn is not None

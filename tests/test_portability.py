@@ -172,6 +172,14 @@ def test_the_caller_works_while_the_child_checks(files, probabilities, tmp_path,
     assert seen == [False]
     modelfile.startup_check(files["portable"], here, IMAGE, cache=tmp_path, meanwhile=meanwhile)  # remembered
     assert seen == [False, True]
+
+    def failing_import() -> None:
+        seen.append("import")
+        raise OSError("a module's own import failed")
+
+    with pytest.raises(OSError, match="own import"):
+        modelfile.startup_check(files["portable"], here, IMAGE, cache=tmp_path, meanwhile=failing_import)
+    assert seen.count("import") == 1  # not taken for an unreadable verdict, then run again beside a child
     monkeypatch.setattr(modelfile, "_SMOKE", "import ctypes; ctypes.string_at(0)")
     with pytest.raises(modelfile.ModelFileError, match="killed by signal"):
         modelfile.startup_check(files["portable"], here, IMAGE, meanwhile=meanwhile)
