@@ -98,12 +98,10 @@ def load(path: Path, expected_sha256: str | None = None, file_sha256: str | None
 def import_modules(path: Path) -> None:
     """Import what unpickling `path` needs (timm, and the modules its pickle names: `pickled_modules`) without
     unpickling it: most of `load`'s time, which the app spends while `startup_check`'s child process runs."""
-    import _compat_pickle  # protocol 2 writes Python 2 names (`__builtin__`) that pickle maps back
-
     import timm  # noqa: F401  see `load`
 
     for module in sorted(pickled_modules(path)):
-        importlib.import_module(_compat_pickle.IMPORT_MAPPING.get(module, module))
+        importlib.import_module(_module_name(module))
 
 
 @contextmanager
@@ -187,10 +185,15 @@ def _scan(path: Path) -> tuple[list[str], set[str]]:
     return names or (["<unnamed>"] if found else []), modules
 
 
-def _importable(module: str) -> bool:
-    import _compat_pickle  # protocol 2 writes Python 2 names (`__builtin__`) that pickle maps back
+def _module_name(module: str) -> str:
+    """The module a pickled name refers to: protocol 2 writes Python 2 names (`__builtin__`) that pickle maps back."""
+    import _compat_pickle
 
-    module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+    return _compat_pickle.IMPORT_MAPPING.get(module, module)
+
+
+def _importable(module: str) -> bool:
+    module = _module_name(module)
     if module in sys.modules:
         return True
     try:
