@@ -1,6 +1,9 @@
 """Grizzly, black or teddy? fast.ai lesson 2's bear classifier as a Gradio app. Settings: README."""
 
-from bear_classifier import uploads, zerogpu
+import os
+import sys
+
+from bear_classifier import machine, uploads, zerogpu
 from bear_classifier.settings import Settings
 
 uploads.own_folder()  # before gradio is imported: a folder of the app's own, deleted when it stops
@@ -16,7 +19,10 @@ from bear_classifier.components import PAGE_CSS, Interface, Probabilities, Uploa
 
 model, card = serving.load(settings)  # after checking model.pkl against its card; from the cache when it can
 categories = model.vocab
-decoders = model.decoder_pool(settings.decode_workers, settings.budget)  # decoding under a budget, off every lock
+host = machine.read()  # ZeroGPU documents neither its CPUs nor its memory: say what this one allows
+workers = settings.decode_workers or host.decoders(settings.decode_memory_mb)
+print(f"{host.describe()}; {workers} decoder workers", file=sys.stderr, flush=True)
+decoders = model.decoder_pool(workers, settings.budget)  # decoding under a budget, off every lock
 quotas = clients.Quotas(settings.rates)  # each client address's share
 answers = serving.Answers(model, decoders, quotas)  # remembered by content: the same photo again costs nothing
 reviews = feedback.ReviewLog(
@@ -44,6 +50,10 @@ demo = Interface(
         gr.JSON(label="Details", visible=False),
     ],
     examples=serving.EXAMPLES,
+    # Off, explicitly: on a Space Gradio would cache them (GRADIO_CACHE_EXAMPLES), and a cached example never reaches
+    # classify_image, so its "Wrong?" flag would be refused; caching would also run every example at each wake-up.
+    # An example clicked here costs one prediction once, then it is answered from memory (serving.Answers).
+    cache_examples=False,
     api_name="predict",
     title="Grizzly, black or teddy?",
     description=serving.description(card),
@@ -67,6 +77,9 @@ upload_folder = uploads.UploadFolder(
 )
 
 if __name__ == "__main__":
+    # uvicorn's forwarded_allow_ips: the client is the rightmost X-Forwarded-For entry outside our own proxies (none
+    # locally, so a caller's header is ignored; its default would trust any loopback caller's). Read at launch.
+    os.environ["FORWARDED_ALLOW_IPS"] = settings.trusted_proxies
     uploads.stop_on_sigterm()
     upload_folder.start()
     try:
@@ -75,6 +88,10 @@ if __name__ == "__main__":
             css=PAGE_CSS,
             show_error=False,  # callers see our own ImageError messages, never tracebacks, paths or commands
             enable_monitoring=False,  # /monitoring would be public on a Space
+            # Off, explicitly (a Space turns SSR on): its Node proxy would stand between every visitor and the app,
+            # needs Node 24+, and gives a one-page app nothing a visitor notices; the tests run the page as served.
+            ssr_mode=False,
+            run_history=False,  # its routes and footer link are nothing this page uses (the allow-list answers 404)
             # Exact routes, body caps, one file per upload, no URL paths, each client's share.
             app_kwargs={
                 "middleware": [limits.middleware(demo, quotas, upload_folder, trust_forwarded=settings.on_space)]

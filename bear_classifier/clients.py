@@ -1,15 +1,27 @@
-"""Who is calling, and how much each caller may spend: a fair share per client address, never per session.
+"""Who is calling, and how much each caller may spend: a fair share per client, never per session.
 
 Gradio's session hash is chosen by the caller, so a script takes a new one per request; the address is what
-a caller cannot choose. On a Space every request arrives from Hugging Face's proxy, which names the visitor
-in X-Forwarded-For: that header is read only there (`Settings.on_space`); anywhere else a caller could write
-it. The proxy appends the address it saw, so the last entry is the one a caller cannot forge.
+a caller cannot choose. Where it comes from (README "Client addresses"):
+- Behind proxies, the address is the rightmost X-Forwarded-For entry that is not one of our own proxies
+  (`Settings.trusted_proxies`, BEAR_TRUSTED_PROXIES: on a Space, loopback for Gradio's SSR Node proxy and the
+  private ranges Hugging Face's proxies use; locally nothing, so a caller's own header is ignored). That walk is
+  uvicorn's `forwarded_allow_ips` (its ProxyHeadersMiddleware, which joins several header lines in order and
+  rewrites the connection's client before Gradio or we see it): app.py hands it our setting, so Gradio's
+  `gr.Request` and our shares agree. HF documents no X-Forwarded-For contract; `log_shape` tells us what a real
+  Space sends.
+- On a Space, `X-IP-Token` (the per-visitor token HF's proxy sets, hub-docs spaces-zerogpu) names the visitor
+  where present: it holds when several hops share one address.
+- Addresses are normalised (IPv4-mapped IPv6 is IPv4) and IPv6 counts per /64, the block one subscriber holds.
 
 The counters are `limits`' sliding windows in memory (one process serves the app).
 """
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
+import sys
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -17,15 +29,35 @@ from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 
+IP_TOKEN = "x-ip-token"
+SHAPES_LOGGED = 20
+"""How many requests' header shapes are logged at start (then none): enough to learn the Space's proxies."""
+
+
+def normalise(host: str | None) -> str:
+    """One spelling per client: IPv4 as is, IPv4-mapped IPv6 as IPv4, other IPv6 as its /64; else as given."""
+    try:
+        ip = ipaddress.ip_address((host or "").strip().strip("[]").split("%")[0])
+    except ValueError:
+        return (host or "unknown")[:64]
+    if ip.version == 6 and ip.ipv4_mapped:
+        return str(ip.ipv4_mapped)
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
 
 def address(host: str | None, headers: Iterable[tuple[str, str]], trust_forwarded: bool) -> str:
-    """The client's address: the proxy's last X-Forwarded-For entry when `trust_forwarded`, else the
-    connection's peer."""
+    """The client: on a Space (`trust_forwarded`) its X-IP-Token where present, else the connection's client as
+    uvicorn resolved it from X-Forwarded-For (`forwarded_allow_ips`), normalised."""
+    headers = list(headers)
+    client = normalise(host)
     if trust_forwarded:
-        for name, value in headers:
-            if name.lower() == "x-forwarded-for" and value.strip():
-                return value.split(",")[-1].strip()
-    return host or "unknown"
+        token = next((value.strip() for name, value in headers if name.lower() == IP_TOKEN and value.strip()), None)
+        if token:
+            client = "ip-token:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+    _shapes.log(headers, client)
+    return client
 
 
 def of_request(request: object, trust_forwarded: bool) -> str:
@@ -33,6 +65,34 @@ def of_request(request: object, trust_forwarded: bool) -> str:
     client = getattr(request, "client", None)
     headers = getattr(request, "headers", None) or {}
     return address(getattr(client, "host", None), dict(headers).items(), trust_forwarded)
+
+
+class _Shapes:
+    """Logs which identifying headers the first requests carried (hop counts, never values; the client hashed):
+    the first real Space then says what its proxies send."""
+
+    def __init__(self, limit: int):
+        self.left = limit
+        self._lock = threading.Lock()
+
+    def log(self, headers: list[tuple[str, str]], client: str) -> None:
+        with self._lock:
+            if self.left <= 0:
+                return
+            self.left -= 1
+        forwarded = [value for name, value in headers if name.lower() == "x-forwarded-for"]
+        hops = sum(len(value.split(",")) for value in forwarded)
+        token = "present" if any(name.lower() == IP_TOKEN for name, _ in headers) else "absent"
+        digest = hashlib.sha256(client.encode()).hexdigest()[:8]
+        print(
+            f"client address: X-Forwarded-For {hops} entries in {len(forwarded)} lines, X-IP-Token {token}, "
+            f"client #{digest}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+_shapes = _Shapes(SHAPES_LOGGED)
 
 
 @dataclass(frozen=True)
@@ -65,4 +125,19 @@ class Quotas:
         return self._limiter.hit(self._items[kind], client, cost=max(1, cost))
 
 
-WAIT = "You have sent many requests in a short time: please wait a minute and try again."
+SETTING_OF = {
+    "join": "BEAR_JOINS_PER_MINUTE",
+    "prediction": "BEAR_PREDICTIONS_PER_MINUTE",
+    "upload_kb": "BEAR_UPLOAD_MB_PER_MINUTE",
+    "upload_held_kb": "BEAR_UPLOAD_MAX_MB",
+    "flag": "BEAR_FLAGS_PER_HOUR",
+}
+"""The setting that raises each share: every refusal names it, so whoever runs the app knows what to change."""
+
+
+def wait(kind: str) -> str:
+    """The refusal when `kind`'s share is used up."""
+    return (
+        "You have sent many requests in a short time: please wait a minute and try again. "
+        f"(Running this app yourself? {SETTING_OF[kind]} raises this limit.)"
+    )

@@ -132,6 +132,9 @@ def space_files(
 ) -> dict[str, bytes]:
     """{path in the Space: content} for `hardware`, serving `model` (default: the committed model.pkl)."""
     model = model or local_model(root)
+    note = spacetree.torch_note(hardware, model.versions, root)
+    if note:
+        print(note)
     try:
         return spacetree.files(
             hardware,

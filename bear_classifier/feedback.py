@@ -1,7 +1,10 @@
 """Human in the loop: users flag wrong answers, people review them, the model learns from them.
 
-The "Wrong?" buttons store the photo, the model's answer and the user's correction in a review folder
-(`flags.csv` plus `images/`). Only a prediction this server answered in the caller's own Gradio session
+The "Wrong?" buttons store the photo, the model's answer and the user's correction in a review folder: one
+file per flag, `flags/<time>-<sha256>.json` and `images/<sha256>.jpg`, each written under a temporary name and
+renamed into place, never appended to or rewritten. A Storage Bucket mounted at /data goes through hf-mount, which
+has no file locking ("last writer wins") and refuses to reopen an existing file for writing without truncating
+it: a shared table that every flag appends to would fail there, and a half-written file would be synced. Only a prediction this server answered in the caller's own Gradio session
 can be flagged: the photo is the server's copy of that upload and the answer is the server's record, so
 a caller can neither copy server files in nor write made-up rows. Flags are limited per client address
 (`clients.Quotas`, not per session: a caller chooses its session), de-duplicated by content, and the folder
@@ -14,8 +17,8 @@ on restart. `train.fine_tune_on_reviews` then continues training the shipped mod
 
 from __future__ import annotations
 
-import csv
 import json
+import os
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -33,7 +36,8 @@ from .decoding import review_jpeg
 from .images import ImageError
 
 NOT_A_BEAR = "not a bear"
-COLUMNS = ["time", "image", "correction", "label", "confidence", "out_of_domain", "probabilities", "sha256"]
+PARTIAL = ".partial"
+"""The suffix of a file still being written (renamed away when whole)."""
 REVIEW_SIDE = 1024
 """Flagged photos are stored re-encoded, at most this many pixels a side: enough to retrain on, a fraction
 of an upload's size, and without the EXIF block (a phone photo's GPS position)."""
@@ -85,20 +89,21 @@ class ReviewLog(gr.FlaggingCallback):
 
     def setup(self, components: Any, flagging_dir: str | Path) -> None:
         self.folder = Path(flagging_dir)
-        (self.folder / "images").mkdir(parents=True, exist_ok=True)
-        self.table = self.folder / "flags.csv"
-        if not self.table.exists():
-            with open(self.table, "w", newline="", encoding="utf-8") as f:
-                csv.writer(f).writerow(COLUMNS)
-        with open(self.table, newline="", encoding="utf-8") as f:
-            self._stored = {row["sha256"] for row in csv.DictReader(f)}
+        for part in ("images", "flags"):
+            (self.folder / part).mkdir(parents=True, exist_ok=True)
+        self._stored = {row["sha256"] for row in flags(self.folder)}
         self._bytes = sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())
         if self.hub_repo:
             from huggingface_hub import CommitScheduler
 
             # private=True: flagged photos are visitors' photos, never a public dataset by default.
             self.scheduler = CommitScheduler(
-                repo_id=self.hub_repo, repo_type="dataset", folder_path=self.folder, every=5, private=True
+                repo_id=self.hub_repo,
+                repo_type="dataset",
+                folder_path=self.folder,
+                every=5,
+                private=True,
+                ignore_patterns=[f"*{PARTIAL}"],  # a file being written is never synced
             )
 
     def remember(
@@ -143,7 +148,9 @@ class ReviewLog(gr.FlaggingCallback):
         if digest in self._stored:
             return len(self._stored)  # flagged before: one copy is enough
         if not self.quotas.spend("flag", client):
-            raise FlagRefused(f"At most {self.quotas.rates.flags_per_hour} flags per hour.")
+            raise FlagRefused(
+                f"At most {self.quotas.rates.flags_per_hour} flags per hour ({clients.SETTING_OF['flag']} raises it)."
+            )
         try:
             jpeg = self.review_copy(answered.path, REVIEW_SIDE, client)  # slow: outside the lock
         except ImageError as e:
@@ -168,27 +175,36 @@ class ReviewLog(gr.FlaggingCallback):
             "label": answered.details.get("label"),
             "confidence": answered.details.get("confidence"),
             "out_of_domain": answered.details.get("out_of_domain"),
-            "probabilities": json.dumps(answered.probabilities),
+            "probabilities": answered.probabilities,
             "sha256": digest,
         }
-        # Hold the scheduler's lock so a sync never uploads a half-written row.
+        flag = Path("flags") / f"{time.time_ns()}-{digest[:32]}.json"
+        # Hold the scheduler's lock so a sync never sees a photo without its flag.
         with self.scheduler.lock if self.scheduler else nullcontext():
-            (self.folder / image).write_bytes(jpeg)
-            with open(self.table, "a", newline="", encoding="utf-8") as f:
-                csv.DictWriter(f, COLUMNS).writerow(row)
+            _write_new(self.folder / image, jpeg)
+            _write_new(self.folder / flag, json.dumps(row).encode())
         self._stored.add(digest)
         self._bytes += len(jpeg) + 200
 
 
+def _write_new(path: Path, content: bytes) -> None:
+    """`content` as a new file at `path`: written whole under a temporary name, then renamed into place (on
+    hf-mount a rename is how a finished file appears; nothing is ever reopened or appended to)."""
+    partial = path.with_name(path.name + PARTIAL)
+    with open(partial, "wb") as f:
+        f.write(content)
+    os.replace(partial, path)
+
+
+def flags(folder: Path) -> list[dict[str, Any]]:
+    """Every flag stored in `folder`, oldest first (a file each: `_store`)."""
+    return [json.loads(path.read_text(encoding="utf-8")) for path in sorted((Path(folder) / "flags").glob("*.json"))]
+
+
 def reviewed_images(folder: Path) -> list[tuple[Path, str]]:
-    """(photo, corrected label) for every flag in `folder`'s flags.csv, leaving out "not a bear"."""
-    table = Path(folder) / "flags.csv"
-    if not table.exists():
-        return []
-    with open(table, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    """(photo, corrected label) for every flag in `folder`, leaving out "not a bear"."""
     return [
         (Path(folder) / row["image"], row["correction"])
-        for row in rows
+        for row in flags(folder)
         if row["correction"] != NOT_A_BEAR and (Path(folder) / row["image"]).is_file()
     ]

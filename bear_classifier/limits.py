@@ -34,7 +34,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect
 
-from .clients import WAIT, Quotas, address
+from .clients import Quotas, address, wait
 from .uploads import UPLOAD_SECONDS, UploadFolder
 
 Scope = MutableMapping[str, Any]
@@ -193,7 +193,7 @@ class BodyLimits:
             size = int(declared) if declared else cap  # without a length, a request may use the whole cap
             spent = self.quotas.spend("upload_kb", client, size // 1024)
             if not spent or not self.quotas.spend("upload_held_kb", client, size // 1024):
-                return await _refuse(send, 429, WAIT)
+                return await _refuse(send, 429, wait("upload_held_kb" if spent else "upload_kb"))
             if not self.uploads.has_room(size):
                 return await _refuse(send, 503, UPLOADS_FULL)
             with self.uploads.upload():
@@ -214,7 +214,7 @@ class BodyLimits:
             return await _refuse(send, 400, URL_PATH)
         if kind in ("join", "call"):
             if not self.quotas.spend("join", client):
-                return await _refuse(send, 429, WAIT)
+                return await _refuse(send, 429, wait("join"))
             send = _busy_message(send)
         await self.app(scope, _replay(body, receive), send)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from . import card, hub, modelfile, served
-from .clients import WAIT, Quotas
+from .clients import Quotas, wait
 from .decoding import Decoded, DecoderPool
 from .images import ImageError, ImageInput
 from .predictor import Prediction, Predictor
@@ -128,7 +128,7 @@ class Answers:
                 self._answers.move_to_end(digest)
                 return known
         if not self.quotas.spend("prediction", client):
-            return refusal(ImageError(WAIT))  # not remembered: it says nothing about the photo
+            return refusal(ImageError(wait("prediction")))  # not remembered: it says nothing about the photo
         answer = classify(self.model, self.decoders.decode(path, client))
         with self._lock:
             self._answers[digest] = answer

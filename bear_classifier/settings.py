@@ -7,6 +7,7 @@ configuration table lists the same variables.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,8 +54,39 @@ def _spaces_flag(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").lower() in ("1", "t", "true")
 
 
+def _proxies(env: Mapping[str, str], name: str, default: str) -> str:
+    """Comma-separated addresses and CIDR blocks, checked here: uvicorn silently ignores what it cannot parse."""
+    value = env.get(name, default).strip()
+    for entry in filter(None, (part.strip() for part in value.split(","))):
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise SettingsError(f"{name}: {entry!r} is not an address or CIDR block (e.g. 10.0.0.0/8).") from None
+    return value
+
+
 def _text(env: Mapping[str, str], name: str) -> str | None:
     return env.get(name, "").strip() or None
+
+
+SPACE_SHARES = {
+    "BEAR_JOINS_PER_MINUTE": 30,
+    "BEAR_PREDICTIONS_PER_MINUTE": 20,
+    "BEAR_UPLOAD_MB_PER_MINUTE": 100,
+    "BEAR_FLAGS_PER_HOUR": 10,
+}
+"""Each client's shares on a Space (public): what an honest visitor clicking through the page never reaches."""
+LOCAL_SHARES = {
+    "BEAR_JOINS_PER_MINUTE": 3000,
+    "BEAR_PREDICTIONS_PER_MINUTE": 3000,
+    "BEAR_UPLOAD_MB_PER_MINUTE": 3000,
+    "BEAR_FLAGS_PER_HOUR": 1000,
+}
+"""`python app.py` on your own machine: one user scripting the API (gradio_client, a folder of photos) never meets
+these; they still stop a runaway loop from filling the disk."""
+SPACE_PROXIES = "127.0.0.0/8,::1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7"
+"""Trusted proxies on a Space: loopback (Gradio's SSR Node proxy) and the private ranges a platform's own proxies
+use; a visitor's address is public, so it is never one of these."""
 
 
 def _default_review_dir() -> Path:
@@ -73,13 +105,17 @@ class Settings:
     feedback_repo: str | None = None  # BEAR_FEEDBACK_REPO: private Hub dataset the review folder syncs to
     upload_ttl: int = 600  # BEAR_UPLOAD_TTL: seconds before uploaded photos are deleted
     upload_max_mb: int = 1000  # BEAR_UPLOAD_MAX_MB: all uploads together; beyond it uploads wait for the sweep
-    decode_workers: int = 2  # BEAR_DECODE_WORKERS: decoder processes
+    decode_workers: int | None = None  # BEAR_DECODE_WORKERS: decoder processes (default: from CPUs and memory)
     decode_cpu_seconds: int = 4  # BEAR_DECODE_CPU_SECONDS: CPU budget of one decode
     decode_memory_mb: int = 768  # BEAR_DECODE_MEMORY_MB: memory budget of one decoder process
+    # Each client's shares (defaults: SPACE_SHARES on a Space, LOCAL_SHARES elsewhere)
     joins_per_minute: int = 30  # BEAR_JOINS_PER_MINUTE: queue joins per client address
     predictions_per_minute: int = 20  # BEAR_PREDICTIONS_PER_MINUTE: decoded photos per client address
     upload_mb_per_minute: int = 100  # BEAR_UPLOAD_MB_PER_MINUTE: uploaded bytes per client address
     flags_per_hour: int = 10  # BEAR_FLAGS_PER_HOUR: stored flags per client address
+    # BEAR_TRUSTED_PROXIES: comma-separated addresses/CIDRs of our own proxies (uvicorn's forwarded_allow_ips); the
+    # client is the rightmost X-Forwarded-For entry outside them. Default: SPACE_PROXIES on a Space, else none
+    trusted_proxies: str = ""
     batch: bool = True  # BEAR_BATCH: share forward passes between concurrent requests
     draft_jpeg: bool = False  # BEAR_DRAFT_JPEG: decode large JPEGs at reduced size
     backend: str | None = None  # BEAR_BACKEND: "onnx" or "torch" (default: ONNX Runtime when installed)
@@ -117,6 +153,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        space_id = _text(env, "SPACE_ID")
+        shares = SPACE_SHARES if space_id else LOCAL_SHARES
         backend = _text(env, "BEAR_BACKEND")
         if backend not in (None, "onnx", "torch"):
             raise SettingsError(f"BEAR_BACKEND={backend!r}: use 'onnx' or 'torch'.")
@@ -130,17 +168,18 @@ class Settings:
             feedback_repo=_text(env, "BEAR_FEEDBACK_REPO"),
             upload_ttl=_number(env, "BEAR_UPLOAD_TTL", cls.upload_ttl),
             upload_max_mb=_number(env, "BEAR_UPLOAD_MAX_MB", cls.upload_max_mb),
-            decode_workers=_number(env, "BEAR_DECODE_WORKERS", cls.decode_workers),
+            decode_workers=_number(env, "BEAR_DECODE_WORKERS", 0) or None,
             decode_cpu_seconds=_number(env, "BEAR_DECODE_CPU_SECONDS", cls.decode_cpu_seconds),
             decode_memory_mb=_number(env, "BEAR_DECODE_MEMORY_MB", cls.decode_memory_mb),
-            joins_per_minute=_number(env, "BEAR_JOINS_PER_MINUTE", cls.joins_per_minute),
-            predictions_per_minute=_number(env, "BEAR_PREDICTIONS_PER_MINUTE", cls.predictions_per_minute),
-            upload_mb_per_minute=_number(env, "BEAR_UPLOAD_MB_PER_MINUTE", cls.upload_mb_per_minute),
-            flags_per_hour=_number(env, "BEAR_FLAGS_PER_HOUR", cls.flags_per_hour),
+            joins_per_minute=_number(env, "BEAR_JOINS_PER_MINUTE", shares["BEAR_JOINS_PER_MINUTE"]),
+            predictions_per_minute=_number(env, "BEAR_PREDICTIONS_PER_MINUTE", shares["BEAR_PREDICTIONS_PER_MINUTE"]),
+            upload_mb_per_minute=_number(env, "BEAR_UPLOAD_MB_PER_MINUTE", shares["BEAR_UPLOAD_MB_PER_MINUTE"]),
+            flags_per_hour=_number(env, "BEAR_FLAGS_PER_HOUR", shares["BEAR_FLAGS_PER_HOUR"]),
             batch=_flag(env, "BEAR_BATCH", True),
             draft_jpeg=_flag(env, "BEAR_DRAFT_JPEG", False),
             backend=backend,
             cache=Path(_text(env, "BEAR_CACHE") or cls.cache),
-            space_id=_text(env, "SPACE_ID"),
+            trusted_proxies=_proxies(env, "BEAR_TRUSTED_PROXIES", SPACE_PROXIES if space_id else ""),
+            space_id=space_id,
             zero_gpu=_spaces_flag(env, "SPACES_ZERO_GPU"),
         )

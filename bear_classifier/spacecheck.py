@@ -1,11 +1,14 @@
 """`deploy --check`: run the exact Space tree here before it goes up.
 
 The tree is written to a temporary folder, installed into a fresh venv of the Space's Python minor from the
-Space's own requirements.txt, and `app.py` is started as a Space starts it: with the variables a Space sets
-(SPACE_ID, SPACE_HOST, SYSTEM=spaces) and, for ZeroGPU, `SPACES_ZERO_GPU` with a local
+Space's own requirements.txt plus what the platform installs itself (`spacetree.preinstalled`: gradio at the
+README's sdk_version, huggingface_hub, and on ZeroGPU `spaces`), and `app.py` is started as a Space starts it: with
+the variables a Space sets (`SPACE_VARIABLES`: SYSTEM=spaces, SPACE_ID, SPACE_HOST, SPACE_AUTHOR_NAME,
+SPACE_REPO_NAME, and Gradio's Space defaults: cached examples, SSR) and, for ZeroGPU, `SPACES_ZERO_GPU` with a local
 stand-in of ZeroGPU's device API that records the start-up report the `spaces` package sends once the app has a
 `@spaces.GPU` function. Every example is then sent to `/predict` through gradio_client, and each answer must equal
-plain `load_learner` + `learn.predict` in the same venv (the course's reference) and name the card's classes.
+plain `load_learner` + `learn.predict` in the same venv (the course's reference) and name the card's classes; then
+one example is flagged as the page flags it (raw protocol: upload, queue, "Wrong?" button) and must be stored.
 
 Deviations from a real Space, on purpose: the server listens on 127.0.0.1, not 0.0.0.0 (a check must not open a
 port to the network) on a free port the system assigns, not a Space's 7860 (two checks at once, or a Space check
@@ -32,9 +35,22 @@ from pathlib import Path
 
 from huggingface_hub import SpaceCard
 
-from . import modelfile
+from . import modelfile, spacetree
 from .spacetree import CPU_INDEX, Hardware
 
+SPACE_ID = "bear-check/bear-classifier"
+SPACE_VARIABLES = {
+    "SYSTEM": "spaces",
+    "SPACE_ID": SPACE_ID,
+    "SPACE_AUTHOR_NAME": SPACE_ID.split("/")[0],
+    "SPACE_REPO_NAME": SPACE_ID.split("/")[1],
+    "SPACE_HOST": "bear-check-bear-classifier.hf.space",
+    # Gradio's behaviour on a Space (stack-facts: examples cached, SSR on); app.py turns both off explicitly.
+    "GRADIO_CACHE_EXAMPLES": "true",
+    "GRADIO_SSR_MODE": "true",
+}
+"""The variables a Space's container has (hub-docs spaces-overview, "Helper environment variables")."""
+ZERO_GPU_VARIABLES = {"SPACES_ZERO_GPU": "true", "GRADIO_CACHE_MODE": "lazy"}
 TOLERANCE = 1e-3
 """ONNX Runtime and PyTorch agree to ~1e-5; a different transform or model would be off by far more."""
 
@@ -74,14 +90,19 @@ def run(
             (tree / name).parent.mkdir(parents=True, exist_ok=True)
             (tree / name).write_bytes(content)
         _log(f"Checking the {hardware.flavor} tree under Python {minor} in {work}")
-        installed = _install(python, venv, tree / "requirements.txt")
+        sdk_version = str(SpaceCard(files["README.md"].decode()).data.sdk_version)
+        extra = spacetree.preinstalled(hardware, sdk_version)
+        installed = _install(python, venv, tree / "requirements.txt", extra)
         examples = sorted((tree / "examples").glob("*.jpg"))
         reference = modelfile.smoke_predict(model_pickle, *examples, python=str(installed), timeout=timeout)
         with _device_api() as device, _app(installed, tree, hardware, device.url, hub_token, timeout) as url:
             try:
                 answers = _predict(url, examples)
+                _flag(url, examples[0])
             except Exception as e:
-                raise SpaceCheckError(f"/predict failed ({e}). The app's log ends:\n{_tail(work / 'app.log')}") from e
+                raise SpaceCheckError(f"{e}. The app's log ends:\n{_tail(work / 'app.log')}") from e
+            if not list((work / "review").rglob("*.jpg")):
+                raise SpaceCheckError(f"a flag was answered but nothing was stored:\n{_tail(work / 'app.log')}")
             if hardware.flavor == "zero-a10g" and not device.reports:
                 raise SpaceCheckError(
                     "ZeroGPU: the app started without a start-up report to the device API, so ZeroGPU would stop it "
@@ -123,11 +144,13 @@ def _reachable(url: str, timeout: float = 5) -> bool:
         return False
 
 
-def _install(python: str, venv: Path, requirements: Path) -> Path:
-    """A fresh venv with the Space's requirements; returns its python. A venv left in a kept `workdir` by an
+def _install(python: str, venv: Path, requirements: Path, preinstalled: list[str]) -> Path:
+    """A fresh venv with the Space's requirements and what the platform installs beside them (`preinstalled`, in
+    the same pip run, as the platform's build does); returns its python. A venv left in a kept `workdir` by an
     earlier check of the same requirements is reused (`.requirements` inside it records them)."""
     installed, record = venv / "bin" / "python", venv / ".requirements"
-    text = original = requirements.read_text()
+    text = requirements.read_text()
+    original = text + "\n".join(preinstalled)
     if record.is_file() and record.read_text() == original and installed.exists():
         _log(f"  reusing {venv}: it holds exactly these requirements")
         return installed
@@ -141,7 +164,17 @@ def _install(python: str, venv: Path, requirements: Path) -> Path:
         requirements.write_text(text + "\n")
     started = time.monotonic()
     done = subprocess.run(
-        [str(installed), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", str(requirements)],
+        [
+            str(installed),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "-r",
+            str(requirements),
+            *preinstalled,
+        ],
         capture_output=True,
         text=True,
     )
@@ -203,9 +236,7 @@ def _app(
     port = _port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BEAR_", "GRADIO_", "SPACE")) and k != "PYTHONPATH"}
     env.update(
-        SPACE_ID="bear-check/bear-classifier",
-        SPACE_HOST="bear-check-bear-classifier.hf.space",
-        SYSTEM="spaces",
+        SPACE_VARIABLES,
         GRADIO_SERVER_NAME="127.0.0.1",
         GRADIO_SERVER_PORT=str(port),
         BEAR_REVIEW_DIR=str(tree.parent / "review"),
@@ -219,7 +250,7 @@ def _app(
     if hub_token:
         env["HF_TOKEN"] = hub_token
     if hardware.flavor == "zero-a10g":
-        env.update(SPACES_ZERO_GPU="true", SPACES_ZERO_DEVICE_API_URL=device_url)
+        env.update(ZERO_GPU_VARIABLES, SPACES_ZERO_DEVICE_API_URL=device_url)
     log = tree.parent / "app.log"
     with open(log, "w") as out:
         process = subprocess.Popen(
@@ -265,3 +296,31 @@ def _predict(url: str, examples: list[Path]) -> dict[str, dict[str, float]]:
             raise SpaceCheckError(f"{example.name}: the Space refused it: {details['error']}")
         answers[example.name] = {c["label"]: c["confidence"] for c in probabilities["confidences"]}
     return answers
+
+
+def _flag(url: str, example: Path) -> None:
+    """Classify `example` and press the first "Wrong?" button in one session, speaking Gradio's protocol as the page
+    does (gradio_client cannot flag: the flag must name the server's copy of the upload); raises unless it is taken."""
+    import httpx
+
+    api, session = url.rstrip("/") + "/gradio_api", f"check{time.monotonic_ns()}"
+    with httpx.Client(timeout=120) as http:
+        index = {
+            d["api_name"]: d["id"]
+            for d in http.get(url.rstrip("/") + "/config").raise_for_status().json()["dependencies"]
+        }
+        path = http.post(api + "/upload", files=[("files", (example.name, example.read_bytes()))]).raise_for_status()
+        photo = {"path": path.json()[0], "orig_name": example.name, "meta": {"_type": "gradio.FileData"}}
+        body = {"data": [photo], "fn_index": index["predict"], "session_hash": session}
+        http.post(api + "/queue/join", json=body).raise_for_status()
+        with http.stream("GET", api + "/queue/data", params={"session_hash": session}) as stream:
+            for line in stream.iter_lines():
+                if '"process_completed"' in line:
+                    break
+        body = {"data": [photo, None, None, None], "fn_index": index["Flag"], "session_hash": session}
+        flagged = http.post(api + "/run/Flag", json=body)
+    if flagged.status_code != 200 or flagged.json().get("data") == ["Error!"]:
+        raise SpaceCheckError(
+            f"flagging {example.name} after its answer was refused ({flagged.status_code} {flagged.text[:200]})"
+        )
+    _log(f"  flagged {example.name} as the page does: stored")

@@ -37,6 +37,24 @@ class SpaceTreeError(ValueError):
     """The Space cannot be built as asked; the message says what to change."""
 
 
+ZERO_GPU_TORCH = ("2.8.0", "2.9.1", "2.10.0", "2.11.0")
+"""The torch releases ZeroGPU accepts: hub-docs docs/hub/spaces-zerogpu.md, "Supported versions" (the list since
+hub-docs #2474, 2026-05-13), read 2026-12 from the newest stored hub-docs (2026-08); HF's Spaces skill says the same
+(huggingface/skills#208). Re-read it when a ZeroGPU build log names torch."""
+TORCHVISION_FOR = {"2.8.0": "0.23.0", "2.9.1": "0.24.1", "2.10.0": "0.25.0", "2.11.0": "0.26.0"}
+"""The torchvision release built against each listed torch (PyTorch's compatibility table)."""
+PLATFORM_PACKAGES = {
+    "gradio": "installed by the platform from the README's sdk_version",
+    "gradio_client": "gradio's own dependency, installed with it",
+    "huggingface_hub": "preinstalled on every Space",
+    "spaces": "preinstalled on ZeroGPU, where a conflicting pin fails the build (huggingface/skills#138); "
+    "imported nowhere else",
+}
+"""Left out of the Space's requirements.txt: a pin of what the platform installs itself can only fight it."""
+BATCH_ONLY = ("tqdm", "pyarrow")
+"""Used by `python -m bear_classifier.classify` only (a progress bar, Parquet), never by the Space."""
+
+
 @dataclass(frozen=True)
 class Hardware:
     flavor: str  # the Hub's name (huggingface_hub.SpaceHardware)
@@ -44,14 +62,16 @@ class Hardware:
     min_torch: tuple[int, int]  # oldest torch it supports
     cpu_torch: bool  # CPU-only torch wheels (PyTorch's CPU index) instead of PyPI's CUDA build
     summary: str
+    torch_list: tuple[str, ...] = ()  # the only torch releases it accepts; empty: the model card's own
 
 
 ZERO_GPU = Hardware(
     "zero-a10g",
     ("3.12", "3.10"),
-    (2, 1),
+    (2, 8),
     False,
     "ZeroGPU: the hardware a free account may host (up to 2 Spaces); needs a @spaces.GPU function, Python 3.10/3.12",
+    ZERO_GPU_TORCH,
 )
 CPU_BASIC = Hardware(
     "cpu-basic",
@@ -104,6 +124,40 @@ def pins(requirements: str, versions: dict[str, str]) -> dict[str, str]:
     return found
 
 
+def listed_torch(hardware: Hardware, pinned: dict[str, str]) -> tuple[dict[str, str], str | None]:
+    """(`pinned` with a torch `hardware` accepts, a note when that is not the card's own). On a hardware with a
+    list: the card's torch when listed, else the oldest listed release at or above it (torch reads older
+    models), else, for a card newer than the list, the newest listed; `deploy --check` then proves the model
+    under it against learn.predict. Older than the whole list is refused by `check_combination`."""
+    torch = pinned.get("torch")
+    if not hardware.torch_list or torch is None or torch in hardware.torch_list:
+        return pinned, None
+    if _release(torch) < _release(hardware.torch_list[0]):
+        return pinned, None
+    newer = [v for v in hardware.torch_list if _version(v) >= _version(torch)]
+    chosen = newer[0] if newer else hardware.torch_list[-1]
+    why = "newer than" if not newer else "not on"
+    note = (
+        f"The model card says torch {torch}, {why} the list {hardware.flavor} accepts ({', '.join(hardware.torch_list)}; "
+        f"hub-docs spaces-zerogpu): the Space pins torch {chosen} with torchvision {TORCHVISION_FOR[chosen]} instead. "
+        "`deploy --check` proves it: every example answered under it as learn.predict answers it."
+    )
+    return {**pinned, "torch": chosen, "torchvision": TORCHVISION_FOR[chosen]}, note
+
+
+def torch_note(hardware: Hardware, versions: dict[str, str], root: Path = ROOT) -> str | None:
+    """What `listed_torch` says about the tree `files` builds for these card versions (None: the card's torch)."""
+    return listed_torch(hardware, _card_pins(versions, root))[1]
+
+
+def _card_pins(versions: dict[str, str], root: Path) -> dict[str, str]:
+    return pins((Path(root) / "requirements.txt").read_text(encoding="utf-8"), versions)
+
+
+def _version(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", public_version(version))[:3])
+
+
 def check_combination(hardware: Hardware, python: str, pinned: dict[str, str]) -> None:
     """Refuse what cannot install or serve, before anything is sent."""
     torch = pinned.get("torch")
@@ -112,13 +166,10 @@ def check_combination(hardware: Hardware, python: str, pinned: dict[str, str]) -
             "requirements.txt must pin torch as `torch==version` (the version that exported the model)"
         )
     if _release(torch) < hardware.min_torch:
+        accepted = ", ".join(hardware.torch_list) or f"{'.'.join(map(str, hardware.min_torch))} or newer"
         raise SpaceTreeError(
-            f"{hardware.flavor} supports torch {'.'.join(map(str, hardware.min_torch))} or newer; the model was "
-            f"exported with torch {torch}. Retrain or re-export it under a newer torch, then push it again."
-        )
-    if hardware is ZERO_GPU and _release(torch) == (2, 3):
-        raise SpaceTreeError(
-            "ZeroGPU does not support torch 2.3.x (hub-docs spaces-zerogpu): use another torch release"
+            f"{hardware.flavor} accepts torch {accepted}; the model was exported with torch {torch}. Retrain or "
+            "re-export it under a newer torch, then push it again."
         )
     if _release(torch) < TORCH_FOR_PYTHON.get(python, (0, 0)):
         raise SpaceTreeError(
@@ -129,12 +180,14 @@ def check_combination(hardware: Hardware, python: str, pinned: dict[str, str]) -
 
 def requirements(text: str, hardware: Hardware, pinned: dict[str, str]) -> str:
     """The Space's requirements.txt: `text` (the repository's serving requirements) with the model's versions, and
-    torch as the hardware needs it (`+cpu` builds from PyTorch's CPU index on cpu-basic, PyPI's on ZeroGPU)."""
+    torch as the hardware needs it (`+cpu` builds from PyTorch's CPU index on cpu-basic, PyPI's on ZeroGPU); without
+    what the platform installs itself (`PLATFORM_PACKAGES`) and what only the batch command uses (`BATCH_ONLY`)."""
     lines = [f"# Written by bear_classifier.deploy for a {hardware.flavor} Space: the model card's versions."]
+    lines += [f"# Not listed: {name} ({why})." for name, why in PLATFORM_PACKAGES.items()]
     if hardware.cpu_torch:
         lines += ["# CPU-only torch/torchvision: PyPI's Linux torch pulls ~4 GB of CUDA a CPU Space never uses.",
                   f"--extra-index-url {CPU_INDEX}"]  # fmt: skip
-    for line in text.splitlines():
+    for line in _serving_lines(text):
         match = re.match(r"^([\w.-]+)==([^\s#;]+)(.*)$", line.strip())
         if not match:
             lines.append(line)
@@ -144,6 +197,29 @@ def requirements(text: str, hardware: Hardware, pinned: dict[str, str]) -> str:
         local = "+cpu" if hardware.cpu_torch and name in TORCH_PACKAGES else ""
         lines.append(f"{name}=={version}{local}{comment}")
     return "\n".join(lines) + "\n"
+
+
+def _serving_lines(text: str) -> list[str]:
+    """`text`'s lines without the packages the Space must not list, and without the comments just above them."""
+    kept: list[str] = []
+    comments: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            comments.append(line)
+            continue
+        name = re.match(r"^([\w.-]*)", line.strip())[1].lower().replace("-", "_")
+        if name not in PLATFORM_PACKAGES and name not in BATCH_ONLY:
+            kept += comments + [line]
+        comments = []
+    return kept + comments
+
+
+def preinstalled(hardware: Hardware, sdk_version: str, root: Path = ROOT) -> list[str]:
+    """What the platform installs beside the Space's requirements.txt, as pip arguments (the versions tested here:
+    the README's gradio, this repository's huggingface_hub and, on ZeroGPU, spaces): what `deploy --check` adds."""
+    pinned = pins((Path(root) / "requirements.txt").read_text(encoding="utf-8"), {})
+    wanted = ["huggingface_hub"] + (["spaces"] if hardware.torch_list else [])
+    return [f"gradio=={sdk_version}"] + [f"{name}=={pinned[name]}" for name in wanted if name in pinned]
 
 
 def check_front_matter(card: SpaceCard) -> None:
@@ -165,8 +241,8 @@ def check_front_matter(card: SpaceCard) -> None:
 
 
 def readme(text: str, hardware: Hardware, python: str, model_repo: str | None, revision: str | None) -> str:
-    """The Space's README.md: `space/README.md` with the hardware it fits (`suggested_hardware`, which a duplicated
-    Space gets too), its Python minor and, with a model repo, `models:` and `preload_from_hub:` (the Space fetches
+    """The Space's README.md: `space/README.md` with the hardware it fits (`suggested_hardware`: shown to whoever
+    duplicates it; the duplicate still starts on CPU basic), its Python minor and, with a model repo, `models:` and `preload_from_hub:` (the Space fetches
     model.pkl and its card at the pinned commit while it is built, so start-up needs no download)."""
     card = SpaceCard(text)
     check_front_matter(card)
@@ -203,7 +279,7 @@ def files(
     if model:
         tree["model.pkl"], tree["model_card.md"] = model
     python = python_for(hardware, versions.get("python", "3.11"), portable)
-    pinned = pins((root / "requirements.txt").read_text(encoding="utf-8"), versions)
+    pinned, _ = listed_torch(hardware, _card_pins(versions, root))
     check_combination(hardware, python, pinned)
     text = (root / "space" / "README.md").read_text(encoding="utf-8")
     tree["README.md"] = readme(text, hardware, python, model_repo, revision).encode()

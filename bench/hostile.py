@@ -19,7 +19,7 @@ from PIL import Image
 
 from bear_classifier.settings import EXAMPLES_DIR
 from tests.support import hard_inputs
-from tests.support.appserver import AppServer, folder_bytes
+from tests.support.appserver import AS_ON_A_SPACE, AppServer, folder_bytes
 from tests.support.rawcaller import FILE_DATA, RawCaller, data_url, dropped_upload, flood_queue, oversized_body
 
 
@@ -29,7 +29,7 @@ def table() -> str:
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        server = AppServer(Path(tmp))
+        server = AppServer(Path(tmp), **AS_ON_A_SPACE)
         try:
             before = server.rss_mb()
             start = time.perf_counter()
@@ -216,7 +216,7 @@ def fairness(seconds: float = 24) -> str:
     photos = honest_photos(120)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        server = AppServer(Path(tmp))
+        server = AppServer(Path(tmp), **AS_ON_A_SPACE)
         attacks = Attacks(server.url)
         folders = (server.upload_dir, server.review_dir)
         try:

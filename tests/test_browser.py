@@ -1,7 +1,6 @@
 """The page as a visitor sees it: Debian's Chromium, driven by Playwright, against `python app.py`.
 Screenshots land in test-artifacts/."""
 
-import csv
 import hashlib
 import re
 import time
@@ -99,10 +98,8 @@ def test_out_of_domain_warning_is_shown(page, server, artifacts):
 
 
 def test_flag_a_wrong_answer_stores_it_for_review(page, server):
-    table = server.review_dir / "flags.csv"
-
-    def rows() -> list[dict[str, str]]:
-        return list(csv.DictReader(table.open(encoding="utf-8"))) if table.exists() else []
+    def rows() -> list[dict]:
+        return feedback.flags(server.review_dir)
 
     open_app(page, server)
     upload(page, example("teddy"))

@@ -134,13 +134,20 @@ def test_a_free_account_gets_a_zerogpu_space_in_one_commit(standin, capsys):
     assert data.python_version == "3.12"
     requirements = commit.files["requirements.txt"].decode()
     assert "--extra-index-url" not in requirements and "+cpu" not in requirements  # ZeroGPU: PyPI's torch
-    assert str(requirements_of(requirements)["torch"].specifier) == f"=={pinned('torch')}"
-    assert "spaces" in requirements_of(requirements)
+    newest = spacetree.ZERO_GPU_TORCH[-1]  # the card's torch is newer than ZeroGPU's list: its newest, said so
+    assert str(requirements_of(requirements)["torch"].specifier) == f"=={newest}"
+    assert str(requirements_of(requirements)["torchvision"].specifier) == f"=={spacetree.TORCHVISION_FOR[newest]}"
+    # What the platform installs itself is not listed (a conflicting `spaces` pin fails a ZeroGPU build), nor what
+    # only the batch command uses.
+    assert not {"spaces", "gradio", "gradio_client", "huggingface_hub", "tqdm", "pyarrow"} & set(
+        requirements_of(requirements)
+    )
     assert b"*.pkl filter=lfs diff=lfs merge=lfs -text" in commit.files[".gitattributes"]
     assert set(standin.tree(f"spaces/{SPACE}")) == expected_files(with_model=True)  # the Hub's stub was replaced
     assert standin.variables.get(SPACE, {}) == {}
     assert url == f"{standin.url}/spaces/{SPACE}"
     out = capsys.readouterr().out
+    assert f"pins torch {spacetree.ZERO_GPU_TORCH[-1]}" in out
     assert "zero-a10g (a free account" in out and f"Space: {url}" in out
 
 
@@ -179,8 +186,9 @@ def test_a_pro_account_gets_cpu_basic_with_cpu_torch(standin, capsys):
     assert str(requirements["torch"].specifier) == f"=={pinned('torch')}+cpu"
     assert str(requirements["torchvision"].specifier) == f"=={pinned('torchvision')}+cpu"
     local = requirements_of((ROOT / "requirements.txt").read_text())
+    left_out = {*spacetree.PLATFORM_PACKAGES, *spacetree.BATCH_ONLY}
     assert {n: str(r) for n, r in requirements.items() if not n.startswith("torch")} == {
-        n: str(r) for n, r in local.items() if not n.startswith("torch")
+        n: str(r) for n, r in local.items() if not n.startswith("torch") and n not in left_out
     }  # everything else as pinned here
     assert "a PRO account" in capsys.readouterr().out
 
@@ -215,13 +223,20 @@ def test_the_space_follows_a_colab_model_s_versions(standin):
     }
 
 
+def test_a_card_torch_off_zerogpu_s_list_gets_a_listed_one():
+    pinned = {"torch": "2.9.0", "torchvision": "0.24.0"}
+    assert spacetree.listed_torch(spacetree.ZERO_GPU, pinned)[0] == {"torch": "2.9.1", "torchvision": "0.24.1"}
+    assert spacetree.listed_torch(spacetree.ZERO_GPU, {"torch": "2.10.0"}) == ({"torch": "2.10.0"}, None)
+    assert spacetree.listed_torch(spacetree.CPU_BASIC, {"torch": "2.14.1"}) == ({"torch": "2.14.1"}, None)
+
+
 def test_a_model_the_hardware_cannot_serve_is_refused_before_sending(standin):
     # Exported under 3.13 with bytecode inside: it loads on 3.13 only, which ZeroGPU does not run.
     sha = push_model(standin, {"python": "3.13.0"}, pickle=bytecode_pickle())
     with pytest.raises(deploy.DeployError, match=r"carries Python bytecode.*reexport"):
         deploy.deploy(space=SPACE, model_repo=MODEL_REPO, revision=sha, token=TOKEN)
     old = push_model(standin, {"torch": "1.13.1"})
-    with pytest.raises(deploy.DeployError, match="torch 2.1 or newer"):
+    with pytest.raises(deploy.DeployError, match=r"accepts torch 2\.8\.0, 2\.9\.1, 2\.10\.0, 2\.11\.0"):
         deploy.deploy(space=SPACE, model_repo=MODEL_REPO, revision=old, token=TOKEN)
     assert standin.commits == [] and f"spaces/{SPACE}" not in standin.repos
 

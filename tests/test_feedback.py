@@ -1,7 +1,6 @@
 """Human in the loop: flags stored by the app's ReviewLog become training data for a further fine-tune of an
 exported model; a flag is stored only for an answer the server gave in the caller's own session."""
 
-import csv
 from types import SimpleNamespace
 
 import pytest
@@ -9,6 +8,7 @@ from PIL import Image, ImageOps
 
 from bear_classifier import clients, export, feedback, modelfile, train
 from tests.conftest import VOCAB, example
+from tests.support import hfmount
 
 PROBABILITIES = {"black": 0.05, "grizzly": 0.05, "teddy": 0.9}
 DETAILS = {"label": "teddy", "confidence": 0.9, "out_of_domain": False, "ood_score": 0.1, "error": None}
@@ -51,8 +51,27 @@ def test_flags_are_read_back_with_their_corrections(tmp_path):
     reviewed = feedback.reviewed_images(folder)
     assert [label for _, label in reviewed] == ["black"] * 4 + ["grizzly"] * 4 + ["teddy"] * 4  # "not a bear" left out
     assert all(path.is_relative_to(folder) for path, _ in reviewed)  # copies inside the review folder
-    rows = list(csv.DictReader((folder / "flags.csv").open()))
+    rows = feedback.flags(folder)
     assert rows[0]["label"] == "teddy" and rows[0]["correction"] == "black"  # the server's answer, the user's fix
+
+
+def test_flags_are_stored_on_a_bucket_mount_that_refuses_appends(tmp_path):
+    """hf-mount (a Storage Bucket at /data) refuses to reopen an existing file for writing: one new file per flag."""
+    folder = tmp_path / "data" / "review"
+    with hfmount.mounted(tmp_path / "data") as refused:
+        log = review_log(folder)
+        (folder / "probe").write_bytes(b"new files are fine")
+        with pytest.raises(PermissionError):  # the stand-in refuses what hf-mount refuses
+            open(folder / "probe", "a")
+        (folder / "probe").unlink()
+        refused.clear()
+        for label in VOCAB:
+            answered_and_flagged(log, example(label), label, session=label, client=label)
+        again = review_log(folder)  # a restart reads them back, on the mount
+    assert refused == []
+    assert [label for _, label in feedback.reviewed_images(folder)] == list(VOCAB)
+    assert len(again._stored) == len(VOCAB)
+    assert not list(folder.rglob(f"*{feedback.PARTIAL}"))  # nothing left half-written
 
 
 def test_a_moved_review_folder_still_finds_its_images(tmp_path):

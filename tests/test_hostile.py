@@ -12,11 +12,11 @@ import httpx
 import pytest
 
 from bear_classifier import decoding
-from bear_classifier.clients import WAIT
+from bear_classifier.clients import wait
 from bear_classifier.limits import BUSY, UPLOADS_FULL, URL_PATH
 from tests.conftest import EXAMPLES_DIR, ROOT, example
 from tests.support import hard_inputs, rawcaller
-from tests.support.appserver import AppServer, folder_bytes
+from tests.support.appserver import AS_ON_A_SPACE, AppServer, folder_bytes
 
 SERVER_FILES = [
     "/etc/passwd",
@@ -281,7 +281,9 @@ ATTACKER, HONEST = "127.0.0.2", "127.0.0.3"
 
 @pytest.fixture(scope="module")
 def fair_server(tmp_path_factory):
-    running = AppServer(tmp_path_factory.mktemp("fair"), BEAR_DECODE_CPU_SECONDS="1", BEAR_UPLOAD_MAX_MB="300")
+    running = AppServer(
+        tmp_path_factory.mktemp("fair"), BEAR_DECODE_CPU_SECONDS="1", BEAR_UPLOAD_MAX_MB="300", **AS_ON_A_SPACE
+    )
     yield running
     running.stop()
 
@@ -341,7 +343,7 @@ def test_one_client_cannot_fill_the_queue_with_rejoins(fair_server):
         attacker.session = uuid.uuid4().hex
         statuses.append(attacker.join([photo]).status_code)
     assert statuses.count(429) >= 10 and set(statuses) <= {200, 429}
-    assert attacker.join([photo]).json()["detail"] == WAIT
+    assert attacker.join([photo]).json()["detail"] == wait("join")
     assert honest_answer(fair_server) == "black"
 
 

@@ -15,7 +15,10 @@ from pathlib import Path
 
 from gradio_client import Client
 
-from bear_classifier.settings import ROOT
+from bear_classifier.settings import ROOT, SPACE_SHARES
+
+AS_ON_A_SPACE = {name: str(value) for name, value in SPACE_SHARES.items()}
+"""The client shares a Space's visitors get (local defaults are far higher): for tests of what a visitor meets."""
 
 
 def free_port() -> int:
