@@ -10,7 +10,8 @@ shipped one) -> `hub` (publish) -> `deploy` (the Space); `notebook` runs trainin
 ones without fastai) is shared by both sides.
 Imports point one way: the serving side never imports a training module (tests/test_imports.py).
 
-Serving side, one request (`settings` read once by app.py, `zerogpu` imports `spaces` on ZeroGPU only; `serving.load`
+Serving side, one request (`settings` read once by app.py, `zerogpu` imports `spaces` on ZeroGPU only, `machine` the
+CPUs and memory the container allows; `serving.load`
 checks model.pkl first, `modelfile`, then serves from the cache's ONNX graphs and `served` record without fastai
 when an earlier start with this file and environment wrote them):
 

@@ -1,0 +1,40 @@
+"""What start-up says about the machine, read from cgroup files as a container has them (written here in a
+temporary folder laid out as /sys/fs/cgroup: v2, v1, none)."""
+
+from __future__ import annotations
+
+import os
+
+from bear_classifier import machine
+
+AFFINITY = len(os.sched_getaffinity(0))
+
+
+def test_cgroup_v2_quota_and_memory_limit(tmp_path):
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # 1.5 CPUs of time
+    (tmp_path / "memory.max").write_text(f"{2 * 2**30}\n")
+    found = machine.read(tmp_path)
+    assert found.quota == 1.5 and found.cpus == 1 and found.memory_bytes == 2 * 2**30
+    assert found.decoders(768) == 1  # half of 2 GiB holds one 768 MB decoder
+    assert "1.5 by the cgroup quota" in found.describe() and "cgroup memory.max" in found.describe()
+
+
+def test_cgroup_v1_files(tmp_path):
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("400000\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    (tmp_path / "memory").mkdir()
+    (tmp_path / "memory" / "memory.limit_in_bytes").write_text(f"{16 * 2**30}\n")
+    found = machine.read(tmp_path)
+    assert found.quota == 4 and found.cpus == min(AFFINITY, 4)  # the affinity caps the quota
+    assert found.memory_bytes == 16 * 2**30
+    assert found.decoders(768) == min(AFFINITY, 4)
+
+
+def test_no_quota_no_limit_is_the_affinity_and_the_machine_s_memory(tmp_path):
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    (tmp_path / "memory.max").write_text("max\n")
+    found = machine.read(tmp_path)
+    assert found.quota is None and found.cpus == AFFINITY
+    assert found.memory_source == "the machine's RAM, no cgroup limit"
+    assert 1 <= found.decoders(768) <= machine.MAX_DECODERS
