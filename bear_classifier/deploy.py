@@ -226,7 +226,7 @@ def deploy(
     print(f"Uploaded {len(files)} files{f', deleted {len(stale)}' if stale else ''} to {space} at commit {info.oid}")
     print(f"Space: {url}")
     if wait:
-        wait_until_running(api, space, timeout=wait, example=root / "examples" / "grizzly_bear.jpg")
+        wait_until_running(api, space, timeout=wait, example=root / "examples" / "grizzly_bear.jpg", commit=info.oid)
     return str(url)
 
 
@@ -302,15 +302,24 @@ def _mount_private_bucket(api: HfApi, space: str, bucket: str) -> None:
     print(f"Storage Bucket {bucket} (private) mounted at /data: flags go to /data/review and survive restarts.")
 
 
-def wait_until_running(api: HfApi, space: str, *, timeout: float, example: Path, every: float = 10) -> dict:
-    """Follow the Space's runtime until it runs (then call /predict once on `example` and return the details) or
-    fails (then raise `DeployError` with the stage and the tail of its log)."""
+def wait_until_running(
+    api: HfApi, space: str, *, timeout: float, example: Path, every: float = 10, commit: str | None = None
+) -> dict:
+    """Follow the Space's runtime until it runs `commit` (then call /predict once on `example` and return the
+    details) or fails (then raise `DeployError` with the stage and the tail of its log).
+
+    Right after an upload the runtime may still be RUNNING the previous commit, whose app would answer
+    /predict. `HfApi.wait_for_space` (huggingface_hub 2.4) returns at the first stage that is not building or
+    starting, which is that old RUNNING, so it cannot tell; the runtime's `sha` (the commit it runs) can. Where the
+    Hub reports no `sha`, RUNNING counts only once a build or start stage was seen after the upload."""
     deadline = time.monotonic() + timeout
-    stage = None
+    stage, rebuilt = None, commit is None
     while time.monotonic() < deadline:
-        stage = str(api.get_space_runtime(space).stage)
-        print(f"Space {space}: {stage}", flush=True)
-        if stage == "RUNNING":
+        runtime = api.get_space_runtime(space)
+        stage, running = str(runtime.stage), (runtime.raw or {}).get("sha")
+        current = running == commit if running and commit else rebuilt
+        print(f"Space {space}: {stage}{f' at {running[:7]}' if running else ''}", flush=True)
+        if stage == "RUNNING" and current:
             from gradio_client import Client, handle_file
 
             host = api.space_info(space).host or space
@@ -319,10 +328,14 @@ def wait_until_running(api: HfApi, space: str, *, timeout: float, example: Path,
             )
             print(f"/predict on {example.name}: {verdict} {details}")
             return details
-        if stage in FAILED_STAGES:
+        if stage == "RUNNING":
+            print(f"  still the previous build: waiting for commit {commit[:7]}", flush=True)
+        elif stage in FAILED_STAGES:
             log = list(api.fetch_space_logs(space, build=stage in ("BUILD_ERROR", "CONFIG_ERROR")))
             tail = "".join(log[-30:]).rstrip()
             raise DeployError(f"The Space stopped at {stage}. The end of its log:\n{tail}")
+        else:
+            rebuilt = True
         time.sleep(every)
     raise DeployError(f"The Space was still {stage} after {timeout:.0f} s: look at its logs on the Space's page")
 

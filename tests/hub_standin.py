@@ -135,6 +135,9 @@ class HubStandIn:
     hardware: dict[str, str] = field(default_factory=dict)  # Space repo id -> requested hardware
     # Space repo id -> the stages its runtime reports, one per call (the last one stays), and its logs
     stages: dict[str, list[str]] = field(default_factory=dict)
+    # Space repo id -> how many runtime calls after an upload still report the previous commit RUNNING (the Hub
+    # keeps serving the old build until the new one starts); every runtime names the commit it runs ("sha")
+    previous_runs: dict[str, int] = field(default_factory=dict)
     logs: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # Space -> "build"/"run" -> lines
     hosts: dict[str, str] = field(default_factory=dict)  # Space repo id -> the URL its app answers on
     secrets: dict[str, set[str]] = field(default_factory=dict)
@@ -278,12 +281,16 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
 
         def _runtime(self, repo: str) -> dict:
             # Before the first upload the Space has no app; after it, each call moves one scripted stage on.
-            uploaded = any(c.repo_id == repo and c.repo_type == "space" for c in hub.commits)
-            stages = hub.stages.get(repo) or ["RUNNING"]
-            stage = "NO_APP_FILE" if not uploaded else stages.pop(0) if len(stages) > 1 else stages[0]
+            uploads = [c.sha for c in hub.commits if c.repo_id == repo and c.repo_type == "space"]
             flavor = hub.hardware.get(repo)
+            if hub.previous_runs.get(repo) and len(uploads) > 1:
+                hub.previous_runs[repo] -= 1
+                return {"stage": "RUNNING", "sha": uploads[-2], "hardware": {"current": flavor, "requested": flavor}}
+            stages = hub.stages.get(repo) or ["RUNNING"]
+            stage = "NO_APP_FILE" if not uploads else stages.pop(0) if len(stages) > 1 else stages[0]
             return {
                 "stage": stage,
+                "sha": uploads[-1] if uploads else None,
                 "hardware": {"current": flavor if stage == "RUNNING" else None, "requested": flavor},
                 "volumes": hub.volumes.get(repo),
             }

@@ -271,6 +271,23 @@ def test_wait_reports_running_and_the_live_answer(standin, server):
     assert details["label"] == "grizzly" and details["error"] is None
 
 
+def test_wait_reads_only_the_new_commit_s_answer(standin, server, capsys):
+    """Right after the upload the Hub still runs the previous build: its RUNNING must not count."""
+    deploy.deploy(space=SPACE, token=TOKEN)
+    standin.hosts[SPACE] = server.url
+    standin.previous_runs[SPACE] = 3
+    standin.stages[SPACE] = ["BUILDING", "RUNNING"]
+    deploy.deploy(space=SPACE, token=TOKEN)  # the second upload
+    old, new = standin.commits[-2].sha, standin.commits[-1].sha
+    deploy.wait_until_running(
+        HfApi(token=TOKEN), SPACE, timeout=120, example=EXAMPLES_DIR / "grizzly_bear.jpg", every=0.05, commit=new
+    )
+    out = capsys.readouterr().out
+    assert out.count(f"RUNNING at {old[:7]}") == 3 and out.count(f"waiting for commit {new[:7]}") == 3
+    assert f"RUNNING at {new[:7]}" in out and "/predict on grizzly_bear.jpg" in out
+    assert out.index(f"RUNNING at {new[:7]}") > out.rindex(f"RUNNING at {old[:7]}")
+
+
 @pytest.mark.parametrize(("stage", "log"), [("BUILD_ERROR", "build"), ("RUNTIME_ERROR", "run")])
 def test_wait_reports_the_failing_stage_and_its_log(standin, stage, log):
     deploy.deploy(space=SPACE, token=TOKEN)
