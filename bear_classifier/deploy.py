@@ -74,6 +74,11 @@ class Model:
     revision: str | None = None
     private: bool = False
 
+    @property
+    def pin(self) -> tuple[str, str] | None:
+        """(repo, revision) the Space serves from (its BEAR_MODEL_REPO/BEAR_MODEL_REVISION), None: model.pkl."""
+        return (self.repo, self.revision) if self.repo and self.revision else None
+
 
 def local_model(root: Path = ROOT) -> Model:
     pickle, model_card = Path(root) / "model.pkl", Path(root) / "model_card.md"
@@ -143,6 +148,7 @@ def space_files(
             model=model.upload,
             model_repo=model.repo,
             revision=model.revision,
+            preload=not model.private,
             root=root,
         )
     except SpaceTreeError as e:
@@ -205,7 +211,7 @@ def deploy(
     if model.private:
         _check_space_can_read(api, space, model)
     if check:
-        spacecheck.run(files, chosen, model_pickle=model.pickle, vocab=model.vocab, hub_token=token)
+        spacecheck.run(files, chosen, model_pickle=model.pickle, vocab=model.vocab, hub_token=token, model=model.pin)
     url = _create(api, space, chosen, private)
     # Variables and volumes first: setting one restarts the Space, and the build the commit starts must see them.
     if model_repo:
@@ -275,15 +281,18 @@ def _create(api: HfApi, space: str, hardware: Hardware, private: bool | None) ->
 
 
 def _check_space_can_read(api: HfApi, space: str, model: Model) -> None:
-    """A private model repo: the Space needs a read token as its secret HF_TOKEN, or preload_from_hub fails."""
+    """A private model repo: Spaces cannot preload it (no `preload_from_hub`), so the app downloads model.pkl at
+    start-up with the Space's secret HF_TOKEN, which must exist."""
     try:
         secrets = api.get_space_secrets(space)
     except HfHubHTTPError:
         secrets = {}  # no Space yet
     if "HF_TOKEN" not in secrets:
         raise DeployError(
-            f"{model.repo} is private, and the Space {space} has no HF_TOKEN secret to read it with: its build "
-            f"(preload_from_hub) and start-up would fail. Make the model repo public, or give the Space a read "
+            f"{model.repo} is private, and the Space {space} has no HF_TOKEN secret to read it with. Spaces cannot "
+            "preload a private repo, so the app downloads model.pkl when it starts (at the pinned commit, checked "
+            "against its SHA-256), and without the secret that start would fail. Make the model repo public, or "
+            "give the Space a read "
             f'token (https://huggingface.co/settings/tokens): `python -c "from huggingface_hub import HfApi; '
             f"HfApi().add_space_secret('{space}', 'HF_TOKEN', '<read token>')\"` (create the Space first by deploying "
             "it once without --model-repo), then deploy again."
@@ -385,7 +394,9 @@ def main(argv: list[str] | None = None) -> int:
         model = hub_model(HfApi(token=args.token), args.model_repo, args.revision) if args.model_repo else local_model()
         files = space_files(hardware, model)
         if args.check:
-            spacecheck.run(files, hardware, model_pickle=model.pickle, vocab=model.vocab, hub_token=args.token)
+            spacecheck.run(
+                files, hardware, model_pickle=model.pickle, vocab=model.vocab, hub_token=args.token, model=model.pin
+            )
         if args.out:
             print(f"Wrote the Space's files for {hardware.flavor} to {write(args.out, files)}")
     except (DeployError, SpaceCheckError) as e:

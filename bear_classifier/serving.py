@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
-from . import card, hub, modelfile, served
+from . import card, hub, modelfile, served, spacetree
 from .clients import Quotas, wait
 from .decoding import Decoded, DecoderPool
 from .images import ImageError, ImageInput
@@ -69,9 +69,14 @@ def load(settings: Settings, learner: bool = False) -> tuple[Predictor, card.Tra
     # The verdict is remembered by the file's SHA-256 (and this environment's versions) in settings.cache, so
     # the child process runs once per model and environment, not at every start. Meanwhile this process imports
     # what unpickling will need (fastai, timm: seconds), and unpickles only once the child has answered.
+    # On ZeroGPU the Space installs a torch from its list, which may not be the card's (spacetree.listed_torch);
+    # `deploy --check` proved the model under it, so the check expects that one.
+    versions, note = spacetree.installed_versions(facts.versions, spacetree.ZERO_GPU if settings.zero_gpu else None)
+    if note:
+        print(note, file=sys.stderr, flush=True)
     modelfile.startup_check(
         model_path,
-        facts.versions,
+        versions,
         EXAMPLES_DIR / "black_bear.jpg",
         expected_sha256=expected,
         cache=settings.cache,

@@ -78,10 +78,12 @@ def run(
     model_pickle: Path,
     vocab: list[str],
     hub_token: str | None = None,
+    model: tuple[str, str] | None = None,
     workdir: Path | None = None,
     timeout: float = 600,
 ) -> dict[str, dict[str, float]]:
-    """Install, start and call the tree `files` (see the module's text); returns {example: probabilities}."""
+    """Install, start and call the tree `files` (see the module's text); returns {example: probabilities}.
+    `model`: the (repo, revision) the Space serves from, set as its variables (else the tree's model.pkl)."""
     minor = str(SpaceCard(files["README.md"].decode()).data.python_version)
     python = python_for(minor)
     with _folder(workdir) as work:
@@ -95,7 +97,7 @@ def run(
         installed = _install(python, venv, tree / "requirements.txt", extra)
         examples = sorted((tree / "examples").glob("*.jpg"))
         reference = modelfile.smoke_predict(model_pickle, *examples, python=str(installed), timeout=timeout)
-        with _device_api() as device, _app(installed, tree, hardware, device.url, hub_token, timeout) as url:
+        with _device_api() as device, _app(installed, tree, hardware, device.url, hub_token, model, timeout) as url:
             try:
                 answers = _predict(url, examples)
                 _flag(url, examples[0])
@@ -230,7 +232,13 @@ def _port() -> int:
 
 @contextlib.contextmanager
 def _app(
-    python: Path, tree: Path, hardware: Hardware, device_url: str, hub_token: str | None, timeout: float
+    python: Path,
+    tree: Path,
+    hardware: Hardware,
+    device_url: str,
+    hub_token: str | None,
+    model: tuple[str, str] | None,
+    timeout: float,
 ) -> Iterator[str]:
     """`python app.py` in `tree` with a Space's environment; yields its URL once it answers."""
     port = _port()
@@ -243,10 +251,8 @@ def _app(
         BEAR_CACHE=str(tree.parent / "cache"),
         PYTHONUNBUFFERED="1",
     )
-    readme = SpaceCard((tree / "README.md").read_text()).data
-    for line in readme.get("preload_from_hub") or []:  # the Space's build fetched these: the variables name them
-        repo, _, revision = line.split(" ")
-        env.update(BEAR_MODEL_REPO=repo, BEAR_MODEL_REVISION=revision)
+    if model:  # the Space variables deploy sets
+        env.update(BEAR_MODEL_REPO=model[0], BEAR_MODEL_REVISION=model[1])
     if hub_token:
         env["HF_TOKEN"] = hub_token
     if hardware.flavor == "zero-a10g":

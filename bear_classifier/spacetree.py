@@ -145,6 +145,15 @@ def listed_torch(hardware: Hardware, pinned: dict[str, str]) -> tuple[dict[str, 
     return {**pinned, "torch": chosen, "torchvision": TORCHVISION_FOR[chosen]}, note
 
 
+def installed_versions(versions: dict[str, str], hardware: Hardware | None) -> tuple[dict[str, str], str | None]:
+    """The card's `versions` as a Space on `hardware` installs them (`listed_torch`), and the note when torch
+    differs: what the app's start-up check must expect there. `hardware` None: not a Space, the card's own."""
+    if hardware is None:
+        return dict(versions), None
+    chosen, note = listed_torch(hardware, {k: public_version(v) for k, v in versions.items() if k in TORCH_PACKAGES})
+    return {**versions, **chosen} if note else dict(versions), note
+
+
 def torch_note(hardware: Hardware, versions: dict[str, str], root: Path = ROOT) -> str | None:
     """What `listed_torch` says about the tree `files` builds for these card versions (None: the card's torch)."""
     return listed_torch(hardware, _card_pins(versions, root))[1]
@@ -240,17 +249,23 @@ def check_front_matter(card: SpaceCard) -> None:
             )
 
 
-def readme(text: str, hardware: Hardware, python: str, model_repo: str | None, revision: str | None) -> str:
+def readme(
+    text: str, hardware: Hardware, python: str, model_repo: str | None, revision: str | None, preload: bool = True
+) -> str:
     """The Space's README.md: `space/README.md` with the hardware it fits (`suggested_hardware`: shown to whoever
-    duplicates it; the duplicate still starts on CPU basic), its Python minor and, with a model repo, `models:` and `preload_from_hub:` (the Space fetches
-    model.pkl and its card at the pinned commit while it is built, so start-up needs no download)."""
+    duplicates it; the duplicate still starts on CPU basic), its Python minor and, with a model repo, `models:` and
+    `preload_from_hub:` (the Space fetches model.pkl and its card at the pinned commit while it is built, so
+    start-up needs no download). Not for a private repo (`preload=False`): Spaces cannot preload those ("not
+    supported yet", spaces-config-reference), so the app downloads it at start with the HF_TOKEN secret, at the same
+    pinned commit and SHA-256."""
     card = SpaceCard(text)
     check_front_matter(card)
     card.data.python_version = python
     card.data.suggested_hardware = hardware.flavor
     if model_repo:
         card.data.models = [model_repo, *(m for m in (card.data.models or []) if m != model_repo)]
-        card.data.preload_from_hub = [f"{model_repo} model.pkl,README.md {revision}"]
+        if preload:
+            card.data.preload_from_hub = [f"{model_repo} model.pkl,README.md {revision}"]
     return str(card)
 
 
@@ -262,11 +277,13 @@ def files(
     model: tuple[bytes, bytes] | None,
     model_repo: str | None = None,
     revision: str | None = None,
+    preload: bool = True,
     root: Path = ROOT,
 ) -> dict[str, bytes]:
     """{path in the Space: content}: exactly what the Space runs (no venv, runs, reviews, tests, benchmarks,
     notebooks, caches, type stubs or the developer README). `versions`: the model card's; `model`: (model.pkl,
-    model_card.md) to upload, None when the Space fetches them from `model_repo`."""
+    model_card.md) to upload, None when the Space fetches them from `model_repo`; `preload`: at build time
+    (`preload_from_hub`), else (a private repo) at start-up."""
     root = Path(root)
     tree: dict[str, bytes] = {}
     for pattern in ("app.py", ".gitattributes", "bear_classifier/*.py", "examples/*"):
@@ -282,7 +299,7 @@ def files(
     pinned, _ = listed_torch(hardware, _card_pins(versions, root))
     check_combination(hardware, python, pinned)
     text = (root / "space" / "README.md").read_text(encoding="utf-8")
-    tree["README.md"] = readme(text, hardware, python, model_repo, revision).encode()
+    tree["README.md"] = readme(text, hardware, python, model_repo, revision, preload).encode()
     tree["requirements.txt"] = requirements(
         (root / "requirements.txt").read_text(encoding="utf-8"), hardware, pinned
     ).encode()

@@ -419,6 +419,10 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             match = RESOLVE.match(request.path)
             if not match:
                 return self._not_found(head=head)
+            if match["repo"] in hub.private and not request.headers.get("authorization"):
+                # The Hub hides a private repo from anonymous callers: 401 with RepoNotFound
+                self._send(401, b'{"error": "Repository Not Found"}', {"X-Error-Code": "RepoNotFound"}, head)
+                return None
             sha = hub.resolve(match["repo"], match["revision"])
             data = hub.snapshots.get(match["repo"], {}).get(sha or "", {}).get(match["filename"])
             if data is None:

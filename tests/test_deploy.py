@@ -250,6 +250,28 @@ def test_a_private_model_repo_needs_a_token_secret_on_the_space(standin):
     HfApi(token=TOKEN).add_space_secret(SPACE, "HF_TOKEN", "hf_read")
     deploy.deploy(space=SPACE, model_repo=MODEL_REPO, revision=sha, token=TOKEN)
     assert len(standin.commits) == 2
+    # Spaces cannot preload a private repo: the app downloads it at start (with HF_TOKEN), pinned by the variables
+    data = SpaceCard(standin.commits[-1].files["README.md"].decode()).data
+    assert data.get("preload_from_hub") is None and data.models == [MODEL_REPO]
+    assert {k: v["value"] for k, v in standin.variables[SPACE].items()} == {
+        "BEAR_MODEL_REPO": MODEL_REPO,
+        "BEAR_MODEL_REVISION": sha,
+    }
+
+
+def test_a_private_model_repo_is_downloaded_at_start_with_the_token(standin, monkeypatch):
+    """What the Space's start does for a private repo: serving.load's download, pinned and checked, with HF_TOKEN."""
+    from bear_classifier import serving
+    from bear_classifier.settings import Settings
+
+    sha = push_model(standin, {}, private=True)
+    settings = Settings.from_env({"BEAR_MODEL_REPO": MODEL_REPO, "BEAR_MODEL_REVISION": sha})
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with pytest.raises(Exception, match="401|403|404|private|Repository Not Found|token"):
+        serving.load(settings)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    model, card = serving.load(settings)
+    assert model.vocab == card.vocab
 
 
 def test_bucket_is_created_private_and_mounted_at_data(standin):
