@@ -10,7 +10,9 @@ a caller cannot choose. Where it comes from (README "Client addresses"):
   `gr.Request` and our shares agree. HF documents no X-Forwarded-For contract; `log_shape` tells us what a real
   Space sends.
 - On a Space, `X-IP-Token` (the per-visitor token HF's proxy sets, hub-docs spaces-zerogpu) names the visitor
-  where present: it holds when several hops share one address.
+  where present: it holds when several hops share one address. Its signature is HF's and is not checked here:
+  should a caller's own X-IP-Token ever reach the app, that caller could pick a new share per request, which the
+  logged header shapes of a real Space would show (README, "Verified only against stand-ins").
 - Addresses are normalised (IPv4-mapped IPv6 is IPv4) and IPv6 counts per /64, the block one subscriber holds.
 
 The counters are `limits`' sliding windows in memory (one process serves the app).

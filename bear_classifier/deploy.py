@@ -29,7 +29,7 @@ from pathlib import Path
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, Volume, get_token, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError
 
-from . import card, modelfile, spacecheck, spacetree
+from . import card, modelfile, servedfiles, spacecheck, spacetree
 from .hub import COMMIT_SHA
 from .settings import ROOT
 from .spacecheck import SpaceCheckError
@@ -89,6 +89,7 @@ def local_model(root: Path = ROOT) -> Model:
                 "--model-repo you/bear-classifier --revision <commit sha>"
             )
     facts = card.read(model_card)
+    servedfiles.make(pickle)  # the graphs and record a Space's start serves from, without fastai or unpickling
     upload = (pickle.read_bytes(), model_card.read_bytes())
     return Model(facts.versions, facts.vocab, not modelfile.by_value_code(pickle), upload, pickle)
 

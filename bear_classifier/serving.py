@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
-from . import card, hub, modelfile, served, spacetree
+from . import card, hub, modelfile, served, servedfiles, spacetree
 from .clients import Quotas, wait
 from .decoding import Decoded, DecoderPool
 from .images import ImageError, ImageInput
@@ -55,6 +55,12 @@ def load(settings: Settings, learner: bool = False) -> tuple[Predictor, card.Tra
     for warning in hub.public_feedback(settings.feedback_repo, settings.space_id):
         print(warning, file=sys.stderr, flush=True)  # loud, at every start, until someone fixes it
     # The ONNX graphs, too, are exported once per model (files named by its SHA-256), with the record beside them.
+    if not learner and settings.backend != "torch" and (record := servedfiles.load(model_path, sha)):
+        # Made from this very file where it was trusted (`servedfiles`, run by deploy): a Space's first start.
+        beside = servedfiles.prefix(model_path, sha)
+        model = Predictor(record, settings.draft_jpeg, max_batch_size=settings.max_batch_size, onnx_cache=beside)
+        print(f"Serving {model_path.name} from the served files beside it: {SERVED_NOTE}", file=sys.stderr)
+        return model, facts
     onnx_cache = settings.cache / "onnx" / sha
     key = served.key(sha, facts.versions)
     if not learner and settings.backend != "torch" and (record := served.load(onnx_cache, key)):

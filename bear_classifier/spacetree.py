@@ -47,7 +47,7 @@ PLATFORM_PACKAGES = {
     "gradio": "installed by the platform from the README's sdk_version",
     "gradio_client": "gradio's own dependency, installed with it",
     "huggingface_hub": "preinstalled on every Space",
-    "spaces": "preinstalled on ZeroGPU, where a conflicting pin fails the build (huggingface/skills#138); "
+    "spaces": "preinstalled on ZeroGPU, where a conflicting pin fails the build, huggingface/skills#138; "
     "imported nowhere else",
 }
 """Left out of the Space's requirements.txt: a pin of what the platform installs itself can only fight it."""
@@ -295,6 +295,8 @@ def files(
             raise SpaceTreeError(f"{root / name} is missing: run the deploy command from a checkout of the project")
     if model:
         tree["model.pkl"], tree["model_card.md"] = model
+        for path in sorted((root / "served").glob("*")):  # `servedfiles`: made for this model.pkl by deploy
+            tree[f"served/{path.name}"] = path.read_bytes()
     python = python_for(hardware, versions.get("python", "3.11"), portable)
     pinned, _ = listed_torch(hardware, _card_pins(versions, root))
     check_combination(hardware, python, pinned)

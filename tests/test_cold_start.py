@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bear_classifier import modelfile, served, serving
+from bear_classifier import modelfile, served, servedfiles, serving
 from bear_classifier.predictor import OnnxNetwork, Predictor
 from bear_classifier.settings import Settings
 from tests.conftest import ROOT, example
@@ -87,9 +87,35 @@ def test_a_warm_start_serves_without_fastai_or_timm_and_answers_the_same(predict
         assert ood_score == round(expected.ood_score, 4), image
 
 
+def test_a_space_s_first_start_serves_from_the_files_beside_the_model(predictor, tmp_path):
+    """A Space starts on a fresh disk: with the served files deploy ships beside model.pkl (`servedfiles`) and an
+    empty cache, nothing is unpickled and neither fastai nor timm is imported, and the answers are the learner's."""
+    servedfiles.make(serving.MODEL_PATH)  # what deploy does (a no-op when they are there for this model.pkl)
+    script = (
+        "import json, sys\n"
+        "import app\n"
+        "from bear_classifier import serving\n"
+        "answers = [app.answers.answer(e, '127.0.0.1') for e in serving.EXAMPLES]\n"
+        "print(json.dumps({'modules': sorted(m for m in ('fastai', 'timm') if m in sys.modules),\n"
+        "                  'learn': app.model.learn is not None,\n"
+        "                  'answers': [[a.probabilities[1], a.details['ood_score']] for a in answers]}))\n"
+    )
+    env = {"BEAR_REVIEW_DIR": str(tmp_path / "review"), "BEAR_CACHE": str(tmp_path / "empty")}
+    started = _import_app(script, env)
+    assert started["modules"] == [] and not started["learn"]
+    assert not (tmp_path / "empty" / "onnx").exists()  # nothing exported or recorded on the way
+    prefix = servedfiles.prefix(serving.MODEL_PATH, modelfile.sha256(serving.MODEL_PATH))
+    learners = Predictor(predictor.learn, onnx_cache=prefix)  # the same graph files, run from the learner's side
+    for image, (probabilities, ood_score) in zip(serving.EXAMPLES, started["answers"], strict=True):
+        expected = learners.predict(image)
+        assert probabilities == expected.probabilities, image
+        assert ood_score == round(expected.ood_score, 4), image
+
+
 def test_the_record_is_not_trusted_when_its_key_differs_or_a_graph_is_missing(tmp_path, monkeypatch):
     """A record written under other versions (here: a tampered one) or beside a missing graph sends the start the
     long way (the learner is loaded, the graph exported again), which writes the record again."""
+    monkeypatch.setattr(servedfiles, "load", lambda model, sha: None)  # a model without them (a Hub repo's)
     settings = Settings(cache=tmp_path)
     first = serving.load(settings)[0]
     assert first.learn is not None  # an empty cache: the long way
@@ -111,7 +137,7 @@ def test_the_record_is_not_trusted_when_its_key_differs_or_a_graph_is_missing(tm
     monkeypatch.setattr(torch, "__version__", torch.__version__ + ".other")
     assert serving.load(settings)[0].learn is not None
     assert serving.load(settings)[0].learn is None
-    monkeypatch.undo()
+    monkeypatch.setattr(torch, "__version__", torch.__version__.removesuffix(".other"))
 
     prefix.with_name(first.graphs[-1]).unlink()
     assert serving.load(settings)[0].learn is not None

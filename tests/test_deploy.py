@@ -42,7 +42,8 @@ def standin(tmp_path, monkeypatch):
 def expected_files(with_model: bool) -> set[str]:
     code = {p.relative_to(ROOT).as_posix() for p in (ROOT / "bear_classifier").glob("*.py")}
     examples = {p.relative_to(ROOT).as_posix() for p in EXAMPLES_DIR.iterdir() if p.is_file()}
-    return APP | code | examples | (MODEL if with_model else set())
+    served = {f"served/{p.name}" for p in (ROOT / "served").glob("*")}  # made by deploy for the model.pkl
+    return APP | code | examples | (MODEL | served if with_model else set())
 
 
 def requirements_of(text: str) -> dict[str, Requirement]:

@@ -1,0 +1,58 @@
+"""The served files beside model.pkl (`servedfiles`): made from the model file alone, keyed by what changes their
+meaning, checked before use, and what is beside the committed model.pkl is for that very file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from bear_classifier import modelfile, served, servedfiles
+from bear_classifier.settings import ROOT
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    model = tmp_path_factory.mktemp("model") / "model.pkl"
+    shutil.copy(ROOT / "model.pkl", model)
+    servedfiles.make(model)
+    return model
+
+
+def test_made_from_the_model_file_alone_and_keyed_by_its_sha256(made):
+    sha = modelfile.sha256(made)
+    record = servedfiles.load(made, sha)
+    assert record is not None and record.key["sha256"] == sha
+    assert {"format", "sha256", "opset", "onnxruntime", "graphs"} <= set(record.key)
+    assert record.key["format"] == served.FORMAT and isinstance(record.key["opset"], int)
+    assert "python" not in json.dumps(record.key)  # a graph does not depend on the Python minor
+    assert servedfiles.load(made, "0" * 64) is None  # another model.pkl: not its files
+
+
+def test_a_changed_graph_or_another_onnxruntime_is_not_used(made, monkeypatch):
+    sha = modelfile.sha256(made)
+    monkeypatch.setattr(servedfiles, "onnxruntime_version", lambda: "0.0.1")
+    assert servedfiles.load(made, sha) is None
+    monkeypatch.undo()
+    graph = servedfiles.prefix(made, sha).with_name(servedfiles.load(made, sha).graphs[0])
+    content = graph.read_bytes()
+    graph.write_bytes(content[:-1] + bytes([content[-1] ^ 1]))
+    try:
+        assert servedfiles.load(made, sha) is None  # its SHA-256 no longer matches the record's
+    finally:
+        graph.write_bytes(content)
+    assert servedfiles.load(made, sha) is not None
+
+
+def test_served_files_beside_the_committed_model_are_for_it():
+    """For whoever replaces model.pkl: files made for an older model are never served with the new one; rerun
+    `python -m bear_classifier.servedfiles model.pkl` (deploy does) after replacing it."""
+    records = sorted((ROOT / servedfiles.FOLDER).glob("*-served.json"))
+    if not records:
+        pytest.skip(
+            "no served files beside model.pkl yet: `python -m bear_classifier.servedfiles` (or deploy) makes them"
+        )
+    sha = modelfile.sha256(ROOT / "model.pkl")
+    assert [r.name for r in records] == [f"{sha}-served.json"], "made for another model.pkl: run the command again"
+    assert servedfiles.load(ROOT / "model.pkl", sha) is not None
