@@ -4,6 +4,8 @@ and `python app.py` as a student runs it locally, scripted through gradio_client
 
 from __future__ import annotations
 
+import hashlib
+
 import httpx
 import pytest
 from gradio_client import Client, handle_file
@@ -45,6 +47,21 @@ def test_on_a_space_run_history_and_ssr_are_off(space_server):
     config = httpx.get(space_server.url + "config").json()
     assert not config.get("run_history") and not config.get("is_ssr", False)
     assert "client address: X-Forwarded-For 0 entries" in space_server.output()  # the first requests' shapes
+
+
+def test_on_a_space_the_forwarded_client_is_charged(space_server):
+    """app.py hands BEAR_TRUSTED_PROXIES to uvicorn: behind the SSR proxy (a 127.0.0.1 peer) and a platform hop,
+    the visitor's address is the client, not the proxy's and not the caller's own leading entry."""
+    visitor = "203.0.113.7"
+    forwarded = {"X-Forwarded-For": f"198.51.100.1, {visitor}, 10.0.0.2"}
+    response = httpx.post(
+        space_server.url + "gradio_api/upload",
+        files=[("files", ("b.jpg", example("black").read_bytes()))],
+        headers=forwarded,
+    )
+    assert response.status_code == 200
+    digest = hashlib.sha256(visitor.encode()).hexdigest()[:8]
+    assert f"X-Forwarded-For 3 entries in 1 lines, X-IP-Token absent, client #{digest}" in space_server.output()
 
 
 @pytest.mark.timeout(1800)
