@@ -88,6 +88,7 @@ def run(
     python = python_for(minor)
     with _folder(workdir) as work:
         tree, venv = work / "space", work / "venv"
+        shutil.rmtree(work / "review", ignore_errors=True)  # a kept workdir's earlier flags must not count
         for name, content in files.items():
             (tree / name).parent.mkdir(parents=True, exist_ok=True)
             (tree / name).write_bytes(content)
