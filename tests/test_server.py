@@ -145,6 +145,7 @@ def test_start_up_is_quiet_and_truthful(server):
     assert (
         "Loaded model.pkl: its SHA-256 matched the expected one before it was unpickled." in output
         or f"Serving model.pkl from its cached ONNX graphs: {serving.SERVED_NOTE}" in output
+        or f"Serving model.pkl from the served files beside it: {serving.SERVED_NOTE}" in output
     ), output
     assert "insecure pickle" not in output
     assert "torch.jit" not in output and "Warning" not in output, output
