@@ -194,8 +194,11 @@ class Predictor:
             self.vocab: list[str] = list(learn.vocab)
             self.guard = learn.guard  # its ImageNet classifier is inside the guard's graph
 
+            names = iter(learn.graphs)  # in the order they were made (below): the record's, whichever torch made them
+
             def make(size: int, guard: bool, spin: bool) -> TorchNetwork | OnnxNetwork:
-                return OnnxNetwork(self._graph(onnx_cache, size, guard).read_bytes(), spin)
+                self.graphs.append(name := next(names))
+                return OnnxNetwork(onnx_cache.with_name(name).read_bytes(), spin)
         else:
             from .transforms import Transforms  # fastai's Pipelines: only a learner needs them
 

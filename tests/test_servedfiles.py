@@ -7,6 +7,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from bear_classifier import modelfile, served, servedfiles
 from bear_classifier.settings import ROOT
@@ -56,3 +57,15 @@ def test_served_files_beside_the_committed_model_are_for_it():
     sha = modelfile.sha256(ROOT / "model.pkl")
     assert [r.name for r in records] == [f"{sha}-served.json"], "made for another model.pkl: run the command again"
     assert servedfiles.load(ROOT / "model.pkl", sha) is not None
+
+
+def test_graphs_made_under_another_torch_are_served(made, monkeypatch):
+    """The Space may run another torch than the one that made the graphs (ZeroGPU's list): the record's names count."""
+    from bear_classifier.predictor import Predictor
+
+    sha = modelfile.sha256(made)
+    record = servedfiles.load(made, sha)
+    monkeypatch.setattr(torch, "__version__", "2.11.0+cu130")
+    served_model = Predictor(record, onnx_cache=servedfiles.prefix(made, sha))
+    assert served_model.graphs == record.graphs
+    assert served_model.predict(ROOT / "examples" / "grizzly_bear.jpg").label == "grizzly"
