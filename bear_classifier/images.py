@@ -23,12 +23,32 @@ and external photos have at most 14. Each scan of a progressive JPEG is a pass o
 px in 76-byte refinement scans cost 33 ms of CPU each, 55 s for a 76 KB file (BENCHMARKS.md, hostile callers)."""
 MAX_JPEG_SEGMENTS = 256
 """Marker segments (tables, scans, metadata) before the picture ends: the same photos have at most 29."""
+MAX_PNG_CHUNKS = 16_384
+"""Chunks in a PNG: Pillow reads each in Python, so 870,000 empty IDAT chunks in 10 MB cost seconds of CPU.
+libpng writes 8 KB IDAT chunks (Pillow 64 KB): 16,384 of them hold 128 MB, more than any photo we take."""
+MAX_TILES = MAX_SIDE
+"""Tiles (TIFF strips or tiles) of one picture: Pillow sets up a decoder per tile in Python; a TIFF written a
+row a strip at the tallest side we take has this many, a crafted one of 1x1 tiles has millions."""
+MAX_FILE_BYTES = 256 * 2**20
+"""Largest file we read into memory (the app takes uploads of 10 MB; a 50 MP noisy RGBA PNG is about 200 MB)."""
 
 FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
 """What we decode (MPO: phones' multi-picture JPEGs). Never EPS/PS (Pillow runs Ghostscript on them), nor the
 rarely used decoders where a crafted file raises odd errors or spins."""
 
 ImageInput = str | Path | bytes | Image.Image | np.ndarray
+
+NOT_READABLE = (
+    "This file is not an image we can read (corrupt, truncated, not an image, or a format other than "
+    "JPEG, PNG, WebP, GIF, BMP, TIFF or AVIF). Try a JPEG or PNG photo."
+)
+BAD_JPEG = (
+    "This file is not an image we can read: its JPEG structure is damaged or truncated. Save it again as an "
+    "ordinary JPEG."
+)
+SLOW_DECODER = (
+    "This image is stored in a way that is very slow to decode ({what}): save it again as an ordinary JPEG or PNG."
+)
 
 
 class ImageError(ValueError):
@@ -51,10 +71,11 @@ def open_image(source: ImageInput | None, draft_size: int | None = None) -> Imag
         # Pillow only warns between MAX_IMAGE_PIXELS and twice that; we refuse those too.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source, formats=_readable_formats())
+            data = source if isinstance(source, bytes) else _read(Path(source))
+            _check_structure(data)  # before Image.open: a layout libjpeg or Pillow would spin on is refused here
+            image = Image.open(io.BytesIO(data), formats=_readable_formats())
             _check_size(image)
-            if image.format in ("JPEG", "MPO"):
-                _check_jpeg_structure(source if isinstance(source, bytes) else Path(source).read_bytes())
+            _check_decoders(image)
             if draft_size and image.format == "JPEG":
                 image.draft("RGB", (draft_size, draft_size))
             image.load()  # decode now, so truncated data fails here and not deep in the model
@@ -68,10 +89,7 @@ def open_image(source: ImageInput | None, draft_size: int | None = None) -> Imag
         except MemoryError:
             raise  # over a decoder worker's memory budget (decoding.py): not the file's fault alone
         except Exception as e:  # a crafted file can make a decoder raise anything (RuntimeError, IndexError...)
-            raise ImageError(
-                "This file is not an image we can read (corrupt, truncated, not an image, or a format other than "
-                "JPEG, PNG, WebP, GIF, BMP, TIFF or AVIF). Try a JPEG or PNG photo."
-            ) from e
+            raise ImageError(NOT_READABLE) from e
 
 
 def uploaded_file(path: str | None, upload_folder: str | Path) -> str:
@@ -100,34 +118,76 @@ def _check_size(image: Image.Image) -> None:
         raise ImageError("This image is empty (zero pixels).")
 
 
+def _read(path: Path) -> bytes:
+    if path.stat().st_size > MAX_FILE_BYTES:  # a sparse 64 GB file is one stat away, not a MemoryError
+        raise ImageError(f"This file is over {MAX_FILE_BYTES // 2**20} MB: no photo we classify is that large.")
+    return path.read_bytes()
+
+
+def _check_structure(data: bytes) -> None:
+    if data.startswith(b"\xff\xd8"):
+        _check_jpeg_structure(data)
+    elif data.startswith(b"\x89PNG\r\n\x1a\n"):
+        _check_png_structure(data)
+
+
+def _check_decoders(image: Image.Image) -> None:
+    """Refuse before decoding what only Pillow's pure-Python decoders read (RLE BMP, ...) or what takes a
+    decoder per tile by the million: their cost is set by the file, not by its pixels."""
+    tiles = getattr(image, "tile", None) or []
+    if len(tiles) > MAX_TILES:
+        raise ImageError(SLOW_DECODER.format(what=f"{len(tiles):,} tiles"))
+    slow = {tile[0] for tile in tiles} & set(Image.DECODERS)  # registered from Python: Pillow's Python decoders
+    if slow:
+        raise ImageError(SLOW_DECODER.format(what=", ".join(sorted(slow))))
+
+
 def _check_jpeg_structure(data: bytes) -> None:
-    """Counts the marker segments and scans of the first picture in a JPEG, without decoding: a walk from
-    marker to marker that skips each scan's entropy-coded data (where 0xFF is always followed by 0x00 or a
-    restart marker)."""
+    """Walks the marker segments and scans of the first picture in a JPEG, without decoding, and refuses one
+    that is not a well-formed marker sequence (libjpeg skips junk and decodes on, so one junk byte used to end
+    this walk and its limits) or has too many segments or scans. Each scan's entropy-coded data is skipped (there
+    0xFF is always followed by 0x00 or a restart marker)."""
     position, segments, scans, end = 2, 0, 0, len(data)
-    while position + 4 <= end and segments <= MAX_JPEG_SEGMENTS and scans <= MAX_JPEG_SCANS:
-        if data[position] != 0xFF:
-            return  # damaged: the decoder says so
+    while True:
+        if position + 2 > end or data[position] != 0xFF:
+            raise ImageError(BAD_JPEG)  # truncated, or junk where a marker belongs
         marker = data[position + 1]
         if marker == 0xFF:  # fill byte
             position += 1
             continue
         if marker == 0xD9:  # end of image
             return
-        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # restart markers carry no length
-            position += 2
-            continue
+        if marker in (0x00, 0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # no segment starts so
+            raise ImageError(BAD_JPEG)
+        length = int.from_bytes(data[position + 2 : position + 4], "big")
+        if length < 2 or position + 2 + length > end:
+            raise ImageError(BAD_JPEG)
         segments += 1
-        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+        if segments > MAX_JPEG_SEGMENTS:
+            raise ImageError(
+                f"This JPEG has more than {MAX_JPEG_SEGMENTS} segments: save it again as an ordinary JPEG."
+            )
+        position += 2 + length
         if marker == 0xDA:  # start of scan: skip its entropy-coded data
             scans += 1
+            if scans > MAX_JPEG_SCANS:
+                raise ImageError(
+                    f"This JPEG has more than {MAX_JPEG_SCANS} scans (a camera writes 1 to 14): save it again as an "
+                    "ordinary JPEG."
+                )
             position = _next_marker(data, position)
-    if scans > MAX_JPEG_SCANS:
-        raise ImageError(
-            f"This JPEG has more than {MAX_JPEG_SCANS} scans (a camera writes 1 to 14): save it again as an ordinary JPEG."
-        )
-    if segments > MAX_JPEG_SEGMENTS:
-        raise ImageError(f"This JPEG has more than {MAX_JPEG_SEGMENTS} segments: save it again as an ordinary JPEG.")
+
+
+def _check_png_structure(data: bytes) -> None:
+    """Counts a PNG's chunks without decoding (`MAX_PNG_CHUNKS`); a damaged one is left to Pillow."""
+    position, chunks = 8, 0
+    while position + 12 <= len(data):
+        chunks += 1
+        if chunks > MAX_PNG_CHUNKS:
+            raise ImageError(SLOW_DECODER.format(what=f"over {MAX_PNG_CHUNKS:,} PNG chunks"))
+        if data[position + 4 : position + 8] == b"IEND":
+            return
+        position += 12 + int.from_bytes(data[position : position + 4], "big")
 
 
 def _next_marker(data: bytes, position: int) -> int:

@@ -11,7 +11,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from tests.support.appserver import AppServer
+from tests.support.appserver import ONE_ADDRESS, AppServer
 from tests.support.soak import run
 
 
@@ -21,7 +21,7 @@ def main() -> None:
     parser.add_argument("--callers", type=int, default=16)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        server = AppServer(Path(tmp))
+        server = AppServer(Path(tmp), **ONE_ADDRESS)
         try:
             result = run(server, args.requests, args.callers)
         finally:
