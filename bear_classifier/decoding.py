@@ -232,6 +232,8 @@ class _Worker:
 def _serve(cpu_seconds: float, memory_mb: int, requests: BinaryIO, answers: BinaryIO) -> None:
     # No core dumps: SIGXCPU's default action writes one (about 112 MB) wherever containers allow them.
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    # Ctrl-C reaches the whole process group: the parent decides what stops (the worker ends when its stdin does).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     ceiling = _status_kb("VmSize") * 1024 + memory_mb * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (ceiling, ceiling))
     watchdog = _Watchdog()

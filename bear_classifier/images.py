@@ -7,6 +7,7 @@ so EXIF rotation, exotic modes and hostile files are handled in one place, not l
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from pathlib import Path
 
@@ -29,6 +30,10 @@ libpng writes 8 KB IDAT chunks (Pillow 64 KB): 16,384 of them hold 128 MB, more 
 MAX_TILES = MAX_SIDE
 """Tiles (TIFF strips or tiles) of one picture: Pillow sets up a decoder per tile in Python; a TIFF written a
 row a strip at the tallest side we take has this many, a crafted one of 1x1 tiles has millions."""
+ORIENTATION = 0x0112
+"""The EXIF tag phones set instead of rotating a portrait photo's pixels."""
+CONVERT_PIXELS = 12_000_000
+"""Above this, a transparent or 16-bit picture is reduced before it is flattened or rescaled (`_shrunk`)."""
 MAX_FILE_BYTES = 256 * 2**20
 """Largest file we read into memory (the app takes uploads of 10 MB; a 50 MP noisy RGBA PNG is about 200 MB)."""
 
@@ -210,9 +215,26 @@ def _too_large_message(size: tuple[int, int] | None = None) -> str:
     )
 
 
+def _shrunk(image: Image.Image) -> Image.Image:
+    """`image` reduced (by averaging whole blocks) to at most `CONVERT_PIXELS`, before a conversion that costs a
+    float or RGBA copy per pixel: a 50 MP RGBA or 16-bit PNG is then flattened within a decoder's budgets instead of
+    refused; the network reads 224 px a side."""
+    needed = math.sqrt(image.width * image.height / CONVERT_PIXELS)
+    if needed <= 1:
+        return image
+    factor = 2 ** math.ceil(math.log2(needed))  # Pillow reduces by 2, 4 and 8 on fast paths: by 3 takes twice as long
+    if image.mode.startswith("I;16"):
+        image = image.convert("I")  # reduce() takes 32-bit integers, not 16-bit ones
+    elif image.mode == "P":
+        image = image.convert("RGBA")
+    return image.reduce(factor)
+
+
 def _upright(image: Image.Image) -> Image.Image:
     """Apply the EXIF orientation that phones store instead of rotating the pixels."""
     try:
+        if image.getexif().get(ORIENTATION, 1) == 1:
+            return image  # exif_transpose would copy the whole picture (0.2 s of CPU at 50 MP) to change nothing
         return ImageOps.exif_transpose(image)
     except Exception:  # a broken EXIF block should not stop an otherwise fine photo
         return image
@@ -228,14 +250,23 @@ def _from_array(array: np.ndarray) -> Image.Image:
     return Image.fromarray(array)
 
 
+RESCALE_ROWS = 256
+"""Rows rescaled at a time: a float64 copy of a whole 50 MP 16-bit photo is 400 MB, more than a decoder worker's
+memory budget leaves once the photo itself is decoded."""
+
+
 def _rescale_to_uint8(array: np.ndarray) -> np.ndarray:
-    array = array.astype(np.float64)
-    if not np.isfinite(array).all():
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise ImageError("The image contains NaN or infinite values.")
-    if array.max() <= 1.0 and array.min() >= 0.0:  # float images in [0, 1]
-        return np.round(array * 255).astype(np.uint8)
-    high = 65535.0 if array.max() > 255 else 255.0
-    return np.clip(np.round(array / high * 255), 0, 255).astype(np.uint8)
+    low, top = float(array.min()), float(array.max())
+    unit = array.dtype.kind == "f" and top <= 1.0 and low >= 0.0  # float images in [0, 1]
+    high = 65535.0 if top > 255 else 255.0
+    rescaled = np.empty(array.shape, np.uint8)
+    for start in range(0, array.shape[0], RESCALE_ROWS):
+        block = array[start : start + RESCALE_ROWS].astype(np.float64)
+        block = np.round(block * 255) if unit else np.round(block / high * 255)
+        rescaled[start : start + RESCALE_ROWS] = np.clip(block, 0, 255)
+    return rescaled
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -243,10 +274,14 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         return image
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # 16-bit and float greyscale: a plain convert("RGB") clips everything above 255 to white.
-        return _from_array(np.asarray(image)).convert("RGB")
+        return _from_array(np.asarray(_shrunk(image))).convert("RGB")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        # Flatten transparency onto white, as the training data was prepared.
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        image = _shrunk(image)
+        # Flatten transparency onto white, as the training data was prepared: pasted through its alpha onto a white
+        # RGB picture, which needs the alpha plane and one RGB copy (a 50 MP RGBA photo: 200 MB more, where
+        # compositing in RGBA took 600 MB and passed a decoder worker's memory budget).
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, (255, 255, 255))
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat
     return image.convert("RGB")

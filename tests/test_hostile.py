@@ -3,7 +3,6 @@
 runs the full sizes)."""
 
 import resource
-import socket
 import subprocess
 import sys
 import threading
@@ -12,7 +11,6 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlparse
 
 import httpx
 import pytest
@@ -335,6 +333,13 @@ def test_a_slow_decode_is_stopped_at_its_budget_and_others_are_answered(fair_ser
     assert honest_answer(fair_server) == "black"  # the replacement worker serves
 
 
+@pytest.mark.parametrize("mode", ["RGBA", "I;16"])
+def test_large_transparent_and_16_bit_pngs_are_flattened_not_refused(caller, mode):
+    """A real 50 MP RGBA PNG, or a 16-bit greyscale one, was refused as "needs too much memory": reduced before
+    it is flattened or rescaled, it fits the decoder's budgets."""
+    assert error_of(caller.predict(caller.uploaded("big.png", hard_inputs.large_png(mode)))) is None
+
+
 def test_a_large_photo_is_decoded_outside_the_server_process(server):
     """A 50 MP photo decoded in the server took 150 MB and more of its memory for good. (On the shared server:
     the fair server's 1 s budget leaves a decode between 0 and 1 s of CPU, RLIMIT_CPU counts whole seconds.)"""
@@ -357,7 +362,7 @@ def test_one_client_cannot_fill_the_queue_with_rejoins(fair_server):
         attacker.session = uuid.uuid4().hex
         statuses.append(attacker.join([photo]).status_code)
     assert statuses.count(429) >= 10 and set(statuses) <= {200, 429}
-    assert attacker.join([photo]).json()["detail"] == WAIT
+    assert attacker.join([photo]).json()["detail"] in (WAIT, QUEUED)  # its joins a minute, or two queued at once
     assert honest_answer(fair_server) == "black"
 
 
@@ -604,20 +609,6 @@ def test_decoder_workers_never_dump_core(budget_server):
         assert line.split()[4:6] == ["0", "0"], line
 
 
-def held_upload(url: str, source: str, upload_id: str | None = None) -> socket.socket:
-    """An upload that announces 100 KB and sends half: the request stays open until the socket closes."""
-    target = urlparse(url)
-    query = f"?upload_id={upload_id}" if upload_id else ""
-    head = (
-        f"POST /gradio_api/upload{query} HTTP/1.1\r\nHost: {target.hostname}\r\n"
-        "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n"
-        "--b\r\nContent-Disposition: form-data; name=files; filename=h.jpg\r\n\r\n"
-    ).encode()
-    held = socket.create_connection((target.hostname, target.port), source_address=(source, 0))
-    held.sendall(head + b"x" * 50_000)
-    return held
-
-
 def status_from(server: AppServer, source: str, path: str = "/config") -> tuple[int, str]:
     """The status and detail of a GET (the headers only, for a stream) from `source`."""
     with httpx.Client(transport=httpx.HTTPTransport(local_address=source), timeout=10) as http:
@@ -630,11 +621,11 @@ def status_from(server: AppServer, source: str, path: str = "/config") -> tuple[
 
 def test_open_requests_are_capped_per_client_and_in_total(budget_server):
     """Idle streams, one file descriptor each, had no cap: enough of them left the decoder pool empty for good."""
-    held = [held_upload(budget_server.url, "127.0.3.7") for _ in range(4)]
+    held = [rawcaller.held_upload(budget_server.url, "127.0.3.7") for _ in range(4)]
     try:
         wait_until(lambda: status_from(budget_server, "127.0.3.7") == (429, OPEN_REQUESTS), 10, "no per-client cap")
         assert status_from(budget_server, "127.0.3.8")[0] == 200
-        held += [held_upload(budget_server.url, f"127.0.3.{8 + i // 4}") for i in range(8)]
+        held += [rawcaller.held_upload(budget_server.url, f"127.0.3.{8 + i // 4}") for i in range(8)]
         wait_until(lambda: status_from(budget_server, "127.0.3.11") == (503, SERVER_OPEN), 10, "no total cap")
     finally:
         for connection in held:
@@ -650,7 +641,7 @@ def test_the_heartbeat_is_not_served_to_a_page_that_does_not_use_it(budget_serve
 def test_upload_progress_only_for_an_own_upload_in_flight(budget_server):
     """Any caller could hold a 50 ms polling loop open for any upload id (and leave an asyncio.Event behind)."""
     upload_id = uuid.uuid4().hex
-    held = held_upload(budget_server.url, "127.0.3.13", upload_id)
+    held = rawcaller.held_upload(budget_server.url, "127.0.3.13", upload_id)
     try:
         progress = f"/gradio_api/upload_progress?upload_id={upload_id}"
         wait_until(lambda: status_from(budget_server, "127.0.3.13", progress)[0] == 200, 10, "own upload refused")

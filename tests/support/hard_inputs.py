@@ -184,3 +184,11 @@ def comment_flood_jpeg(comments: int = 300, size: int = 1000) -> bytes:
     first_segment_end = 4 + int.from_bytes(data[4:6], "big")
     comment = b"\xff\xfe" + struct.pack(">H", size + 2) + b"c" * size
     return data[:first_segment_end] + b"\0" + comment * comments + data[first_segment_end:]
+
+
+def large_png(mode: str, width: int = 8160, height: int = 6120) -> bytes:
+    """A flat 50 MP PNG in `mode` ("RGBA", half transparent, or "I;16" greyscale): a few hundred KB that decode
+    to 200 MB (RGBA) or 100 MB (16-bit)."""
+    if mode == "RGBA":
+        return encode(Image.new("RGBA", (width, height), (120, 80, 40, 128)), "PNG")
+    return encode(Image.fromarray(np.full((height, width), 33000, np.uint16)), "PNG")
