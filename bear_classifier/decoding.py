@@ -49,6 +49,11 @@ RETIRE_MB = 400
 """A worker whose memory grew past this after a decode (allocators keep freed memory) exits and is replaced."""
 
 
+class NotThePhoto(ImageError):
+    """A refusal about the server or the client's share (no decoder free, decodes paused), not about the photo:
+    an answer that must not be remembered by the photo's content."""
+
+
 @dataclass(frozen=True)
 class Decoded:
     """A photo decoded by a worker: one picture per requested size (the full picture when none was)."""
@@ -112,7 +117,7 @@ class DecoderPool:
     def _run(self, client: str, request: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
         with self._turn(client):
             if self.quotas and (refusal := self.quotas.decode_refusal(client)):
-                raise ImageError(refusal)  # its photos cost too much: no worker for this client for a while
+                raise NotThePhoto(refusal)  # its photos cost too much: no worker for this client for a while
             with self._worker() as worker:
                 try:
                     return worker.ask(request)
@@ -154,7 +159,7 @@ class DecoderPool:
                 try:
                     worker.start()  # a placeholder starts now
                 except OSError:  # EMFILE, ENOMEM, EAGAIN: the placeholder goes back, tried again next time
-                    raise ImageError(NO_DECODER) from None
+                    raise NotThePhoto(NO_DECODER) from None
                 yield worker
             finally:
                 if worker.started and not worker.alive():  # over budget, retired or crashed: replaced

@@ -264,6 +264,7 @@ class BodyLimits:
                 if refusal:
                     return await _refuse(send, 503 if refusal == UPLOADS_FULL else 429, refusal)
                 upload_id = _query(scope).get("upload_id", "")[:64]
+                self._prune_progress()
                 if upload_id:
                     self._progress[upload_id] = (client, float("inf"))
                 try:
@@ -300,14 +301,21 @@ class BodyLimits:
             inside = not _is_url(wanted) and Path(wanted).resolve().is_relative_to(self.uploads.folder.resolve())
             return None if inside else NOT_FOUND
         if path == API + "/upload_progress":
-            now = time.monotonic()
-            self._progress = {i: (c, until) for i, (c, until) in self._progress.items() if until > now}
+            self._prune_progress()
             owner = self._progress.get(query.get("upload_id", ""))
             return None if owner and owner[0] == client else NO_UPLOAD
         if path == API + "/queue/data":
             known = query.get("session_hash", "") in self.demo._queue.pending_messages_per_session
             return None if known else UNKNOWN_SESSION
         return None
+
+    def _prune_progress(self) -> None:
+        """Forget the uploads whose progress may no longer be read, here and in Gradio (which keeps them for good
+        when nobody reads them)."""
+        now = time.monotonic()
+        for upload_id in [i for i, (_, until) in self._progress.items() if until <= now]:
+            del self._progress[upload_id]
+            self._forget_progress(upload_id)
 
     def _forget_progress(self, upload_id: str) -> None:
         """Gradio keeps an `asyncio.Event` per upload_id ever asked for, for good: drop it once read."""

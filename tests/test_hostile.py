@@ -565,9 +565,12 @@ def test_a_photo_stopped_at_its_budget_pauses_that_clients_decodes(budget_server
     attacker = "127.0.3.2"
     slow = hard_inputs.many_scans_jpeg(scans=27)
     assert error_of(answer_from(budget_server, attacker, "slow.jpg", slow)) == decoding.TOO_SLOW
-    paused = error_of(answer_from(budget_server, attacker, "b.jpg", fresh(example("black").read_bytes())))
+    photo = fresh(example("black").read_bytes())
+    paused = error_of(answer_from(budget_server, attacker, "b.jpg", photo))
     assert paused == DECODE_PAUSED and "BEAR_DECODE_CPU_SECONDS" in paused
-    assert label_of(answer_from(budget_server, "127.0.3.3", "b.jpg", fresh(example("black").read_bytes()))) == "black"
+    assert (
+        label_of(answer_from(budget_server, "127.0.3.3", "b.jpg", photo)) == "black"
+    )  # the refusal is not the photo's
 
 
 def test_a_clients_decoding_time_a_minute_is_its_share(budget_server):
