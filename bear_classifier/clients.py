@@ -80,6 +80,11 @@ class Quotas:
             paused = self._paused.get(client, 0) > time.monotonic()
         return DECODE_PAUSED if paused or not self._costs.test(self._items["decode_ms"], client) else None
 
+    def decode_spent(self, client: str) -> float:
+        """CPU seconds `client`'s decodes took in the last minute (the sliding window's estimate)."""
+        item = self._items["decode_ms"]
+        return (item.amount - self._costs.get_window_stats(item, client).remaining) / 1000
+
     def charge_decode(self, client: str, cpu_seconds: float, over_budget: bool) -> None:
         """Charge a decode's CPU time to `client`; past its share a minute, or stopped at the per-photo budget,
         its decodes pause for `Rates.decode_pause_s`."""

@@ -18,7 +18,9 @@ it announces.
 
 from __future__ import annotations
 
+import heapq
 import io
+import itertools
 import json
 import math
 import os
@@ -87,7 +89,7 @@ class DecoderPool:
         self.quotas = quotas
         self.options = {"sizes": sizes or [], "resample": int(resample), "draft_size": draft_size}
         self._idle: list[_Worker] = [self._fresh() for _ in range(workers)]
-        self._available = threading.Semaphore(workers)
+        self._turns = _Turns(workers)
         self._lock = threading.Lock()
         self._clients: dict[str, list[Any]] = {}  # client -> [its lock, threads using it]
 
@@ -118,7 +120,8 @@ class DecoderPool:
         with self._turn(client):
             if self.quotas and (refusal := self.quotas.decode_refusal(client)):
                 raise NotThePhoto(refusal)  # its photos cost too much: no worker for this client for a while
-            with self._worker() as worker:
+            spent = self.quotas.decode_spent(client) if self.quotas else 0.0
+            with self._worker(spent) as worker:
                 try:
                     return worker.ask(request)
                 finally:
@@ -151,8 +154,8 @@ class DecoderPool:
                     del self._clients[client]
 
     @contextmanager
-    def _worker(self) -> Iterator[_Worker]:
-        with self._available:
+    def _worker(self, spent: float) -> Iterator[_Worker]:
+        with self._turns.turn(spent):
             with self._lock:
                 worker = self._idle.pop()
             try:
@@ -167,6 +170,35 @@ class DecoderPool:
                     worker = self._fresh()
                 with self._lock:
                     self._idle.append(worker)
+
+
+class _Turns:
+    """Free workers handed out to the waiting decode whose client has spent the least decoding time lately (then
+    first come, first served): while addresses keep both workers at their budget, a visitor who sends one photo
+    now and then waits for the next free worker, not behind every costly photo in line."""
+
+    def __init__(self, workers: int):
+        self._free = workers
+        self._waiting: list[tuple[float, int]] = []  # a heap of (client's CPU seconds lately, arrival)
+        self._arrivals = itertools.count()
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def turn(self, spent: float) -> Iterator[None]:
+        ticket = (spent, next(self._arrivals))
+        with self._changed:
+            heapq.heappush(self._waiting, ticket)
+            while not (self._free and self._waiting[0] == ticket):
+                self._changed.wait()
+            heapq.heappop(self._waiting)
+            self._free -= 1
+            self._changed.notify_all()  # the next in line may have a worker too
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._free += 1
+                self._changed.notify_all()
 
 
 class _Worker:

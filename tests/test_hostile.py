@@ -718,3 +718,29 @@ print("refilled", type(pool.decode({str(photo)!r})).__name__)
         "refilled",
         "Decoded",
     ], run.stdout + run.stderr
+
+
+def test_a_free_decoder_goes_to_the_client_that_spent_least_lately():
+    """Eight addresses kept both decoders at their budget and an honest photo waited 20 s behind theirs
+    (`python -m bench.hostile crowd`): a free worker now goes to the waiting client with the least decoding time
+    in the last minute, then first come, first served."""
+    turns, order, release = decoding._Turns(1), [], threading.Event()
+
+    def holder() -> None:
+        with turns.turn(0.0):
+            release.wait(30)
+
+    def waiter(name: str, spent: float) -> None:
+        with turns.turn(spent):
+            order.append(name)
+
+    threads = [threading.Thread(target=holder)]
+    threads[0].start()
+    for queued, (name, spent) in enumerate([("attacker", 9.0), ("busy", 3.0), ("honest", 0.0), ("again", 9.0)], 1):
+        threads.append(threading.Thread(target=waiter, args=(name, spent)))
+        threads[-1].start()
+        wait_until(lambda queued=queued: len(turns._waiting) == queued, 10, "a waiter did not queue")
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    assert order == ["honest", "busy", "attacker", "again"]
