@@ -6,6 +6,7 @@ tests/support's `rawcaller` and `hard_inputs`; the test suite runs each attack a
     python -m bench.hostile       # about 3 minutes; prints the table BENCHMARKS.md holds
     python -m bench.hostile fair  # issue 17: an honest visitor's latency, CPU and disk per attack, about 6 minutes
     python -m bench.hostile crowd # issue 28: the same visitor while 2, 4 and 8 addresses attack, about 4 minutes
+    python -m bench.hostile crowd decoders  # one of its attacks (decoders, uploads, streams)
 """
 
 from __future__ import annotations
@@ -327,10 +328,11 @@ class Crowd:
         return 0
 
 
-def crowd(seconds: float = 20, sizes: tuple[int, ...] = (2, 4, 8)) -> str:
+def crowd(only: str | None = None, seconds: float = 20, sizes: tuple[int, ...] = (2, 4, 8)) -> str:
     """Each of `Crowd`'s attacks from 2, 4 and 8 addresses (127.0.2.x, 2 threads each) for `seconds`, while an
     honest visitor at 127.0.0.3 sends a new photo every 4 s: its answers, median and 95th percentile latency, and
-    how often it was told "busy"; the server's memory after start-up and at the end."""
+    how often it was told "busy"; the server's memory after start-up and at the end. `only`: one attack
+    (`decoders`, `uploads` or `streams`)."""
     import tempfile
     import threading
 
@@ -346,7 +348,8 @@ def crowd(seconds: float = 20, sizes: tuple[int, ...] = (2, 4, 8)) -> str:
             honest.predict(honest.uploaded("warm.jpg", photos.pop()))
             started = server.rss_mb()
             block = 0
-            for name, attack in [*attacks.catalogue(), ("none", None)]:
+            chosen = [(n, a) for n, a in attacks.catalogue() if only in (None, a.__name__)]
+            for name, attack in [*chosen, ("none", None)]:
                 for addresses in sizes if attack else (0,):
                     block += 1
                     done = threading.Event()
@@ -416,7 +419,7 @@ def main() -> None:
     import sys
 
     modes = {"fair": fairness, "crowd": crowd}
-    print(modes[sys.argv[1]]() if sys.argv[1:] else table())
+    print(modes[sys.argv[1]](*sys.argv[2:]) if sys.argv[1:] else table())
 
 
 if __name__ == "__main__":
