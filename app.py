@@ -22,8 +22,8 @@ categories = model.vocab
 host = machine.read()  # ZeroGPU documents neither its CPUs nor its memory: say what this one allows
 workers = settings.decode_workers or host.decoders(settings.decode_memory_mb)
 print(f"{host.describe()}; {workers} decoder workers", file=sys.stderr, flush=True)
-decoders = model.decoder_pool(workers, settings.budget)  # decoding under a budget, off every lock
 quotas = clients.Quotas(settings.rates)  # each client address's share
+decoders = model.decoder_pool(workers, settings.budget, quotas)  # under budgets, off every lock
 answers = serving.Answers(model, decoders, quotas)  # remembered by content: the same photo again costs nothing
 reviews = feedback.ReviewLog(
     settings.feedback_repo,
@@ -35,6 +35,8 @@ reviews = feedback.ReviewLog(
 
 
 def classify_image(img: str | serving.ImageError, request: gr.Request) -> tuple:
+    if isinstance(img, str):
+        upload_folder.used(img)  # used in a prediction: kept its full lifetime (unused uploads go sooner)
     answer = answers.answer(img, clients.of_request(request, settings.on_space))
     probabilities = answer.probabilities[1] if answer.probabilities else None  # None: the upload was refused
     reviews.remember(request, img, probabilities, answer.details)  # what a "Wrong?" flag of this visitor may refer to
@@ -68,12 +70,14 @@ demo = Interface(
 # Bounded: an unbounded queue can be flooded to a stop. api_open=False: the queued endpoint cannot be called
 # around the queue (Gradio's default only on a Space).
 demo.queue(max_size=4 * settings.max_batch_size + 16, api_open=False)
-# Uploads are deleted after their lifetime (tracked by Gradio or not), the folder is capped; the examples stay.
+# Uploads are deleted after their lifetime (tracked by Gradio or not), the folder is capped and shared out
+# (evicting); the examples stay.
 upload_folder = uploads.UploadFolder(
     get_upload_folder(),
     settings.upload_max_mb * 2**20,
     settings.upload_ttl,
     keep=lambda: set().union(*(getattr(block, "keep_in_cache", set()) for block in demo.blocks.values())),
+    unused_ttl=settings.upload_unused_ttl,
 )
 
 if __name__ == "__main__":
@@ -94,7 +98,17 @@ if __name__ == "__main__":
             run_history=False,  # its routes and footer link are nothing this page uses (the allow-list answers 404)
             # Exact routes, body caps, one file per upload, no URL paths, each client's share.
             app_kwargs={
-                "middleware": [limits.middleware(demo, quotas, upload_folder, trust_forwarded=settings.on_space)]
+                "middleware": [
+                    limits.middleware(
+                        demo,
+                        quotas,
+                        upload_folder,
+                        trust_forwarded=settings.on_space,
+                        at_once=limits.AtOnce(
+                            settings.streams_per_client, settings.streams_total, settings.queued_per_client
+                        ),
+                    )
+                ]
             },
         )
     finally:

@@ -16,20 +16,21 @@ checks model.pkl first, `modelfile`, then serves from the cache's ONNX graphs an
 when an earlier start with this file and environment wrote them):
 
     Gradio worker thread                                     inference thread (predictor.Predictor)
-    limits.BodyLimits      exact routes, body caps, one file per upload, no URLs,
-                           each client's share of joins and upload bytes (clients.Quotas)
+    limits.BodyLimits      exact routes, body caps, one file per upload, no URLs, requests open and
+                           events queued per client, each client's share of joins and upload bytes
+                           (clients.Quotas)
     components.UploadedImage.preprocess    only files uploaded here (images.uploaded_file)
     app.classify_image -> serving.Answers.answer   known content? answered from memory
         -> decoding.DecoderPool.decode   a worker process: images.open_image under a CPU/memory budget,
-                                         resized to the network's sizes
+                                         resized to the network's sizes; its CPU time charged to the client
         -> serving.classify -> Predictor.predict_batch  --one hop-->  transforms + network + guard,
                                                                       for every request waiting
     serving.format_answer / refusal  <-------------------------------------------   Prediction | ImageError
     feedback.ReviewLog.remember    (what a "Wrong?" flag of this session may refer to)
-    uploads.UploadFolder           total cap, leftovers of failed uploads, the lifetime sweep
+    uploads.UploadFolder           running byte count, small evicting shares, leftovers, the lifetime sweep
 
 Batch side: `classify` (`python -m bear_classifier.classify`: folders, globs and files to a row per photo,
-decoded in worker processes, through the same `images.open_image` and `Predictor`), `results` (the rows
+decoded by the app's `decoding.DecoderPool` under its budgets, through the same `images.open_image` and `Predictor`), `results` (the rows
 as CSV, JSON Lines or Parquet; --resume), `classify_ray` (the same rows on a Ray cluster, Ray Data),
 `classify_common` (what both engines share).
 """

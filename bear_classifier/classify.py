@@ -3,12 +3,13 @@
 Folders (walked for image files), globs and files in; a row per photo out (`results`), with a progress
 bar, and a summary at the end. Photos go through the app's own gate and model (`images.open_image`,
 `serving.load`, `Predictor.predict_batch`), so a row says what the app would answer for that photo.
-Locally, worker processes decode while the predictor runs batched forward passes on the decoded
-pictures; `--engine ray` (`classify_ray`) does the same work on a Ray cluster.
+Locally, the app's decoder workers (`decoding.DecoderPool`: each photo under the app's CPU and memory budget,
+handed back at the network's size) decode while the predictor runs batched forward passes on the decoded
+pictures: a file too large or too slow to decode becomes an error row and the run goes on. `--engine ray`
+(`classify_ray`) does the same work on a Ray cluster.
 
-The decoding workers are started with "spawn" (forking a process that runs ONNX Runtime's threads is
-unsafe), which imports this module in each of them: torch and fastai are imported only where the model
-is loaded, so a worker costs only numpy and Pillow.
+A folder is searched without following symlinks that lead out of it: a link to /etc/shadow in a collection
+is not a photo of it. torch and fastai are imported only where the model is loaded.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import glob
-import multiprocessing
 import os
 import signal
 import sys
@@ -24,17 +24,17 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 from tqdm import tqdm
 
 from . import classify_ray
-from .classify_common import UsageError, is_uri, load_predictor, read_file
-from .images import ImageError, open_image
+from .classify_common import UsageError, is_uri, load_predictor
+from .decoding import Budget, Decoded, DecoderPool
+from .images import ImageError
 from .results import ResultsError, ResultsFile, Row, check_out, done_paths, row
 from .settings import Settings, SettingsError
 
@@ -46,15 +46,20 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".ti
 
 
 def photo_paths(arguments: Iterable[str]) -> list[str]:
-    """Every photo the arguments name, in order, each once: folders (recursively, image files only),
-    globs (`**` too) and files; URIs are passed on as they are."""
+    """Every photo the arguments name, in order, each once: folders (recursively, image files only, never a
+    symlink that leads out of the folder), globs (`**` too) and files; URIs are passed on as they are."""
     found: list[str] = []
     for argument in arguments:
         path = Path(argument)
         if is_uri(argument) or path.is_file():
             found.append(argument)
         elif path.is_dir():
-            found += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            root = path.resolve()
+            found += sorted(
+                str(p)
+                for p in path.rglob("*")
+                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and p.resolve().is_relative_to(root)
+            )
         elif any(c in argument for c in "*?["):
             matches = sorted(glob.glob(argument, recursive=True))
             if not matches:
@@ -65,37 +70,30 @@ def photo_paths(arguments: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def read_photo(path: str, draft_size: int | None = None) -> np.ndarray | ImageError:
-    """In a worker process: the file decoded by the app's gate, as an upright RGB array (the
-    predictor takes it as it is, so the pixels and probabilities are the app's), or why not."""
-    data = read_file(path)
-    if isinstance(data, ImageError):
-        return data
+def decode_photo(decoders: DecoderPool, path: str) -> Decoded | ImageError:
+    """The photo at `path` decoded by a worker under the app's budgets, at the network's size; or why not."""
     try:
-        return np.asarray(open_image(data, draft_size=draft_size))
-    except ImageError as e:
-        return e
+        if os.stat(path).st_size == 0:
+            return ImageError("The file is empty.")
+    except OSError as e:
+        return ImageError(f"Could not read the file: {e.strerror}.")
+    return decoders.decode(path, client=path)  # one client per file: the workers decode side by side
 
 
-def _ignore_interrupts() -> None:
-    """Ctrl-C reaches the whole process group: the main process alone decides what it stops."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def local_rows(files: Sequence[str], predictor: Predictor, workers: int) -> Iterator[list[Row]]:
-    """Rows in input order, a batch (`predictor.max_batch_size` photos) at a time: `workers` processes
+def local_rows(files: Sequence[str], predictor: Predictor, workers: int, budget: Budget) -> Iterator[list[Row]]:
+    """Rows in input order, a batch (`predictor.max_batch_size` photos) at a time: `workers` decoder processes
     decode ahead while the predictor runs the forward pass of the batch before."""
-    # Decoded photos waiting for the predictor, at most this many: bounds memory (a 12 MP photo is 36 MB
-    # decoded) while keeping every worker busy during a forward pass.
+    # Decoded photos waiting for the predictor, at most this many (each at the network's size, a few hundred
+    # KB) while keeping every worker busy during a forward pass.
     ahead = 2 * predictor.max_batch_size + workers
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts) as pool:
+    decoders = predictor.decoder_pool(workers, budget)
+    with ThreadPoolExecutor(workers) as pool:
         pending: deque[tuple[str, Future]] = deque()
         todo = iter(files)
         try:
             while True:
                 for path in todo:
-                    pending.append((path, pool.submit(read_photo, path, predictor.draft_size)))
+                    pending.append((path, pool.submit(decode_photo, decoders, path)))
                     if len(pending) >= ahead:
                         break
                 if not pending:
@@ -106,6 +104,7 @@ def local_rows(files: Sequence[str], predictor: Predictor, workers: int) -> Iter
                 yield [row(path, result, predictor.vocab) for (path, _), result in zip(batch, results)]
         finally:
             pool.shutdown(cancel_futures=True)
+            decoders.close()
 
 
 @dataclass
@@ -180,7 +179,7 @@ def run(
         rows = (
             classify_ray.ray_rows(todo, settings, workers, skip=frozenset(done))
             if engine == "ray"
-            else local_rows(todo, predictor, workers or os.cpu_count() or 1)
+            else local_rows(todo, predictor, workers or os.cpu_count() or 1, settings.budget)
         )
         total = None if any(is_uri(f) for f in todo) else len(todo)  # a prefix holds an unknown number
         with tqdm(total=total, unit="photo", disable=not progress, file=sys.stderr) as bar:
@@ -205,14 +204,20 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m bear_classifier.classify",
         description="Classify every photo in folders, globs and files; one row per photo in --out.",
     )
-    parser.add_argument("paths", nargs="+", help="folders (searched for image files), globs or files")
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        help="folders (searched for image files; symlinks that lead out of a folder are not followed), globs or "
+        "files (read as named)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="results file: .csv, .jsonl or .parquet")
     parser.add_argument("--resume", action="store_true", help="keep the rows in --out; classify only the rest")
     parser.add_argument("--engine", choices=["local", "ray"], default="local", help="this machine, or a Ray cluster")
     parser.add_argument(
         "--workers",
         type=int,
-        help="decoding processes (default: one per core), or Ray actors (default: one per CPU of the cluster)",
+        help="decoding processes, each photo under BEAR_DECODE_CPU_SECONDS and BEAR_DECODE_MEMORY_MB (default: one "
+        "per core), or Ray actors (default: one per CPU of the cluster)",
     )
     parser.add_argument("--model-repo", help="Hub model repo to load model.pkl from (default: BEAR_MODEL_REPO)")
     parser.add_argument("--revision", help="the commit SHA to pin --model-repo to (default: BEAR_MODEL_REVISION)")

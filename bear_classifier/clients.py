@@ -15,7 +15,10 @@ a caller cannot choose. Where it comes from (README "Client addresses"):
   logged header shapes of a real Space would show (README, "Verified only against stand-ins").
 - Addresses are normalised (IPv4-mapped IPv6 is IPv4) and IPv6 counts per /64, the block one subscriber holds.
 
-The counters are `limits`' sliding windows in memory (one process serves the app).
+The counters live in memory (one process serves the app). Counts (joins, decodes, flags) use `limits`'
+moving window, which keeps every hit's time: no burst at a window's edge gets twice the share. Costs (upload
+kilobytes, decode milliseconds) use its sliding-window counter, which keeps two numbers per client where a
+moving window would keep one entry per kilobyte.
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ import hashlib
 import ipaddress
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage
-from limits.strategies import SlidingWindowCounterRateLimiter
+from limits.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 
 IP_TOKEN = "x-ip-token"
 SHAPES_LOGGED = 20
@@ -105,34 +109,64 @@ class Rates:
     predictions_per_minute: int = 20  # decodes: a photo answered before (same content) costs nothing
     upload_mb_per_minute: int = 100
     flags_per_hour: int = 10
-    upload_share_mb: int = 250  # uploaded bytes per `upload_window_s`: a quarter of the upload folder
-    upload_window_s: int = 600  # an upload's lifetime (BEAR_UPLOAD_TTL): what one client can hold at once
+    decode_cpu_seconds_per_minute: float = 10.0  # an honest visitor's 20 photos a minute take under 2 s
+    decode_pause_s: int = 60  # how long a client's decodes are refused after a budget kill or past its share (0: not)
 
 
 class Quotas:
     """Spend a client's share; False when it is used up (the caller is told to wait)."""
 
     def __init__(self, rates: Rates):
-        self._limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+        storage = MemoryStorage()
+        self._counts = MovingWindowRateLimiter(storage)
+        self._costs = SlidingWindowCounterRateLimiter(storage)
         self.rates = rates
         self._items: dict[str, RateLimitItem] = {
             "join": parse(f"{rates.joins_per_minute}/minute"),
             "prediction": parse(f"{rates.predictions_per_minute}/minute"),
-            "upload_kb": parse(f"{rates.upload_mb_per_minute * 1024}/minute"),
             "flag": parse(f"{rates.flags_per_hour}/hour"),
-            "upload_held_kb": parse(f"{rates.upload_share_mb * 1024} per {rates.upload_window_s} seconds"),
+            "upload_kb": parse(f"{rates.upload_mb_per_minute * 1024}/minute"),
+            "decode_ms": parse(f"{max(1, round(rates.decode_cpu_seconds_per_minute * 1000))}/minute"),
         }
+        self._paused: dict[str, float] = {}  # client -> when its decodes are taken again (time.monotonic)
+        self._lock = threading.Lock()
 
     def spend(self, kind: str, client: str, cost: int = 1) -> bool:
-        return self._limiter.hit(self._items[kind], client, cost=max(1, cost))
+        limiter = self._costs if kind in COSTS else self._counts
+        return limiter.hit(self._items[kind], client, cost=max(1, cost))
 
+    def decode_refusal(self, client: str) -> str | None:
+        """Why `client`'s next photo is not decoded (its decodes are paused), or None."""
+        with self._lock:
+            paused = self._paused.get(client, 0) > time.monotonic()
+        return DECODE_PAUSED if paused or not self._costs.test(self._items["decode_ms"], client) else None
+
+    def decode_spent(self, client: str) -> float:
+        """CPU seconds `client`'s decodes took in the last minute (the sliding window's estimate)."""
+        item = self._items["decode_ms"]
+        return (item.amount - self._costs.get_window_stats(item, client).remaining) / 1000
+
+    def charge_decode(self, client: str, cpu_seconds: float, over_budget: bool) -> None:
+        """Charge a decode's CPU time to `client`; past its share a minute, or stopped at the per-photo budget,
+        its decodes pause for `Rates.decode_pause_s`."""
+        within = self._costs.hit(self._items["decode_ms"], client, cost=max(1, round(cpu_seconds * 1000)))
+        if (within and not over_budget) or not self.rates.decode_pause_s:
+            return
+        now = time.monotonic()
+        with self._lock:
+            self._paused = {c: until for c, until in self._paused.items() if until > now}  # forget the past ones
+            self._paused[client] = now + self.rates.decode_pause_s
+
+
+COSTS = {"upload_kb", "decode_ms"}
+"""The shares counted in amounts (kilobytes, milliseconds) rather than requests."""
 
 SETTING_OF = {
     "join": "BEAR_JOINS_PER_MINUTE",
     "prediction": "BEAR_PREDICTIONS_PER_MINUTE",
     "upload_kb": "BEAR_UPLOAD_MB_PER_MINUTE",
-    "upload_held_kb": "BEAR_UPLOAD_MAX_MB",
     "flag": "BEAR_FLAGS_PER_HOUR",
+    "decode_ms": "BEAR_DECODE_CPU_SECONDS_PER_MINUTE",
 }
 """The setting that raises each share: every refusal names it, so whoever runs the app knows what to change."""
 
@@ -143,3 +177,9 @@ def wait(kind: str) -> str:
         "You have sent many requests in a short time: please wait a minute and try again. "
         f"(Running this app yourself? {SETTING_OF[kind]} raises this limit.)"
     )
+
+
+DECODE_PAUSED = (
+    "Your photos have used this server's decoding time for now (a photo over BEAR_DECODE_CPU_SECONDS, or more "
+    "than BEAR_DECODE_CPU_SECONDS_PER_MINUTE a minute): please wait a minute, and send ordinary JPEG or PNG photos."
+)

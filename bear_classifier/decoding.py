@@ -4,7 +4,10 @@ A decoder's cost is set by the file, not its size: 76 KB of crafted progressive 
 55 s. Decoded on the inference thread (or under a lock), such a file stalled every visitor. Here each decode
 runs in a worker process (`python -m bear_classifier.decoding`), which the kernel stops when it passes its
 CPU budget (RLIMIT_CPU: SIGXCPU) and which cannot allocate beyond its memory budget (RLIMIT_AS): that photo
-is refused with a message, the worker is replaced, and the other workers keep answering. A worker hands
+is refused with a message, the worker is replaced, and the other workers keep answering. A worker that could
+not be started (out of file descriptors or memory) leaves a placeholder in the pool, started on next use: the
+pool never shrinks. With `quotas`, each decode's CPU time is charged to its client, and a client past its share
+(or whose photo was stopped at the budget) is refused for a while before any worker is used. A worker hands
 back the photo already resized to what the network reads (a few hundred KB, not the 150 MB of a decoded
 50 MP photo), so the server's own memory never holds a full-size photo; a worker that grew large retires.
 Each client decodes one photo at a time, so one caller never holds more than one worker.
@@ -15,28 +18,42 @@ it announces.
 
 from __future__ import annotations
 
+import heapq
 import io
+import itertools
 import json
+import math
 import os
 import resource
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from PIL import Image
 
 from .images import ImageError, open_image
 
+if TYPE_CHECKING:
+    from .clients import Quotas
+
 TOO_SLOW = "This photo takes too long to decode (over the server's budget): save it again as an ordinary JPEG or PNG."
+NO_DECODER = "The server cannot start a decoder just now: please try again in a few seconds."
 TOO_BIG = "This photo needs too much memory to decode: resize it or save it again as an ordinary JPEG or PNG."
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 RETIRE_MB = 400
 """A worker whose memory grew past this after a decode (allocators keep freed memory) exits and is replaced."""
+
+
+class NotThePhoto(ImageError):
+    """A refusal about the server or the client's share (no decoder free, decodes paused), not about the photo:
+    an answer that must not be remembered by the photo's content."""
 
 
 @dataclass(frozen=True)
@@ -48,8 +65,9 @@ class Decoded:
 
 @dataclass(frozen=True)
 class Budget:
-    cpu_seconds: int = 4
-    """A 50 MP JPEG takes 0.5 s (baseline) to 0.75 s (progressive) of CPU here: 4 s leaves room for slower CPUs."""
+    cpu_seconds: float = 1.5
+    """The 1,140 photos in ../shared/data take at most 0.06 s (99.9th percentile 0.035 s), the largest photo we
+    take (a 50 MP progressive JPEG) 0.83 s on a busy machine (BENCHMARKS.md, `python -m bench.decode_cost`)."""
     memory_mb: int = 768
     """Above the worker's own footprint: a decoded 50 MP photo is 150 MB, resizing and converting add a copy or two."""
 
@@ -65,11 +83,13 @@ class DecoderPool:
         sizes: list[tuple[int, int]] | None = None,
         resample: int = Image.Resampling.BILINEAR,
         draft_size: int | None = None,
+        quotas: Quotas | None = None,
     ):
         self.budget = budget
+        self.quotas = quotas
         self.options = {"sizes": sizes or [], "resample": int(resample), "draft_size": draft_size}
-        self._idle: list[_Worker] = [_Worker(budget) for _ in range(workers)]
-        self._available = threading.Semaphore(workers)
+        self._idle: list[_Worker] = [self._fresh() for _ in range(workers)]
+        self._turns = _Turns(workers)
         self._lock = threading.Lock()
         self._clients: dict[str, list[Any]] = {}  # client -> [its lock, threads using it]
 
@@ -97,8 +117,26 @@ class DecoderPool:
             self._idle.clear()
 
     def _run(self, client: str, request: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
-        with self._turn(client), self._worker() as worker:
-            return worker.ask(request)
+        with self._turn(client):
+            if self.quotas and (refusal := self.quotas.decode_refusal(client)):
+                raise NotThePhoto(refusal)  # its photos cost too much: no worker for this client for a while
+            spent = self.quotas.decode_spent(client) if self.quotas else 0.0
+            with self._worker(spent) as worker:
+                try:
+                    return worker.ask(request)
+                finally:
+                    if self.quotas:
+                        self.quotas.charge_decode(client, worker.spent, over_budget=worker.over_budget)
+
+    def _fresh(self) -> _Worker:
+        """A started worker, or where starting one fails (EMFILE, ENOMEM, EAGAIN) a placeholder that is started
+        on next use: a fault never takes a worker out of the pool."""
+        worker = _Worker(self.budget)
+        try:
+            worker.start()
+        except OSError:
+            pass
+        return worker
 
     @contextmanager
     def _turn(self, client: str) -> Iterator[None]:
@@ -116,42 +154,89 @@ class DecoderPool:
                     del self._clients[client]
 
     @contextmanager
-    def _worker(self) -> Iterator[_Worker]:
-        with self._available:
+    def _worker(self, spent: float) -> Iterator[_Worker]:
+        with self._turns.turn(spent):
             with self._lock:
                 worker = self._idle.pop()
             try:
+                try:
+                    worker.start()  # a placeholder starts now
+                except OSError:  # EMFILE, ENOMEM, EAGAIN: the placeholder goes back, tried again next time
+                    raise NotThePhoto(NO_DECODER) from None
                 yield worker
             finally:
-                if not worker.alive():  # over budget, retired or crashed: a fresh one takes its place
+                if worker.started and not worker.alive():  # over budget, retired or crashed: replaced
                     worker.stop()
-                    worker = _Worker(self.budget)
+                    worker = self._fresh()
                 with self._lock:
                     self._idle.append(worker)
 
 
+class _Turns:
+    """Free workers handed out to the waiting decode whose client has spent the least decoding time lately (then
+    first come, first served): while addresses keep both workers at their budget, a visitor who sends one photo
+    now and then waits for the next free worker, not behind every costly photo in line."""
+
+    def __init__(self, workers: int):
+        self._free = workers
+        self._waiting: list[tuple[float, int]] = []  # a heap of (client's CPU seconds lately, arrival)
+        self._arrivals = itertools.count()
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def turn(self, spent: float) -> Iterator[None]:
+        ticket = (spent, next(self._arrivals))
+        with self._changed:
+            heapq.heappush(self._waiting, ticket)
+            while not (self._free and self._waiting[0] == ticket):
+                self._changed.wait()
+            heapq.heappop(self._waiting)
+            self._free -= 1
+            self._changed.notify_all()  # the next in line may have a worker too
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._free += 1
+                self._changed.notify_all()
+
+
 class _Worker:
+    """A decoder process, started on first use (`start`)."""
+
     def __init__(self, budget: Budget):
         self.budget = budget
+        self.process: subprocess.Popen | None = None
+        self.retiring = False
+        self.spent = 0.0
+        """CPU seconds of the last request (the whole budget when it was stopped there)."""
+        self.over_budget = False
+
+    @property
+    def started(self) -> bool:
+        return self.process is not None
+
+    def start(self) -> None:
+        if self.process is not None:
+            return
         # One thread each: the workers run beside the inference thread on a few cores.
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": _PACKAGE_ROOT}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", __name__, str(budget.cpu_seconds), str(budget.memory_mb)],
+            [sys.executable, "-m", __name__, str(self.budget.cpu_seconds), str(self.budget.memory_mb)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
         )
 
-        self.retiring = False
-
     def alive(self) -> bool:
-        return not self.retiring and self.process.poll() is None
+        return self.process is not None and not self.retiring and self.process.poll() is None
 
     def ask(self, request: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
         # The kernel enforces the CPU budget; this wall-clock limit only catches a worker that waits on
         # something instead of computing.
         backstop = threading.Timer(10 * self.budget.cpu_seconds + 10, self.process.kill)
         backstop.start()
+        self.spent, self.over_budget = 0.0, False
         try:
             self.process.stdin.write(json.dumps(request).encode() + b"\n")
             self.process.stdin.flush()
@@ -163,29 +248,38 @@ class _Worker:
             backstop.cancel()
         if header is None:
             self.stop()
-            raise ImageError(TOO_SLOW if self.process.returncode in (-9, -24) else TOO_BIG)
+            self.over_budget = self.process.returncode in (-signal.SIGKILL, -signal.SIGXCPU)
+            self.spent = self.budget.cpu_seconds
+            raise ImageError(TOO_SLOW if self.over_budget else TOO_BIG)
         self.retiring = header.get("retire", False)
+        self.spent = header.get("cpu", 0.0)
         if header.get("error"):
             raise ImageError(header["error"])
         return header, payload
 
     def stop(self) -> None:
+        if self.process is None:
+            return
         if self.process.poll() is None and not self.retiring:
             self.process.kill()
         self.process.wait()
 
 
 # The worker process.
-def _serve(cpu_seconds: int, memory_mb: int, requests: BinaryIO, answers: BinaryIO) -> None:
+def _serve(cpu_seconds: float, memory_mb: int, requests: BinaryIO, answers: BinaryIO) -> None:
+    # No core dumps: SIGXCPU's default action writes one (about 112 MB) wherever containers allow them.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    # Ctrl-C reaches the whole process group: the parent decides what stops (the worker ends when its stdin does).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     ceiling = _status_kb("VmSize") * 1024 + memory_mb * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (ceiling, ceiling))
+    watchdog = _Watchdog()
     for line in requests:
-        used = resource.getrusage(resource.RUSAGE_SELF)
-        # The soft limit counts the process's whole life, in whole seconds: move it to this decode's budget
-        # (between `cpu_seconds` - 1 and `cpu_seconds`). Past it the kernel sends SIGXCPU, which ends the process.
-        resource.setrlimit(
-            resource.RLIMIT_CPU, (int(used.ru_utime + used.ru_stime) + cpu_seconds, resource.RLIM_INFINITY)
-        )
+        start = time.process_time()
+        # The kernel's limit counts the process's whole life, in whole seconds: a backstop a second or two past
+        # this decode's budget (SIGXCPU ends the process), for a decoder that never lets the watchdog run.
+        resource.setrlimit(resource.RLIMIT_CPU, (math.ceil(start + cpu_seconds) + 1, resource.RLIM_INFINITY))
+        watchdog.arm(start + cpu_seconds)
         retire = False
         try:
             header, payload = _answer(json.loads(line))
@@ -193,11 +287,34 @@ def _serve(cpu_seconds: int, memory_mb: int, requests: BinaryIO, answers: Binary
             header, payload = {"error": str(refusal)}, b""
         except MemoryError:
             header, payload, retire = {"error": TOO_BIG}, b"", True
+        watchdog.arm(None)
         retire = retire or _status_kb("VmRSS") > RETIRE_MB * 1024
-        answers.write(json.dumps({**header, "bytes": len(payload), "retire": retire}).encode() + b"\n" + payload)
+        cpu = round(time.process_time() - start, 4)
+        answers.write(
+            json.dumps({**header, "bytes": len(payload), "retire": retire, "cpu": cpu}).encode() + b"\n" + payload
+        )
         answers.flush()
         if retire:
             return
+
+
+class _Watchdog:
+    """Ends the worker (SIGKILL) once its CPU time passes the armed deadline: the budget to a hundredth of a
+    second, where RLIMIT_CPU counts whole seconds. Pillow's C decoders release the GIL while they decode, and a
+    pure-Python decoder yields it every few milliseconds, so this thread gets to look."""
+
+    def __init__(self) -> None:
+        self.deadline: float | None = None
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def arm(self, deadline: float | None) -> None:
+        self.deadline = deadline
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(0.01)
+            if self.deadline is not None and time.process_time() > self.deadline:
+                os.kill(os.getpid(), signal.SIGKILL)
 
 
 def review_jpeg(path: str, side: int, draft_size: int | None = None) -> bytes:
@@ -226,4 +343,4 @@ def _status_kb(field: str) -> int:
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]), int(sys.argv[2]), sys.stdin.buffer, sys.stdout.buffer)
+    _serve(float(sys.argv[1]), int(sys.argv[2]), sys.stdin.buffer, sys.stdout.buffer)

@@ -9,7 +9,8 @@ can be flagged: the photo is the server's copy of that upload and the answer is 
 a caller can neither copy server files in nor write made-up rows. Flags are limited per client address
 (`clients.Quotas`, not per session: a caller chooses its session), de-duplicated by content, and the folder
 is capped in bytes: once full, new flags are refused (the reviewed ones are the valuable ones; nothing is
-dropped silently); one client can fill at most `CLIENT_SHARE` of it. The photo is re-encoded outside any
+dropped silently); one client can fill at most `CLIENT_SHARE` of it, and its last `RESERVE` takes only each
+client's first flag. The photo is re-encoded outside any
 lock (by a decoder worker in the app), so a slow photo never holds up a prediction's `remember()`. On a Space, mount a Storage Bucket at
 /data or set BEAR_FEEDBACK_REPO to sync the folder to a private Hub dataset: a Space's own disk is wiped
 on restart. `train.fine_tune_on_reviews` then continues training the shipped model on the corrected photos.
@@ -43,6 +44,13 @@ REVIEW_SIDE = 1024
 of an upload's size, and without the EXIF block (a phone photo's GPS position)."""
 CLIENT_SHARE = 0.1
 """The most of the review folder's capacity one client address can fill: the rest stays for everyone else."""
+RESERVE = 0.25
+"""The last part of the review folder, kept for the first flag of each client: addresses that flag junk photos
+again and again cannot keep the next honest visitor's first flag out."""
+FOLDER_FULL = "The review folder is full: flags are paused until it is reviewed."
+NEARLY_FULL = (
+    "The review folder is nearly full: the room left is kept for visitors who have not flagged yet. Thank you."
+)
 
 
 def flag_options(vocab: list[str]) -> list[tuple[str, str]]:
@@ -85,6 +93,7 @@ class ReviewLog(gr.FlaggingCallback):
         self.scheduler = None
         self._answered: OrderedDict[str, _Answered] = OrderedDict()
         self._client_bytes: Counter[str] = Counter()
+        self._client_flags: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     def setup(self, components: Any, flagging_dir: str | Path) -> None:
@@ -160,9 +169,11 @@ class ReviewLog(gr.FlaggingCallback):
                 return len(self._stored)
             if self._client_bytes[client] + len(jpeg) > CLIENT_SHARE * self.max_bytes:
                 raise FlagRefused("You have flagged many photos: thank you, that is enough for now.")
-            if self._bytes + len(jpeg) > self.max_bytes:
-                raise FlagRefused("The review folder is full: flags are paused until it is reviewed.")
+            first = not self._client_flags[client]
+            if self._bytes + len(jpeg) > self.max_bytes * (1 if first else 1 - RESERVE):
+                raise FlagRefused(FOLDER_FULL if first else NEARLY_FULL)
             self._client_bytes[client] += len(jpeg)
+            self._client_flags[client] += 1
             self._store(digest, jpeg, correction, answered)
             return len(self._stored)
 

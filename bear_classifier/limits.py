@@ -12,8 +12,14 @@ to `launch(app_kwargs={"middleware": [...]})`):
 - an upload request must carry exactly one file, the upload folder has a total cap, and whatever Gradio's
   parser wrote for a failed, cut-off or many-part request is deleted (`uploads.UploadFolder`);
 - a JSON payload that names a web address as a file path is refused: photos arrive as uploads only;
-- each client address has its share of queue joins and uploaded bytes, per minute and of the upload folder
-  over a file's lifetime (`clients.Quotas`): beyond it, 429;
+- each client address has its share of queue joins and uploaded bytes a minute (`clients.Quotas`), of the
+  upload folder (`uploads.UploadFolder`, which evicts), at most `AtOnce.queued_per_client` events in the queue, and at
+  most `AtOnce.per_client` requests open at once (`AtOnce.total` for everyone): beyond it, 429 (503 for
+  the total);
+- `file=` serves only files in the upload folder (Gradio would fetch and relay any web address);
+  `upload_progress` only an upload in flight (or just done) from the same client, whose signal Gradio keeps
+  for good otherwise; `queue/data` only a session the queue knows (Gradio answers others with a traceback);
+  `heartbeat/` only when the page uses it (`connect_heartbeat` in its config);
 - "queue full" becomes a clear "busy, try again".
 Calls of the queued endpoint around the queue (`/run/predict`) are Gradio's own `queue(api_open=False)`.
 """
@@ -25,17 +31,21 @@ import json
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from gradio.data_classes import CancelBody, PredictBody, ResetBody, SimplePredictBody
 from pydantic import BaseModel, ValidationError
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect
 
-from .clients import Quotas, address, wait
-from .uploads import UPLOAD_SECONDS, UploadFolder
+from .clients import Quotas, address, of_request, wait
+from .uploads import UPLOAD_SECONDS, UPLOADS_FULL, UploadFolder
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -50,11 +60,25 @@ API_BODY_BYTES = 64 * 1024
 MULTIPART_OVERHEAD = 64 * 1024
 BUSY = "The classifier is busy: please try again in a few seconds."
 URL_PATH = "Send the photo as an uploaded file: web addresses are not fetched."
-UPLOADS_FULL = "The server holds too many uploads just now: please try again in a few minutes."
 NOT_FOUND = "Not found."
+QUEUED = (
+    "You have two photos waiting already: wait for their answers, then send the next. "
+    "(Running this app yourself? BEAR_QUEUED_PER_CLIENT raises this limit.)"
+)
+OPEN_REQUESTS = (
+    "Too many requests open at once from your address: close some tabs or wait, then try again. "
+    "(Running this app yourself? BEAR_STREAMS_PER_CLIENT raises this limit.)"
+)
+SERVER_OPEN = "The server has too many requests open just now: please try again in a few seconds."
+UNKNOWN_SESSION = "Unknown session: join the queue first (POST /gradio_api/queue/join)."
+NO_UPLOAD = "No upload of yours is in flight under this upload_id."
+PROGRESS_AFTER_S = 10
+"""How long after its upload ends an upload's progress may still be read (the page opens it as it starts)."""
 API = "/gradio_api"
-PAGE_FILES = ("/assets/", "/static/", "/svelte/", API + "/file=", API + "/heartbeat/")
-"""GET prefixes of the page's own files and its heartbeat (static files, cached examples, a session's id)."""
+FILE = API + "/file="
+HEARTBEAT = API + "/heartbeat/"
+PAGE_FILES = ("/assets/", "/static/", "/svelte/")
+"""GET prefixes of the page's own files."""
 PAGE_GETS = {
     "/",
     "/config",
@@ -89,6 +113,8 @@ class Routes:
 
     queued: dict[int, str]
     direct: dict[int, str]
+    heartbeat: bool = False
+    """Whether the page keeps a heartbeat stream open (Gradio's `connect_heartbeat`: state, unload or streams)."""
 
     @classmethod
     def of(cls, demo: Any) -> Routes:
@@ -96,6 +122,7 @@ class Routes:
         return cls(
             {i: str(fn.api_name) for i, fn in events if fn.queue},
             {i: str(fn.api_name) for i, fn in events if not fn.queue},
+            bool(demo.config.get("connect_heartbeat")),
         )
 
     def post(self, path: str) -> tuple[str, type[BaseModel]] | None:
@@ -114,8 +141,10 @@ class Routes:
     def get(self, path: str) -> bool:
         """Whether a GET may pass: the page's routes, and the answer stream of a REST call of a queued event
         (`/gradio_api/call/<api_name>/<event id>`, README "Call the API" with curl)."""
-        if path in PAGE_GETS or path.startswith(PAGE_FILES):
+        if path in PAGE_GETS or path.startswith(PAGE_FILES) or path.startswith(FILE):
             return True
+        if path.startswith(HEARTBEAT):
+            return self.heartbeat
         call, _, event_id = path.rpartition("/")
         return (
             call in {f"{API}/call/{name}" for name in self.queued.values()} and EVENT_ID.fullmatch(event_id) is not None
@@ -132,12 +161,24 @@ class Routes:
         return True
 
 
+@dataclass(frozen=True)
+class AtOnce:
+    """What a client may have going at once: requests open (streams included), per client address and in all,
+    and events in the queue (waiting or running)."""
+
+    per_client: int = 8
+    total: int = 256
+    queued_per_client: int = 2
+    """A visitor waits for one answer at a time: two leave room for a click while one is answered."""
+
+
 def middleware(
     demo: Any,
     quotas: Quotas,
     uploads: UploadFolder,
     trust_forwarded: bool = False,
     max_file_bytes: int = MAX_FILE_BYTES,
+    at_once: AtOnce = AtOnce(),
 ) -> Middleware:
     """The middleware entry for `launch(app_kwargs={"middleware": [...]})`; `trust_forwarded`: read the
     client's address from X-Forwarded-For (only behind a Space's proxy)."""
@@ -148,6 +189,8 @@ def middleware(
         uploads=uploads,
         trust_forwarded=trust_forwarded,
         max_file_bytes=max_file_bytes,
+        demo=demo,
+        at_once=at_once,
     )
 
 
@@ -160,6 +203,8 @@ class BodyLimits:
         uploads: UploadFolder,
         trust_forwarded: bool,
         max_file_bytes: int,
+        demo: Any,
+        at_once: AtOnce,
     ):
         self.app = app
         self.routes = routes
@@ -167,17 +212,46 @@ class BodyLimits:
         self.uploads = uploads
         self.trust_forwarded = trust_forwarded
         self.upload_bytes = max_file_bytes + MULTIPART_OVERHEAD
+        self.demo = demo
+        self.at_once = at_once
+        self._open: Counter[str] = Counter()  # client -> its requests open now (all on the event loop: no lock)
+        self._progress: dict[str, tuple[str, float]] = {}  # upload_id -> (client, until when it may be read)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] == "OPTIONS":
             return await self.app(scope, receive, send)
+        client = address(scope.get("client", (None,))[0], _headers(scope), self.trust_forwarded)
+        if self._open[client] >= self.at_once.per_client:
+            return await _refuse(send, 429, OPEN_REQUESTS)
+        if self._open.total() >= self.at_once.total:
+            return await _refuse(send, 503, SERVER_OPEN)
+        with self._opened(client):
+            await self._route(scope, receive, send, client)
+
+    @contextmanager
+    def _opened(self, client: str) -> Iterator[None]:
+        self._open[client] += 1
+        try:
+            yield
+        finally:
+            self._open[client] -= 1
+            if not self._open[client]:
+                del self._open[client]
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send, client: str) -> None:
         path = scope["path"]
         if len(path) > 1 and path.endswith("/") and not path.endswith("//"):
             path = path[:-1]  # Gradio registers most routes with and without the trailing slash
         if scope["method"] in ("GET", "HEAD"):
-            if self.routes.get(path):
+            if not self.routes.get(path):
+                return await _refuse(send, 404, NOT_FOUND)
+            if refusal := self._get_refusal(path, _query(scope), client):
+                return await _refuse(send, 404, refusal)
+            try:
                 return await self.app(scope, receive, send)
-            return await _refuse(send, 404, NOT_FOUND)
+            finally:
+                if path == API + "/upload_progress":
+                    self._forget_progress(_query(scope).get("upload_id", ""))
         route = self.routes.post(path) if scope["method"] == "POST" else None
         if route is None:
             if scope["method"] == "POST":
@@ -188,16 +262,22 @@ class BodyLimits:
         declared = _header(scope, b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > cap):
             return await _too_large(send, cap)
-        client = address(scope.get("client", (None,))[0], _headers(scope), self.trust_forwarded)
         if kind == "upload":
             size = int(declared) if declared else cap  # without a length, a request may use the whole cap
-            spent = self.quotas.spend("upload_kb", client, size // 1024)
-            if not spent or not self.quotas.spend("upload_held_kb", client, size // 1024):
-                return await _refuse(send, 429, wait("upload_held_kb" if spent else "upload_kb"))
-            if not self.uploads.has_room(size):
-                return await _refuse(send, 503, UPLOADS_FULL)
-            with self.uploads.upload():
-                return await self._upload(scope, receive, send, cap)
+            if not self.quotas.spend("upload_kb", client, size // 1024):
+                return await _refuse(send, 429, wait("upload_kb"))
+            with self.uploads.upload(client, size) as refusal:
+                if refusal:
+                    return await _refuse(send, 503 if refusal == UPLOADS_FULL else 429, refusal)
+                upload_id = _query(scope).get("upload_id", "")[:64]
+                self._prune_progress()
+                if upload_id:
+                    self._progress[upload_id] = (client, float("inf"))
+                try:
+                    return await self._upload(scope, receive, send, cap, client)
+                finally:
+                    if upload_id:
+                        self._progress[upload_id] = (client, time.monotonic() + PROGRESS_AFTER_S)
         body = await _read(receive, cap)
         if body is None:
             return await _too_large(send, cap)
@@ -213,13 +293,50 @@ class BodyLimits:
         if _names_a_web_path(payload):
             return await _refuse(send, 400, URL_PATH)
         if kind in ("join", "call"):
+            if self._queued(client) >= self.at_once.queued_per_client:
+                return await _refuse(send, 429, QUEUED)
             if not self.quotas.spend("join", client):
                 return await _refuse(send, 429, wait("join"))
             send = _busy_message(send)
         await self.app(scope, _replay(body, receive), send)
 
-    async def _upload(self, scope: Scope, receive: Receive, send: Send, cap: int) -> None:
-        """Streams the upload to Gradio (counting bytes and time), then checks its answer: one file per request."""
+    def _get_refusal(self, path: str, query: dict[str, str], client: str) -> str | None:
+        """Why a GET of an allowed route is refused (404), or None."""
+        if path.startswith(FILE):
+            wanted = path[len(FILE) :]
+            inside = not _is_url(wanted) and Path(wanted).resolve().is_relative_to(self.uploads.folder.resolve())
+            return None if inside else NOT_FOUND
+        if path == API + "/upload_progress":
+            self._prune_progress()
+            owner = self._progress.get(query.get("upload_id", ""))
+            return None if owner and owner[0] == client else NO_UPLOAD
+        if path == API + "/queue/data":
+            known = query.get("session_hash", "") in self.demo._queue.pending_messages_per_session
+            return None if known else UNKNOWN_SESSION
+        return None
+
+    def _prune_progress(self) -> None:
+        """Forget the uploads whose progress may no longer be read, here and in Gradio (which keeps them for good
+        when nobody reads them)."""
+        now = time.monotonic()
+        for upload_id in [i for i, (_, until) in self._progress.items() if until <= now]:
+            del self._progress[upload_id]
+            self._forget_progress(upload_id)
+
+    def _forget_progress(self, upload_id: str) -> None:
+        """Gradio keeps an `asyncio.Event` per upload_id ever asked for, for good: drop it once read."""
+        from gradio.routes import file_upload_statuses
+
+        file_upload_statuses.stop_tracking(upload_id)
+        file_upload_statuses._signals.pop(upload_id, None)
+
+    def _queued(self, client: str) -> int:
+        """Events of `client` in the queue, waiting or running."""
+        events = list(self.demo._queue.event_ids_to_events.values())
+        return sum(of_request(event.request, self.trust_forwarded) == client for event in events)
+
+    async def _upload(self, scope: Scope, receive: Receive, send: Send, cap: int, client: str) -> None:
+        """AtOnce the upload to Gradio (counting bytes and time), then checks its answer: one file per request."""
         received, deadline = 0, time.monotonic() + UPLOAD_SECONDS
 
         async def counted() -> Message:
@@ -258,6 +375,7 @@ class BodyLimits:
             if len(paths) != 1:
                 _delete(paths)
                 return await _refuse(send, 400, "Upload one image per request.")
+            self.uploads.add(client, paths[0])
         await send(start or {"type": "http.response.start", "status": 500, "headers": []})
         await send({"type": "http.response.body", "body": answer["body"]})
 
@@ -267,6 +385,14 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key.lower() == name:
             return value.decode("latin-1").strip()
     return None
+
+
+def _query(scope: Scope) -> dict[str, str]:
+    return {name: values[0] for name, values in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
+
+
+def _is_url(path: str) -> bool:
+    return "://" in path or path.lower().startswith(("http:", "https:", "//", "data:"))
 
 
 def _headers(scope: Scope) -> list[tuple[str, str]]:

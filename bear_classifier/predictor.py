@@ -31,6 +31,8 @@ from .served import Served
 if TYPE_CHECKING:
     from fastai.learner import Learner
 
+    from .clients import Quotas
+
 # Running the exported network: our class probabilities and (with the guard) the pretrained ImageNet
 # classifier's, from one forward pass. Two interchangeable backends: PyTorch runs fastai's model as it is;
 # ONNX Runtime runs the same weights, exported once at start-up (about a second), about 3x faster on a
@@ -251,15 +253,15 @@ class Predictor:
         guard = dataclasses.replace(self.guard, imagenet_weight=None, imagenet_bias=None) if self.guard else None
         return Served(key, self.vocab, self.plain, guard, self.graphs)
 
-    def decoder_pool(self, workers: int, budget: Budget) -> DecoderPool:
+    def decoder_pool(self, workers: int, budget: Budget, quotas: Quotas | None = None) -> DecoderPool:
         """Decoder workers (`decoding.DecoderPool`) that hand back each photo at the size each pass's resize
         step makes (that resize is then a copy, so the pixels are the same as decoding here); the full
-        picture for a learner without the standard transforms."""
+        picture for a learner without the standard transforms. `quotas`: each client's share of decoding time."""
         plain = self.plain
         if plain is None:
-            return DecoderPool(workers, budget, draft_size=self.draft_size)
+            return DecoderPool(workers, budget, draft_size=self.draft_size, quotas=quotas)
         sizes = [plain.resize_to] + ([self._guard_transform.resize_to] if self._guard_transform else [])
-        return DecoderPool(workers, budget, sizes, plain.resample, self.draft_size)
+        return DecoderPool(workers, budget, sizes, plain.resample, self.draft_size, quotas)
 
     def predict(self, image: ImageInput | Decoded) -> Prediction:
         """One photo's prediction; `ImageError` (a message for the user) when it cannot be read."""

@@ -13,7 +13,7 @@ from typing import TypedDict
 
 from . import card, hub, modelfile, served, servedfiles, spacetree
 from .clients import Quotas, wait
-from .decoding import Decoded, DecoderPool
+from .decoding import Decoded, DecoderPool, NotThePhoto
 from .images import ImageError, ImageInput
 from .predictor import Prediction, Predictor
 from .settings import EXAMPLES_DIR, ROOT, Settings
@@ -140,7 +140,10 @@ class Answers:
                 return known
         if not self.quotas.spend("prediction", client):
             return refusal(ImageError(wait("prediction")))  # not remembered: it says nothing about the photo
-        answer = classify(self.model, self.decoders.decode(path, client))
+        decoded = self.decoders.decode(path, client)
+        answer = classify(self.model, decoded)
+        if isinstance(decoded, NotThePhoto):
+            return answer  # about this client or the server now, not about the photo: not remembered
         with self._lock:
             self._answers[digest] = answer
             while len(self._answers) > self.remembered:

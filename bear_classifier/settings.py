@@ -48,6 +48,16 @@ def _number(env: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name}={value!r}: a whole number is expected.") from None
 
 
+def _decimal(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name)
+    if value is None or not value.strip():
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise SettingsError(f"{name}={value!r}: a number is expected (such as 1 or 0.5).") from None
+
+
 def _spaces_flag(env: Mapping[str, str], name: str) -> bool:
     """A flag Hugging Face sets, read as the `spaces` package reads it (spaces/config.py): we must agree with it on
     whether ZeroGPU is on, and a value it ignores must not stop the app."""
@@ -74,6 +84,7 @@ SPACE_SHARES = {
     "BEAR_PREDICTIONS_PER_MINUTE": 20,
     "BEAR_UPLOAD_MB_PER_MINUTE": 100,
     "BEAR_FLAGS_PER_HOUR": 10,
+    "BEAR_DECODE_CPU_SECONDS_PER_MINUTE": 10.0,
 }
 """Each client's shares on a Space (public): what an honest visitor clicking through the page never reaches."""
 LOCAL_SHARES = {
@@ -81,6 +92,7 @@ LOCAL_SHARES = {
     "BEAR_PREDICTIONS_PER_MINUTE": 3000,
     "BEAR_UPLOAD_MB_PER_MINUTE": 3000,
     "BEAR_FLAGS_PER_HOUR": 1000,
+    "BEAR_DECODE_CPU_SECONDS_PER_MINUTE": 600.0,
 }
 """`python app.py` on your own machine: one user scripting the API (gradio_client, a folder of photos) never meets
 these; they still stop a runaway loop from filling the disk."""
@@ -106,7 +118,10 @@ class Settings:
     upload_ttl: int = 600  # BEAR_UPLOAD_TTL: seconds before uploaded photos are deleted
     upload_max_mb: int = 1000  # BEAR_UPLOAD_MAX_MB: all uploads together; beyond it uploads wait for the sweep
     decode_workers: int | None = None  # BEAR_DECODE_WORKERS: decoder processes (default: from CPUs and memory)
-    decode_cpu_seconds: int = 4  # BEAR_DECODE_CPU_SECONDS: CPU budget of one decode
+    decode_cpu_seconds: float = 1.5  # BEAR_DECODE_CPU_SECONDS: CPU budget of one decode
+    # BEAR_DECODE_CPU_SECONDS_PER_MINUTE: decoding CPU time per client address; past it, or after a photo stopped
+    # at its budget, that client's decodes pause for a minute
+    decode_cpu_seconds_per_minute: float = 10.0
     decode_memory_mb: int = 768  # BEAR_DECODE_MEMORY_MB: memory budget of one decoder process
     # Each client's shares (defaults: SPACE_SHARES on a Space, LOCAL_SHARES elsewhere)
     joins_per_minute: int = 30  # BEAR_JOINS_PER_MINUTE: queue joins per client address
@@ -116,6 +131,11 @@ class Settings:
     # BEAR_TRUSTED_PROXIES: comma-separated addresses/CIDRs of our own proxies (uvicorn's forwarded_allow_ips); the
     # client is the rightmost X-Forwarded-For entry outside them. Default: SPACE_PROXIES on a Space, else none
     trusted_proxies: str = ""
+    upload_unused_ttl: int = 60  # BEAR_UPLOAD_UNUSED_TTL: seconds an upload no prediction used is kept
+    streams_per_client: int = 8  # BEAR_STREAMS_PER_CLIENT: requests (streams included) open at once per address
+    streams_total: int = 256  # BEAR_STREAMS_TOTAL: requests open at once in all (each holds a file descriptor)
+    queued_per_client: int = 2  # BEAR_QUEUED_PER_CLIENT: events per client address in the queue at once
+    decode_pause_s: int = 60  # BEAR_DECODE_PAUSE_SECONDS: how long a client's decodes pause after its budget
     batch: bool = True  # BEAR_BATCH: share forward passes between concurrent requests
     draft_jpeg: bool = False  # BEAR_DRAFT_JPEG: decode large JPEGs at reduced size
     backend: str | None = None  # BEAR_BACKEND: "onnx" or "torch" (default: ONNX Runtime when installed)
@@ -136,15 +156,14 @@ class Settings:
 
     @property
     def rates(self) -> Rates:
-        """Each client's shares; of the upload folder, at most a quarter over an upload's lifetime: 100 MB a
-        minute for the 10 minutes a file lives would otherwise let one client fill it alone."""
+        """Each client's shares (of the upload folder: `uploads.UploadFolder`)."""
         return Rates(
             self.joins_per_minute,
             self.predictions_per_minute,
             self.upload_mb_per_minute,
             self.flags_per_hour,
-            upload_share_mb=max(1, self.upload_max_mb // 4),
-            upload_window_s=max(1, self.upload_ttl),
+            decode_cpu_seconds_per_minute=self.decode_cpu_seconds_per_minute,
+            decode_pause_s=self.decode_pause_s,
         )
 
     @property
@@ -169,12 +188,20 @@ class Settings:
             upload_ttl=_number(env, "BEAR_UPLOAD_TTL", cls.upload_ttl),
             upload_max_mb=_number(env, "BEAR_UPLOAD_MAX_MB", cls.upload_max_mb),
             decode_workers=_number(env, "BEAR_DECODE_WORKERS", 0) or None,
-            decode_cpu_seconds=_number(env, "BEAR_DECODE_CPU_SECONDS", cls.decode_cpu_seconds),
+            decode_cpu_seconds=_decimal(env, "BEAR_DECODE_CPU_SECONDS", cls.decode_cpu_seconds),
+            decode_cpu_seconds_per_minute=_decimal(
+                env, "BEAR_DECODE_CPU_SECONDS_PER_MINUTE", shares["BEAR_DECODE_CPU_SECONDS_PER_MINUTE"]
+            ),
             decode_memory_mb=_number(env, "BEAR_DECODE_MEMORY_MB", cls.decode_memory_mb),
             joins_per_minute=_number(env, "BEAR_JOINS_PER_MINUTE", shares["BEAR_JOINS_PER_MINUTE"]),
             predictions_per_minute=_number(env, "BEAR_PREDICTIONS_PER_MINUTE", shares["BEAR_PREDICTIONS_PER_MINUTE"]),
             upload_mb_per_minute=_number(env, "BEAR_UPLOAD_MB_PER_MINUTE", shares["BEAR_UPLOAD_MB_PER_MINUTE"]),
             flags_per_hour=_number(env, "BEAR_FLAGS_PER_HOUR", shares["BEAR_FLAGS_PER_HOUR"]),
+            upload_unused_ttl=_number(env, "BEAR_UPLOAD_UNUSED_TTL", cls.upload_unused_ttl),
+            streams_per_client=_number(env, "BEAR_STREAMS_PER_CLIENT", cls.streams_per_client),
+            streams_total=_number(env, "BEAR_STREAMS_TOTAL", cls.streams_total),
+            queued_per_client=_number(env, "BEAR_QUEUED_PER_CLIENT", cls.queued_per_client),
+            decode_pause_s=_number(env, "BEAR_DECODE_PAUSE_SECONDS", cls.decode_pause_s),
             batch=_flag(env, "BEAR_BATCH", True),
             draft_jpeg=_flag(env, "BEAR_DRAFT_JPEG", False),
             backend=backend,

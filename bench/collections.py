@@ -120,10 +120,10 @@ def engine(files: list[str], engine: str = "local", workers: int | None = None) 
 def api(files: list[str], callers: int) -> dict:
     from gradio_client import Client, handle_file
 
-    from tests.support.appserver import AppServer
+    from tests.support.appserver import ONE_ADDRESS, AppServer
 
     with tempfile.TemporaryDirectory() as tmp:
-        server = AppServer(Path(tmp))
+        server = AppServer(Path(tmp), **ONE_ADDRESS)
         try:
             client = Client(server.url, verbose=False)
             client.predict(handle_file(files[0]), api_name="/predict")

@@ -5,6 +5,8 @@ tests/support's `rawcaller` and `hard_inputs`; the test suite runs each attack a
 
     python -m bench.hostile       # about 3 minutes; prints the table BENCHMARKS.md holds
     python -m bench.hostile fair  # issue 17: an honest visitor's latency, CPU and disk per attack, about 6 minutes
+    python -m bench.hostile crowd # issue 28: the same visitor while 2, 4 and 8 addresses attack, about 4 minutes
+    python -m bench.hostile crowd decoders  # one of its attacks (decoders, uploads, streams)
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ from PIL import Image
 from bear_classifier.settings import EXAMPLES_DIR
 from tests.support import hard_inputs
 from tests.support.appserver import AS_ON_A_SPACE, AppServer, folder_bytes
-from tests.support.rawcaller import FILE_DATA, RawCaller, data_url, dropped_upload, flood_queue, oversized_body
+from tests.support.rawcaller import (
+    FILE_DATA,
+    RawCaller,
+    data_url,
+    dropped_upload,
+    flood_queue,
+    held_upload,
+    oversized_body,
+)
 
 
 def table() -> str:
@@ -284,10 +294,132 @@ def fairness(seconds: float = 24) -> str:
     return table + "\n".join("| " + " | ".join(map(str, row)) + " |" for row in rows) + f"\n\nServer RSS: {rss}."
 
 
+class Crowd:
+    """Issue 28's attacks, each one round from one address: costly decoders (items 1-2), filling the upload
+    folder, held streams."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.costly = [hard_inputs.rle_bmp(), hard_inputs.junk_byte_jpeg(), hard_inputs.many_scans_jpeg(scans=27)]
+
+    def catalogue(self) -> list[tuple[str, Any]]:
+        return [
+            ("RLE BMP, junk-byte JPEG, 27-scan 50 MP JPEG in turn, new content each time", self.decoders),
+            ("10 MB uploads as fast as answered", self.uploads),
+            ("8 uploads held open (half sent) per address", self.streams),
+        ]
+
+    def decoders(self, caller: RawCaller) -> int:
+        caller.session = uuid.uuid4().hex
+        content = self.costly[caller.round % 3] + uuid.uuid4().bytes
+        caller.round += 1
+        caller.predict(caller.uploaded("x.bin", content))
+        return 2
+
+    def uploads(self, caller: RawCaller) -> int:
+        caller.upload((f"{uuid.uuid4().hex}.jpg", b"\xff\xd8" + uuid.uuid4().bytes * (10 * 2**16 - 1)))
+        return 1
+
+    def streams(self, caller: RawCaller) -> int:
+        caller.held = [s for s in caller.held if s.fileno() != -1]
+        while len(caller.held) < 8:
+            caller.held.append(held_upload(self.url, caller.source))
+        time.sleep(1)
+        return 0
+
+
+def crowd(only: str | None = None, seconds: float = 20, sizes: tuple[int, ...] = (2, 4, 8)) -> str:
+    """Each of `Crowd`'s attacks from 2, 4 and 8 addresses (127.0.2.x, 2 threads each) for `seconds`, while an
+    honest visitor at 127.0.0.3 sends a new photo every 4 s: its answers, median and 95th percentile latency, and
+    how often it was told "busy"; the server's memory after start-up and at the end. `only`: one attack
+    (`decoders`, `uploads` or `streams`)."""
+    import tempfile
+    import threading
+
+    from bench import p95
+
+    photos = honest_photos(200)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        server = AppServer(Path(tmp))
+        attacks = Crowd(server.url)
+        try:
+            honest = RawCaller(server.url, source="127.0.0.3")
+            honest.predict(honest.uploaded("warm.jpg", photos.pop()))
+            started = server.rss_mb()
+            block = 0
+            chosen = [(n, a) for n, a in attacks.catalogue() if only in (None, a.__name__)]
+            for name, attack in [*chosen, ("none", None)]:
+                for addresses in sizes if attack else (0,):
+                    block += 1
+                    done = threading.Event()
+
+                    def attacking(source: str, attack=attack, done=done) -> None:
+                        while not done.is_set():
+                            try:  # its own open requests may be at their cap (429) already
+                                caller = RawCaller(server.url, source=source)
+                                break
+                            except (httpx.HTTPError, OSError):
+                                time.sleep(0.5)
+                        else:
+                            return
+                        caller.round, caller.held = 0, []
+                        while not done.is_set():
+                            try:
+                                attack(caller)
+                            except (httpx.HTTPError, OSError):  # refused or cut off: the attack goes on
+                                time.sleep(0.1)
+                        for held in caller.held:
+                            held.close()
+
+                    threads = [
+                        threading.Thread(target=attacking, args=(f"127.0.{100 + block}.{a + 1}",))
+                        for a in range(addresses)
+                        for _ in range(2)
+                    ]
+                    for thread in threads:
+                        thread.start()
+                    latencies, failed, busy, end = [], 0, 0, time.perf_counter() + seconds
+                    while time.perf_counter() < end:
+                        start = time.perf_counter()
+                        try:
+                            outcome = honest.predict(honest.uploaded("b.jpg", photos.pop()))
+                            answered = outcome.success and outcome.data[2]["error"] is None
+                            busy += "busy" in str(outcome.error)
+                        except httpx.HTTPError as e:
+                            answered = False
+                            busy += "busy" in str(e) or "503" in str(e)
+                        latencies.append(time.perf_counter() - start)
+                        failed += not answered
+                        time.sleep(max(0.0, 4 - latencies[-1]))
+                    done.set()
+                    for thread in threads:
+                        thread.join()
+                    rows.append(
+                        (
+                            name,
+                            addresses,
+                            f"{len(latencies) - failed}/{len(latencies)}",
+                            f"{sorted(latencies)[len(latencies) // 2]:.2f}",
+                            f"{p95(latencies):.2f}",
+                            busy,
+                        )
+                    )
+            rss = f"after start-up {started:.0f} MB, at the end {server.rss_mb():.0f} MB (peak {server.peak_rss_mb():.0f} MB)"
+        finally:
+            server.stop()
+    table = (
+        "| attack | addresses | honest answered | honest median s | honest p95 s | honest told busy |\n"
+        "|---|---|---|---|---|---|\n"
+    )
+    return table + "\n".join("| " + " | ".join(map(str, row)) + " |" for row in rows) + f"\n\nServer RSS: {rss}."
+
+
 def main() -> None:
     import sys
 
-    print(fairness() if sys.argv[1:] == ["fair"] else table())
+    modes = {"fair": fairness, "crowd": crowd}
+    print(modes[sys.argv[1]](*sys.argv[2:]) if sys.argv[1:] else table())
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from gradio_client import Client, handle_file
 
 from bear_classifier.settings import EXAMPLES_DIR
 from bench import p95
-from tests.support.appserver import AppServer
+from tests.support.appserver import ONE_ADDRESS, AppServer
 
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.jpg"))
 
@@ -68,7 +68,7 @@ def load(client: Client, batching: bool, callers: int, requests: int) -> LoadRow
 
 def measure(batching: bool, requests: int = 96, callers: tuple[int, ...] = (1, 4, 16)) -> ServerRun:
     with tempfile.TemporaryDirectory() as tmp:
-        server = AppServer(Path(tmp), BEAR_BATCH="1" if batching else "0")
+        server = AppServer(Path(tmp), BEAR_BATCH="1" if batching else "0", **ONE_ADDRESS)
         try:
             client = Client(server.url, verbose=False)
             client.predict(handle_file(str(EXAMPLES[0])), api_name="/predict")

@@ -16,7 +16,7 @@ from bear_classifier import evaluate, modelfile, serving
 from bear_classifier.settings import ROOT, Settings
 from bench import hostile, http, latency
 from tests.support import soak
-from tests.support.appserver import AppServer
+from tests.support.appserver import ONE_ADDRESS, AppServer
 
 
 def machine() -> str:
@@ -40,7 +40,7 @@ def machine() -> str:
 def soak_section(requests: int = 2000, callers: int = 16) -> str:
     workdir = ROOT / "runs" / "soak"
     workdir.mkdir(parents=True, exist_ok=True)
-    server = AppServer(workdir)
+    server = AppServer(workdir, **ONE_ADDRESS)
     try:
         result = soak.run(server, requests, callers)
     finally:

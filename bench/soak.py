@@ -11,7 +11,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from tests.support.appserver import AppServer
+from tests.support.appserver import ONE_ADDRESS, AppServer
 from tests.support.soak import run
 
 
@@ -21,15 +21,20 @@ def main() -> None:
     parser.add_argument("--callers", type=int, default=16)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        server = AppServer(Path(tmp))
+        server = AppServer(Path(tmp), **ONE_ADDRESS)
         try:
+            started = server.rss_mb()
             result = run(server, args.requests, args.callers)
+            ended = server.rss_mb()
         finally:
             server.stop()
     print(
         f"{result.requests} requests, {args.callers} callers, {result.seconds:.0f} s: "
         f"{len(result.wrong)} wrong, {len(result.lost)} lost; server RSS (MB) per tenth: "
         f"{[round(m) for m in result.rss_mb]}"
+    )
+    print(
+        f"Server RSS after start-up {started:.0f} MB, after the run {ended:.0f} MB: growth {ended - started:+.0f} MB."
     )
     for problem in result.lost + result.wrong:
         print(" ", problem)

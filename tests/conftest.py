@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 
 from bear_classifier.search import DEFAULT_TERMS
 from bear_classifier.settings import EXAMPLES_DIR, ROOT
-from tests.support.appserver import AppServer, CallerClients
+from tests.support.appserver import ONE_ADDRESS, AppServer, CallerClients
 
 VOCAB = sorted(DEFAULT_TERMS)  # the shipped model's classes: the folders the notebook searches for, in fastai's order
 BEARS = (
@@ -32,13 +32,7 @@ needs_real_bears = pytest.mark.skipif(
 )
 
 
-UNLIMITED = {
-    "BEAR_JOINS_PER_MINUTE": "1000000",
-    "BEAR_PREDICTIONS_PER_MINUTE": "1000000",
-    "BEAR_UPLOAD_MB_PER_MINUTE": "1000000",
-    "BEAR_FLAGS_PER_HOUR": "1000000",
-    "BEAR_UPLOAD_MAX_MB": "100000",  # a client's share of the upload folder is a quarter of it
-}
+UNLIMITED = ONE_ADDRESS
 """For the shared server: every test client calls from 127.0.0.1, so per-client shares are tested on a server
 of their own (tests/test_hostile.py, `fair_server`)."""
 

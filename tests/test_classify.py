@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from bear_classifier import classify, results
+from bear_classifier import classify, decoding, results
 from bear_classifier.settings import ROOT, Settings
 from tests.conftest import EXAMPLES_DIR, FIXTURE_BEARS, VOCAB
+from tests.support import hard_inputs
 
 TOLERANCE = 1e-5  # batches of other sizes change the last float bits of a probability
 
@@ -142,8 +143,8 @@ def test_cli_ctrl_c_then_resume(tmp_path):
     folder = tmp_path / "many"
     folder.mkdir()
     photos = sorted(FIXTURE_BEARS.rglob("*.jpg"))
-    for n in range(300):  # links, not copies: enough photos that the run is still going when interrupted
-        (folder / f"{n:03d}.jpg").symlink_to(photos[n % len(photos)])
+    for n in range(300):  # enough photos that the run is still going when interrupted (copies: a folder's
+        (folder / f"{n:03d}.jpg").write_bytes(photos[n % len(photos)].read_bytes())  # links out are not followed)
     out = tmp_path / "r.csv"
     run = subprocess.Popen(
         [sys.executable, "-m", "bear_classifier.classify", str(folder), "--out", str(out), "--no-progress"],
@@ -200,3 +201,34 @@ def test_ray_engine_without_ray_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where it is not installed
     with pytest.raises(classify.UsageError, match="requirements-scale.txt"):
         next(classify_ray.ray_rows([str(EXAMPLES_DIR / "cat.jpg")], Settings(), 1))
+
+
+def test_a_hostile_folder_gives_an_error_row_per_bad_file_and_reads_nothing_outside(model, tmp_path):
+    """A 64 GB sparse file crashed the run with MemoryError (and --resume again at the same file); a JPEG with a
+    junk byte took 30 s of CPU and was labelled "teddy"; a symlink to /etc/shadow was opened."""
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    with open(folder / "huge.jpg", "wb") as huge:
+        huge.truncate(64 * 2**30)  # sparse: no disk used
+    (folder / "slow.jpg").write_bytes(hard_inputs.many_scans_jpeg(scans=27))  # over a 0.5 s budget at 50 MP
+    (folder / "junk.jpg").write_bytes(hard_inputs.junk_byte_jpeg())
+    (folder / "rle.bmp").write_bytes(hard_inputs.rle_bmp())
+    (folder / "escape.jpg").symlink_to("/etc/passwd")
+    (folder / "bear.jpg").write_bytes((EXAMPLES_DIR / "grizzly_bear.jpg").read_bytes())
+    out, settings = tmp_path / "r.csv", Settings(decode_cpu_seconds=0.5)
+    files = classify.photo_paths([str(folder)])
+    assert str(folder / "escape.jpg") not in files
+    summary = classify.run(files, out, settings, workers=2, progress=False)
+    rows = by_path(results.read_rows(out, model.vocab))
+    assert summary.refused == 4 and rows[str(folder / "bear.jpg")]["label"] == "grizzly"
+    assert "over 256 MB" in rows[str(folder / "huge.jpg")]["error"]
+    assert rows[str(folder / "slow.jpg")]["error"] == decoding.TOO_SLOW
+    assert "JPEG structure" in rows[str(folder / "junk.jpg")]["error"]
+    assert "slow to decode" in rows[str(folder / "rle.bmp")]["error"]
+    resumed = classify.run(files, out, settings, workers=2, resume=True, progress=False)
+    assert resumed.skipped == len(files) and resumed.photos == 0
+    assert "symlinks that lead out of a folder are not followed" in " ".join(
+        subprocess.run(
+            [sys.executable, "-m", "bear_classifier.classify", "--help"], capture_output=True, text=True, cwd=ROOT
+        ).stdout.split()
+    )

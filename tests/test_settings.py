@@ -85,10 +85,11 @@ def test_no_other_module_reads_a_bear_variable():
     assert readers == []
 
 
-def test_one_client_may_hold_a_quarter_of_the_upload_folder_for_an_upload_lifetime():
-    rates = Settings.from_env({"BEAR_UPLOAD_MAX_MB": "300", "BEAR_UPLOAD_TTL": "120"}).rates
-    assert (rates.upload_share_mb, rates.upload_window_s) == (75, 120)
-    assert (Settings().rates.upload_share_mb, Settings().rates.upload_window_s) == (250, 600)
+def test_decode_budgets_take_fractions_of_a_second():
+    settings = Settings.from_env({"BEAR_DECODE_CPU_SECONDS": "0.5", "BEAR_DECODE_CPU_SECONDS_PER_MINUTE": "3"})
+    assert settings.budget.cpu_seconds == 0.5 and settings.rates.decode_cpu_seconds_per_minute == 3
+    with pytest.raises(SettingsError, match="BEAR_DECODE_CPU_SECONDS="):
+        Settings.from_env({"BEAR_DECODE_CPU_SECONDS": "fast"})
 
 
 def test_the_apps_files_stay_in_the_clone_by_default():

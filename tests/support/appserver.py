@@ -20,6 +20,20 @@ from bear_classifier.settings import ROOT, SPACE_SHARES
 AS_ON_A_SPACE = {name: str(value) for name, value in SPACE_SHARES.items()}
 """The client shares a Space's visitors get (local defaults are far higher): for tests of what a visitor meets."""
 
+ONE_ADDRESS = {
+    "BEAR_JOINS_PER_MINUTE": "1000000",
+    "BEAR_PREDICTIONS_PER_MINUTE": "1000000",
+    "BEAR_UPLOAD_MB_PER_MINUTE": "1000000",
+    "BEAR_FLAGS_PER_HOUR": "1000000",
+    "BEAR_DECODE_CPU_SECONDS_PER_MINUTE": "1000000",
+    "BEAR_DECODE_PAUSE_SECONDS": "0",
+    "BEAR_STREAMS_PER_CLIENT": "1000",
+    "BEAR_QUEUED_PER_CLIENT": "1000",
+    "BEAR_UPLOAD_MAX_MB": "100000",
+}
+"""Per-client shares lifted, for a server whose callers all call from 127.0.0.1 (the shared test server, load
+benchmarks): shares are tested on servers of their own (tests/test_hostile.py)."""
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -112,3 +112,83 @@ def many_scans_jpeg(width: int = 8000, height: int = 6250, scans: int = 1000) ->
     tables = data.rfind(b"\xff\xc4", 0, last_scan)  # the Huffman table written for that scan, when there is one
     start = tables if tables > data.rfind(b"\xff\xda", 0, last_scan) else last_scan
     return data[:-2] + data[start:-2] * (scans - 1) + b"\xff\xd9"
+
+
+# Files whose decoders are pure Python or unbounded (issue 28): refused before decoding.
+def rle_bmp(width: int = 8000, rows: int = 3200) -> bytes:
+    """An RLE8 BMP whose rows end after one pixel (about 13 KB): Pillow's pure-Python RLE decoder takes seconds."""
+    pixels = b"".join(b"\x01\x07\x00\x00" for _ in range(rows)) + b"\x00\x01"  # a 1-pixel run, end of line; end
+    palette = b"".join(bytes([i, i, i, 0]) for i in range(256))
+    info = struct.pack("<IiiHHIIiiII", 40, width, rows, 1, 8, 1, len(pixels), 2835, 2835, 256, 0)
+    offset = 14 + len(info) + len(palette)
+    return b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + info + palette + pixels
+
+
+def tiled_tiff(width: int = 4096, height: int = 2048, tile: int = 16) -> bytes:
+    """An uncompressed greyscale TIFF in 16 x 16 tiles (32,768 of them), all pointing at one tile's bytes:
+    Pillow sets up a decoder per tile in Python."""
+    count = (width // tile) * (height // tile)
+    entries = [
+        (256, 4, 1, width),  # ImageWidth
+        (257, 4, 1, height),  # ImageLength
+        (258, 3, 1, 8),  # BitsPerSample
+        (259, 3, 1, 1),  # Compression: none
+        (262, 3, 1, 1),  # Photometric: black is zero
+        (277, 3, 1, 1),  # SamplesPerPixel
+        (322, 3, 1, tile),  # TileWidth
+        (323, 3, 1, tile),  # TileLength
+        (324, 4, count, None),  # TileOffsets
+        (325, 4, count, None),  # TileByteCounts
+    ]
+    directory_size = 2 + 12 * len(entries) + 4
+    offsets_at = 8 + directory_size
+    counts_at = offsets_at + 4 * count
+    data_at = counts_at + 4 * count
+    directory = struct.pack("<H", len(entries))
+    for tag, kind, n, value in entries:
+        value = {324: offsets_at, 325: counts_at}.get(tag, value)
+        directory += (
+            struct.pack("<HHII", tag, kind, n, value) if kind == 4 else struct.pack("<HHIHH", tag, kind, n, value, 0)
+        )
+    directory += struct.pack("<I", 0)
+    arrays = struct.pack(f"<{count}I", *[data_at] * count) + struct.pack(f"<{count}I", *[tile * tile] * count)
+    return b"II*\0" + struct.pack("<I", 8) + directory + arrays + bytes([128]) * (tile * tile)
+
+
+def idat_flood(chunks: int = 20_000) -> bytes:
+    """A 64 x 64 PNG whose compressed pixels are spread over `chunks` IDAT chunks of a byte or none (about 260 KB):
+    Pillow reads every chunk in Python."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    pixels = zlib.compress(b"".join(b"\0" + b"\x80" * 64 for _ in range(64)))
+    parts = [pixels[i : i + 1] for i in range(len(pixels))] + [b""] * (chunks - len(pixels))
+    header = struct.pack(">IIBBBBB", 64, 64, 8, 0, 0, 0, 0)
+    idat = b"".join(chunk(b"IDAT", part) for part in parts)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + idat + chunk(b"IEND", b"")
+
+
+def junk_byte_jpeg(scans: int = 1000) -> bytes:
+    """`many_scans_jpeg` with one 0x00 byte after its first segment: libjpeg skips the byte and decodes on, and
+    a marker walk that stopped at the first byte out of place let the scans through."""
+    data = many_scans_jpeg(scans=scans)
+    first_segment_end = 4 + int.from_bytes(data[4:6], "big")
+    return data[:first_segment_end] + b"\0" + data[first_segment_end:]
+
+
+def comment_flood_jpeg(comments: int = 300, size: int = 1000) -> bytes:
+    """A small JPEG with `comments` comment segments of `size` bytes after its first segment and a junk byte
+    (which used to end the marker walk before it counted any)."""
+    data = encode(Image.new("RGB", (64, 48), (120, 80, 40)), "JPEG")
+    first_segment_end = 4 + int.from_bytes(data[4:6], "big")
+    comment = b"\xff\xfe" + struct.pack(">H", size + 2) + b"c" * size
+    return data[:first_segment_end] + b"\0" + comment * comments + data[first_segment_end:]
+
+
+def large_png(mode: str, width: int = 8160, height: int = 6120) -> bytes:
+    """A flat 50 MP PNG in `mode` ("RGBA", half transparent, or "I;16" greyscale): a few hundred KB that decode
+    to 200 MB (RGBA) or 100 MB (16-bit)."""
+    if mode == "RGBA":
+        return encode(Image.new("RGBA", (width, height), (120, 80, 40, 128)), "PNG")
+    return encode(Image.fromarray(np.full((height, width), 33000, np.uint16)), "PNG")

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import httpx
 
@@ -142,3 +144,17 @@ def dropped_upload(url: str, megabytes: int = 5, source: str | None = None) -> N
         except ConnectionError:  # refused (a share or the folder's cap) and closed before we stopped
             return
         time.sleep(0.5)
+
+
+def held_upload(url: str, source: str, upload_id: str | None = None) -> socket.socket:
+    """An upload that announces 100 KB and sends half: the request stays open until the socket closes."""
+    target = urlparse(url)
+    query = f"?upload_id={upload_id}" if upload_id else ""
+    head = (
+        f"POST /gradio_api/upload{query} HTTP/1.1\r\nHost: {target.hostname}\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n"
+        "--b\r\nContent-Disposition: form-data; name=files; filename=h.jpg\r\n\r\n"
+    ).encode()
+    held = socket.create_connection((target.hostname, target.port), source_address=(source, 0))
+    held.sendall(head + b"x" * 50_000)
+    return held
