@@ -6,11 +6,11 @@ pass, or the answer at another size with the guard on a second pass), the fine-t
 WiSE-FT shares (share 0 is the zero-shot reading itself), and the course's own recipe at the course's settings.
 Then `choose`:
 
-1. The guard's targets, on the same photos: at most `MAX_IN_DOMAIN_FLAGGED` of the in-domain photos flagged and at
-   least `MIN_OUT_OF_DOMAIN_FLAGGED` of every not-in-domain folder. Candidates that miss them are left out, unless
-   all miss them (then all stay, and the reason says so).
-2. Never below the zero-shot reading: of those left, none with fewer photos right than the best zero-shot reading
-   among them. When a class maps onto no ImageNet class there is no zero-shot reading, and the reason says so.
+1. Never below the zero-shot reading: no candidate with fewer photos right than the best zero-shot reading. When a
+   class maps onto no ImageNet class there is no zero-shot reading, and the reason says so.
+2. The guard's targets, on the same photos: at most `MAX_IN_DOMAIN_FLAGGED` of the in-domain photos flagged and at
+   least `MIN_OUT_OF_DOMAIN_FLAGGED` of every not-in-domain folder. Of those left by 1, the ones that miss them are
+   left out, unless all miss them (then all stay, and the reason says so).
 3. The most photos right. Candidates within `TIE` photos of the best are tied; a tie goes to the one-pass candidate,
    then to the higher WiSE-FT share (the course's recipe counts as share 1), then to the more photos right, then to
    the earlier in the table.
@@ -138,17 +138,15 @@ def choose(candidates: Sequence[Candidate], on: str) -> Choice:
         raise ValueError("no candidate to choose from: the notebook measured none")
     candidates = list(candidates)
     notes = []
-    pool = [c for c in candidates if not c.guard_misses()]
-    if not pool:
-        pool = candidates
-        notes.append("no candidate met the guard's targets on these photos, so all were considered")
-    readings = [c for c in pool if c.zero_shot]
-    if readings:
-        floor = max(readings, key=lambda c: c.right)
-        pool = [c for c in pool if c.right >= floor.right]
-    else:
-        floor = None
+    readings = [c for c in candidates if c.zero_shot]
+    floor = max(readings, key=lambda c: c.right) if readings else None
+    if floor is None:
         notes.append("some class maps onto no ImageNet class, so there is no zero-shot reading to stay above")
+    eligible = [c for c in candidates if floor is None or c.right >= floor.right]
+    pool = [c for c in eligible if not c.guard_misses()]
+    if not pool:
+        pool = eligible
+        notes.append("no candidate at or above the zero-shot reading met the guard's targets on these photos")
     best = max(c.right for c in pool)
     tied = [c for c in pool if c.right >= best - TIE]
     chosen = max(tied, key=lambda c: (c.passes == 1, c.share, c.right, -candidates.index(c)))
@@ -162,11 +160,15 @@ def choose(candidates: Sequence[Candidate], on: str) -> Choice:
     if floor is not None and floor is not chosen and floor.right != chosen.right:
         why.append(f"the best zero-shot reading ({floor.name}) has {floor.right}")
     trained = [c for c in candidates if not c.zero_shot]
-    if chosen.zero_shot and trained:
+    best_trained = max(trained, key=lambda c: c.right) if trained else None
+    if chosen.zero_shot and best_trained and best_trained.right <= chosen.right:
         why.append(
             "nothing trained ships because no fine-tune beat the zero-shot reading here (best fine-tune: "
-            f"{max(trained, key=lambda c: c.right).name}, {max(c.right for c in trained)}/{chosen.n})"
+            f"{best_trained.name}, {best_trained.right}/{chosen.n})"
         )
+    elif best_trained and best_trained.right > chosen.right:
+        misses = "; ".join(best_trained.guard_misses())
+        why.append(f"{best_trained.name} has {best_trained.right} but its guard misses its targets ({misses})")
     return Choice(candidates, chosen, "; ".join(why + notes) + ".", on)
 
 

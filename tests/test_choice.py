@@ -66,10 +66,22 @@ def test_a_candidate_whose_guard_misses_its_targets_is_left_out():
     assert choice.choose([ZS224, ZS320, leaky, jumpy], "v").chosen is ZS320
 
 
+def test_a_guard_that_meets_its_targets_never_lets_a_fine_tune_below_zero_shot_ship():
+    leaky = [replace(c, flagged=4) for c in (ZS224, ZS320)]  # 2.4%: both zero-shot readings miss the guard's target
+    made = choice.choose([*leaky, fine_tune(1.0, 167), COURSE], "v")
+    assert made.chosen is leaky[1] and "no candidate at or above the zero-shot reading met the guard's" in made.reason
+    better = fine_tune(1.0, 170, flagged=5)
+    made = choice.choose([ZS224, ZS320, better], "v")
+    assert (
+        made.chosen is ZS320
+        and "WiSE-FT share 1.0 has 170 but its guard misses its targets (flags 5/170" in made.reason
+    )
+
+
 def test_when_no_guard_meets_its_targets_all_candidates_are_weighed():
     misses = [replace(c, flagged=10) for c in (ZS224, ZS320, fine_tune(1.0, 170))]
     made = choice.choose(misses, "v")
-    assert made.chosen is misses[2] and "no candidate met the guard's targets" in made.reason
+    assert made.chosen is misses[2] and "no candidate at or above the zero-shot reading met the guard" in made.reason
 
 
 def test_without_a_zero_shot_reading_the_best_trained_candidate_ships_and_the_reason_says_so():
