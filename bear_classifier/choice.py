@@ -123,7 +123,11 @@ class Choice:
 def best_guard(readings: Sequence[Candidate]) -> Candidate:
     """Of one candidate measured with each guard tried (in `imagenet.GUARD_RULES`' order, same answers), the first
     that meets the guard's targets; when none does, the one that misses them by the least (in-domain photos flagged
-    above the limit plus not-in-domain photos let through below it, as shares)."""
+    above the limit plus not-in-domain photos let through below it, as shares). Without not-in-domain photos
+    (validation, or a `select_dir` of plain `<label>/` folders) nothing says what a guard should flag, and the
+    loosest would always win: the first way then, the default."""
+    if not any(c.out_of_domain for c in readings):
+        return readings[0]
 
     def shortfall(c: Candidate) -> float:
         below = sum(max(0.0, MIN_OUT_OF_DOMAIN_FLAGGED - k / n) for k, n in c.out_of_domain.values() if n)

@@ -98,6 +98,8 @@ def test_the_first_guard_that_meets_the_targets_is_kept_else_the_nearest():
     nearly = replace(loose, flagged=4)  # 2.4% flagged: 0.4 points over
     leaky = replace(looser, out_of_domain={"imagenet_sample": (60, 73)})  # 82%: 16 points under
     assert choice.best_guard([strict, nearly, leaky]) is nearly
+    blind = [replace(c, out_of_domain={}) for c in (strict, loose, looser)]  # no photo says what to flag
+    assert choice.best_guard(blind) is blind[0]
 
 
 def test_warnings_name_what_a_student_should_look_at():
