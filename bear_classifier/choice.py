@@ -7,7 +7,7 @@ WiSE-FT shares (share 0 is the zero-shot reading itself), and the course's own r
 Then `choose`:
 
 1. Never below the zero-shot reading: no candidate with fewer photos right than the best zero-shot reading. When a
-   class maps onto no ImageNet class there is no zero-shot reading, and the reason says so.
+   class maps onto no ImageNet class (or no size was tried) there is no zero-shot reading, and the reason says so.
 2. The guard's targets, on the same photos: at most `MAX_IN_DOMAIN_FLAGGED` of the in-domain photos flagged and at
    least `MIN_OUT_OF_DOMAIN_FLAGGED` of every not-in-domain folder. Of those left by 1, the ones that miss them are
    left out, unless all miss them (then all stay, and the reason says so).
@@ -145,12 +145,18 @@ def choose(candidates: Sequence[Candidate], on: str) -> Choice:
     readings = [c for c in candidates if c.zero_shot]
     floor = max(readings, key=lambda c: c.right) if readings else None
     if floor is None:
-        notes.append("some class maps onto no ImageNet class, so there is no zero-shot reading to stay above")
+        notes.append(
+            "there is no zero-shot reading to stay above (a class maps onto no ImageNet class, or no size was tried)"
+        )
     eligible = [c for c in candidates if floor is None or c.right >= floor.right]
     pool = [c for c in eligible if not c.guard_misses()]
     if not pool:
         pool = eligible
-        notes.append("no candidate at or above the zero-shot reading met the guard's targets on these photos")
+        notes.append(
+            "no candidate "
+            + ("at or above the zero-shot reading " if floor else "")
+            + "met the guard's targets on these photos"
+        )
     best = max(c.right for c in pool)
     tied = [c for c in pool if c.right >= best - TIE]
     chosen = max(tied, key=lambda c: (c.passes == 1, c.share, c.right, -candidates.index(c)))
