@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from fastai.vision.all import Learner
 
-from . import choice, evaluate, imagenet
+from . import choice, data, evaluate, imagenet, train
 from .images import open_image
 from .transforms import Transforms, input_size
 
@@ -138,3 +138,24 @@ def zero_shot_mapping(learn: Learner, photos: Photos, inputs: Inputs, size: int)
         probabilities(network, inputs(photos.train, size)), [p.parent.name for p in photos.train], learn.dls.vocab
     )
     return imagenet.ZeroShotMapping.fit(means, learn.dls.vocab)
+
+
+def zero_shot_model(
+    data_dir: Path,
+    size: int,
+    guard_size: int | None,
+    rule: str,
+    arch: str = imagenet.DEFAULT_ARCH,
+    seed: int = data.SEED,
+    batch_size: int = 32,
+) -> Learner:
+    """A zero-shot candidate made again outside the notebook, as its run makes it when the rule chooses one: the split
+    of `data_dir`, the mapping read at `size` from the training photos, the guard fitted as `rule` (a key of
+    `choice.GUARD_RULES`) at `guard_size` (None: `size`, one pass). Nothing is trained, so it answers as the notebook's
+    model does (tests/test_model.py checks the committed one against it)."""
+    dls = data.dataloaders(data_dir, data.verify_folder(data_dir), size=size, seed=seed, batch_size=batch_size)
+    learn = train.make_learner(dls, arch, frozen_body=True)
+    photos = Photos.of(dls.train.items, dls.valid.items, None)
+    train.zero_shot(learn, zero_shot_mapping(learn, photos, Inputs(learn), size))
+    imagenet.attach_ood(learn, dls.train.items, guard_size=guard_size, rule=rule)
+    return learn
