@@ -200,8 +200,7 @@ Accuracy on the validation split ({n_valid} photos, seeded 20% of the training f
 | this model | **{valid_accuracy:.1%}** | **{external_text}** |
 
 {mapping_text}
-{wise_text}
-{choice_text}
+{wise_text}{choice_text}
 Confusion matrix (validation split): `confusion_matrix.png`. Measured with
 `python -m bear_classifier.evaluate --model model.pkl`.
 
@@ -209,11 +208,10 @@ Confusion matrix (validation split): `confusion_matrix.png`. Measured with
 
 The model only knows {n_classes} classes and always answers with one of them, so a photo is
 flagged *out of domain* when the network's own ImageNet output puts too little probability on the ImageNet
-classes that its training photos carry: {ood_classes_text}. {guard_rule_text} Its score is the ImageNet
+classes that its training photos carry: {ood_classes_text}. {guard_rule_text}Its score is the ImageNet
 probability mass outside those classes; above {ood_threshold:.4f} a photo is flagged. The external sets below
-only measure it. The guard reads {ood_pass_text}, through the ImageNet classifier the head carries (which the
-fine-tune from the zero-shot reading keeps an ImageNet reading by distilling the pretrained network's output).
-Flagged answers should not be trusted.
+only measure it. The guard reads {ood_pass_text}, through the ImageNet classifier the head carries. Flagged
+answers should not be trusted.
 
 | photos | flagged out of domain |
 |---|---|
@@ -345,10 +343,6 @@ def write(facts: TrainingFacts, path: Path) -> Path:
     return path
 
 
-GUARD_CARRY = GUARD_SHARE = 0.1  # imagenet's, repeated: the card is written without importing the training side
-# (for cards written before `choice`)
-
-
 def _wise(wise: dict) -> str:
     if not wise:
         return ""
@@ -382,17 +376,14 @@ def choice_text(facts: TrainingFacts) -> str:
 
 
 def _guard_rule(facts: TrainingFacts) -> str:
-    """How the guard was fitted on the training photos, and what chose that way."""
+    """How the guard was fitted on the training photos, and what chose that way; nothing for a card written before
+    the choice (which of the ways fitted its guard, its facts do not say)."""
     made = Choice.from_dict(facts.choice) if facts.choice else None
-    if made is None or made.chosen.guard not in GUARD_RULES:  # a card from before the choice: the one way there was
-        return (
-            f"In domain: the ImageNet classes that at least {GUARD_SHARE:.0%} of one label's training photos give "
-            f"{GUARD_CARRY:.0%} or more; threshold: the {_percentile(facts.ood_quantile)} of the training photos' "
-            "scores."
-        )
+    if made is None or made.chosen.guard not in GUARD_RULES:
+        return ""
     return (
         f"Fitted on the training photos as *{made.chosen.guard}* ({GUARD_RULES[made.chosen.guard]}), the way that "
-        f"{made.on} chose of {len(GUARD_RULES)} (`choice.best_guard`)."
+        f"{made.on} chose of {len(GUARD_RULES)} (`choice.best_guard`). "
     )
 
 
@@ -404,10 +395,6 @@ def _guard_pass(facts: TrainingFacts) -> str:
 
 def _pct(value: float | None) -> str:
     return "not measured" if value is None else f"{value:.1%}"
-
-
-def _percentile(quantile: float) -> str:
-    return "highest" if quantile >= 1 else f"{quantile * 100:g}th percentile"
 
 
 def _mapping(mapping: dict) -> str:
