@@ -13,6 +13,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .choice import GUARD_RULES, MAX_IN_DOMAIN_FLAGGED, MIN_OUT_OF_DOMAIN_FLAGGED, Choice, table
 from .evaluation import Evaluation, Share
 
 RECIPES = {
@@ -20,12 +21,13 @@ RECIPES = {
     "from the training photos (`imagenet.zero_shot_head`); nothing trained",
     "linear_probe": "linear probe: the head trained with `freeze()` + `fit_one_cycle({epochs})` on the frozen "
     "pretrained body (BatchNorm statistics frozen too: `train_bn=False`, `BnFreeze`)",
-    "fine_tune": "the course default, `fine_tune({epochs})`",
+    "fine_tune": "the course's recipe at the course's settings: `fine_tune({epochs})` from a new head, at fastai's "
+    "default learning rate {lr:g}",
     "zero_shot_fine_tune": "fine-tuned from the zero-shot reading: head initialised as the pretrained ImageNet "
     "classifier mapped onto ours (`imagenet.zero_shot_head`), whole network trained with `fit_one_cycle({epochs}, "
     "slice({body_lr:.0e}, {lr:.0e}))` on the mapped classes, BatchNorm statistics frozen, the pretrained network's "
     "1000-class output distilled on the training photos (LwF, weight {lwf}), then weights interpolated with the "
-    "zero-shot ones (WiSE-FT, share of the fine-tuned {alpha}, chosen on validation log-loss)",
+    "zero-shot ones (WiSE-FT, share of the fine-tuned {alpha}, chosen with the other candidates)",
 }
 """training.ipynb's `recipe` parameter -> how the model card describes it."""
 
@@ -76,7 +78,13 @@ class TrainingFacts:
     ood_size: int | None = None
     """The input size the guard reads (the pretrained network's own)."""
     wise_ft: dict = field(default_factory=dict)
-    """WiSE-FT share of the fine-tuned weights tried -> validation loss and accuracy (the lowest loss was taken)."""
+    """WiSE-FT share of the fine-tuned weights tried -> validation loss and accuracy (shown; the choice chose)."""
+    choice: dict = field(default_factory=dict)
+    """The candidates measured, the one chosen and why (`choice.Choice.to_dict`); empty in cards from before it."""
+    warnings: list = field(default_factory=list)
+    """What the run warns about (`choice.warnings`)."""
+    external_half: str | None = None
+    """The half of the external folder the external numbers are measured on (`data.external_half`)."""
 
 
 @dataclass(frozen=True)
@@ -95,12 +103,17 @@ class Run:
     lwf: float
     """The weight of the distilled ImageNet output (the zero-shot fine-tune)."""
     wise: dict[float, tuple[float, float]]
-    """WiSE-FT share of the fine-tuned weights tried -> (validation loss, accuracy); the lowest loss was shipped."""
+    """WiSE-FT share of the fine-tuned weights tried -> (validation loss, accuracy), shown beside the candidates."""
     dropped: dict[str, list[str]]
     """Files dropped while checking the photos, by reason (`data.DataReport.dropped`)."""
     data_source: str
     versions: dict[str, str]
     """The libraries that wrote model.pkl (`modelfile.library_versions`)."""
+    share: float | None = None
+    """The WiSE-FT share of the fine-tuned weights shipped (the zero-shot fine-tune); None for other recipes."""
+    choice: dict = field(default_factory=dict)
+    """`choice.Choice.to_dict()`: the candidates, the one chosen, the reason."""
+    warnings: list[str] = field(default_factory=list)
 
 
 def facts(run: Run, evaluation: Evaluation) -> TrainingFacts:
@@ -130,7 +143,7 @@ def facts(run: Run, evaluation: Evaluation) -> TrainingFacts:
         ood_threshold=guard.threshold,
         ood_quantile=guard.quantile,
         sha256=evaluation.model_file.sha256,
-        recipe=_recipe(run, wise_ft),
+        recipe=_recipe(run),
         zero_shot_accuracy=_rate(zero_shot.valid),
         zero_shot_mapping=zero_shot.mapping,
         external_accuracy=_rate(model.external_bears),
@@ -144,6 +157,9 @@ def facts(run: Run, evaluation: Evaluation) -> TrainingFacts:
         ood_classes=guard.in_domain,
         ood_size=guard.size,
         wise_ft=wise_ft,
+        choice=run.choice,
+        warnings=run.warnings,
+        external_half=evaluation.external.half,
     )
 
 
@@ -151,10 +167,11 @@ def _rate(share: Share | None) -> float | None:
     return share.rate if share else None
 
 
-def _recipe(run: Run, wise_ft: dict) -> str:
+def _recipe(run: Run) -> str:
     lr = run.learning_rate or 0
-    alpha = _shipped(wise_ft) if wise_ft else None
-    return RECIPES[run.recipe].format(epochs=run.epochs, lr=lr, body_lr=lr / run.body_divisor, lwf=run.lwf, alpha=alpha)
+    return RECIPES[run.recipe].format(
+        epochs=run.epochs, lr=lr, body_lr=lr / run.body_divisor, lwf=run.lwf, alpha=run.share
+    )
 
 
 BODY = """
@@ -183,22 +200,18 @@ Accuracy on the validation split ({n_valid} photos, seeded 20% of the training f
 | this model | **{valid_accuracy:.1%}** | **{external_text}** |
 
 {mapping_text}
-{wise_text}
+{wise_text}{choice_text}
 Confusion matrix (validation split): `confusion_matrix.png`. Measured with
 `python -m bear_classifier.evaluate --model model.pkl`.
 
 ## Out-of-domain guard
 
 The model only knows {n_classes} classes and always answers with one of them, so a photo is
-flagged *out of domain* when the network's own ImageNet output does not see one of the ImageNet
-classes that a substantial share of one label's training photos carry (at least {guard_share:.0%} of its
-photos give the class {guard_carry:.0%} or more): {ood_classes_text}. A class that only a few odd training
-photos carry (a wild boar in the black-bear folder) does not count. Its score is the ImageNet probability
-mass outside those classes; the threshold ({ood_threshold:.4f}) is the {ood_percentile_text} of the training
-photos' scores. The training photos alone decide both; the external sets below only measure it. The guard
-reads the same forward pass as the answer, at {ood_size_text}: the head's ImageNet classifier, which
-fine-tuning keeps an ImageNet reading by distilling the pretrained network's output. Flagged answers
-should not be trusted.
+flagged *out of domain* when the network's own ImageNet output puts too little probability on the ImageNet
+classes that its training photos carry: {ood_classes_text}. {guard_rule_text}Its score is the ImageNet
+probability mass outside those classes; above {ood_threshold:.4f} a photo is flagged. The external sets below
+only measure it. The guard reads {ood_pass_text}, through the ImageNet classifier the head carries. Flagged
+answers should not be trusted.
 
 | photos | flagged out of domain |
 |---|---|
@@ -300,12 +313,11 @@ def write(facts: TrainingFacts, path: Path) -> Path:
         learning_rate_text=f"; learning rate {facts.learning_rate:.0e}, {facts.epochs} epochs"
         if facts.learning_rate
         else "",
-        guard_share=GUARD_SHARE,
-        guard_carry=GUARD_CARRY,
         wise_text=_wise(facts.wise_ft),
-        ood_size_text=f"{facts.ood_size} px" if facts.ood_size else "the model's input size",
+        choice_text=choice_text(facts),
+        guard_rule_text=_guard_rule(facts),
+        ood_pass_text=_guard_pass(facts),
         n_classes=len(facts.vocab),
-        ood_percentile_text=_percentile(facts.ood_quantile),
         n_external_text=f"{facts.n_external} external bear photos"
         if facts.n_external
         else "external bear photos (not measured)",
@@ -331,35 +343,58 @@ def write(facts: TrainingFacts, path: Path) -> Path:
     return path
 
 
-GUARD_CARRY = GUARD_SHARE = 0.1  # imagenet's, repeated: the card is written without importing the training side
-
-
 def _wise(wise: dict) -> str:
     if not wise:
         return ""
-    best = _shipped(wise)
-    rows = "\n".join(
-        f"| {a} | {v['valid_loss']:.4f} | {v['valid_accuracy']:.1%} |{' **shipped**' if a == best else ''}"
-        for a, v in wise.items()
-    )
+    rows = "\n".join(f"| {a} | {v['valid_loss']:.4f} | {v['valid_accuracy']:.1%} |" for a, v in wise.items())
     return (
-        "\nWiSE-FT: weights interpolated between the zero-shot start (share 0) and the fine-tuned network (share 1), "
-        "the share chosen on the validation loss:\n\n| share of the fine-tuned weights | validation loss | "
-        f"validation accuracy |\n|---|---|---|\n{rows}\n"
+        "\nThe fine-tune from the zero-shot reading, on validation: weights interpolated between the zero-shot start "
+        "(share 0) and the fine-tuned network (share 1). Validation comes from the same web search as the training "
+        "photos, so it does not choose when a second source does (below).\n\n| share of the fine-tuned weights | "
+        f"validation loss | validation accuracy |\n|---|---|---|\n{rows}\n"
     )
 
 
-def _shipped(wise: dict) -> str:
-    """The WiSE-FT share shipped: the lowest validation loss."""
-    return min(wise, key=lambda a: wise[a]["valid_loss"])
+def choice_text(facts: TrainingFacts) -> str:
+    """The candidates' table, the one chosen and why, and the run's warnings (markdown; empty before choices)."""
+    if not facts.choice:
+        return ""
+    made = Choice.from_dict(facts.choice)
+    external = f" ({facts.external_half} half)" if facts.external_half else ""
+    text = (
+        f"\n### How this model was chosen\n\nEvery candidate was measured on the same photos: {made.on}. The rule "
+        "(`bear_classifier.choice`, written before anything was measured): of the candidates whose guard meets its "
+        f"targets there (at most {MAX_IN_DOMAIN_FLAGGED:.0%} of in-domain photos flagged, at least "
+        f"{MIN_OUT_OF_DOMAIN_FLAGGED:.0%} of every not-in-domain folder), none below the zero-shot reading, the most "
+        "photos right; within one photo, one forward pass first, then the higher WiSE-FT share. The external numbers "
+        f"above{external} are other photos: they chose nothing.\n\n{table(made)}\n\n**Chosen: {made.chosen.name}**, "
+        f"because {made.reason}\n"
+    )
+    if facts.warnings:
+        text += "\n**Warnings**:\n\n" + "\n".join(f"- {w}" for w in facts.warnings) + "\n"
+    return text
+
+
+def _guard_rule(facts: TrainingFacts) -> str:
+    """How the guard was fitted on the training photos, and what chose that way; nothing for a card written before
+    the choice (which of the ways fitted its guard, its facts do not say)."""
+    made = Choice.from_dict(facts.choice) if facts.choice else None
+    if made is None or made.chosen.guard not in GUARD_RULES:
+        return ""
+    return (
+        f"Fitted on the training photos as *{made.chosen.guard}* ({GUARD_RULES[made.chosen.guard]}), the way that "
+        f"{made.on} chose of {len(GUARD_RULES)} (`choice.best_guard`). "
+    )
+
+
+def _guard_pass(facts: TrainingFacts) -> str:
+    if facts.ood_size and facts.ood_size != facts.image_size:
+        return f"a second pass at {facts.ood_size} px (the answer reads {facts.image_size} px)"
+    return f"the same forward pass as the answer, at {facts.image_size} px"
 
 
 def _pct(value: float | None) -> str:
     return "not measured" if value is None else f"{value:.1%}"
-
-
-def _percentile(quantile: float) -> str:
-    return "highest" if quantile >= 1 else f"{quantile * 100:g}th percentile"
 
 
 def _mapping(mapping: dict) -> str:
@@ -395,3 +430,16 @@ def read(path: Path) -> TrainingFacts:
 
 class MissingFactsError(ValueError):
     """A model card without the facts that `write` records."""
+
+
+def rewrite(path: Path) -> Path:
+    """Render the card at `path` again from the facts in its front matter, with this version's text: a card
+    re-rendered after its prose changed, without training again (`python -m bear_classifier.card model_card.md`)."""
+    return write(read(path), path)
+
+
+if __name__ == "__main__":
+    import sys
+
+    for name in sys.argv[1:] or ["model_card.md"]:
+        print("rewrote", rewrite(Path(name)))

@@ -31,6 +31,19 @@ SEED = 42  # the validation split's seed by default: training.ipynb's `seed`, ev
 VALID_PCT = 0.2  # the share of photos held out for validation
 
 
+SELECTION_DIGITS = "01234567"
+"""An external photo whose SHA-256 (hex) starts with one of these is in the selection half; the rest, the test half."""
+HALVES = ("selection", "test")
+
+
+def external_half(path: Path) -> str:
+    """ "selection" or "test": which half of an external folder `path` is in, by the SHA-256 of its bytes (the one its
+    manifest.csv lists). The selection half may choose (recipe, WiSE-FT share, size, guard); the test half only
+    measures. The one place the split is written: `evaluate.external_sets` and the notebook's `select_dir` read it."""
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return HALVES[0] if digest[0] in SELECTION_DIGITS else HALVES[1]
+
+
 class DataError(ValueError):
     """The data set cannot be trained on; the message says what to fix."""
 

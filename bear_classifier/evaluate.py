@@ -53,18 +53,36 @@ def split(
     return list(dls.train.items), list(dls.valid.items)
 
 
-def external_sets(root: Path | None) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
-    """(bears by label, not-bears by source folder); empty where a folder is missing."""
+def external_sets(root: Path | None, half: str | None = None) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
+    """(in-domain photos by label, not-in-domain photos by source folder), from either layout: `bears/<label>/` plus
+    `not_bears/<source>/` (as ../shared/data/external), or plain `<label>/` folders (all in domain). `half`: only the
+    photos of that half ("selection" or "test", `data.external_half`); None: all. A folder given that yields no photo
+    is an error that names the layouts (it used to measure nothing, silently)."""
+    if root is None:
+        return {}, {}
+    root = Path(root)
 
     def folders(parent: Path) -> dict[str, list[Path]]:
         if not parent.is_dir():
             return {}
-        found = {d.name: sorted(get_image_files(d)) for d in sorted(parent.iterdir()) if d.is_dir()}
+        found = {
+            d.name: [p for p in sorted(get_image_files(d)) if half is None or data.external_half(p) == half]
+            for d in sorted(parent.iterdir())
+            if d.is_dir()
+        }
         return {name: paths for name, paths in found.items() if paths}
 
-    if root is None:
-        return {}, {}
-    return folders(Path(root) / "bears"), folders(Path(root) / "not_bears")
+    if (root / "bears").is_dir() or (root / "not_bears").is_dir():
+        in_domain, out_of_domain = folders(root / "bears"), folders(root / "not_bears")
+    else:
+        in_domain, out_of_domain = folders(root), {}
+    if not in_domain and not out_of_domain:
+        raise data.DataError(
+            f"{root} holds no photos{f' in its {half} half' if half else ''}: lay it out as <label>/<photo> (photos "
+            "of your classes), or as bears/<label>/<photo> plus not_bears/<source>/<photo> (photos that are none of "
+            "them), as ../shared/data/external is."
+        )
+    return in_domain, out_of_domain
 
 
 def external_folder(path: str | Path | None) -> Path | None:
@@ -137,13 +155,15 @@ def evaluate_learner(
     baselines: bool = True,
     max_per_class: int | None = None,
     seed: int = data.SEED,
+    half: str | None = None,
 ) -> Evaluation:
     """The ladder (pixel similarity, zero-shot, the model) and the guards. `seed`: the training run's split
-    seed (training.ipynb's `seed`): another seed would measure on training photos."""
+    seed (training.ipynb's `seed`): another seed would measure on training photos. `half`: of the external folder,
+    only that half (`data.external_half`: "test" for what a choice on the "selection" half is reported on)."""
     predictor = Predictor(learn)
     vocab = list(predictor.vocab)
     train, valid = split(Path(data_dir), input_size(learn), seed=seed, max_per_class=max_per_class)
-    bears, not_bears = external_sets(Path(external) if external else None)
+    bears, not_bears = external_sets(Path(external) if external else None, half)
     pixels = zero_shot = None
     if baselines:
         nearest_mean = PixelSimilarity().fit(train, [p.parent.name for p in train])
@@ -182,6 +202,7 @@ def evaluate_learner(
         ),
         external=External(
             dir=str(external) if external else None,
+            half=half if external else None,
             bears={label: len(paths) for label, paths in bears.items()},
             not_bears={source: len(paths) for source, paths in not_bears.items()},
         ),
@@ -211,6 +232,7 @@ def evaluate_file(
     seed: int = data.SEED,
     expected_sha256: str | None = None,
     file_sha256: str | None = None,
+    half: str | None = None,
 ) -> Evaluation:
     """`evaluate_learner` on an exported model.pkl (checked against `expected_sha256` when given): the record
     names the file measured and its SHA-256, which the model card then records. `file_sha256`: that SHA-256 when
@@ -218,7 +240,7 @@ def evaluate_file(
     sha = modelfile.verify(path, expected_sha256, file_sha256)
     learn = modelfile.load(path, expected_sha256=sha, file_sha256=sha)
     evaluation = evaluate_learner(
-        learn, data_dir, external, baselines=baselines, max_per_class=max_per_class, seed=seed
+        learn, data_dir, external, baselines=baselines, max_per_class=max_per_class, seed=seed, half=half
     )
     return replace(evaluation, model_file=ModelFile(str(path), sha))
 
@@ -263,7 +285,8 @@ def markdown(evaluation: Evaluation) -> str:
     split_facts, ladder, vocab = evaluation.data, evaluation.ladder, evaluation.vocab
     lines = [
         f"Validation split: {split_facts.n_valid} photos (seed {split_facts.seed}, "
-        f"{split_facts.valid_pct:.0%} of `{split_facts.dir}`); external: `{evaluation.external.dir}`.",
+        f"{split_facts.valid_pct:.0%} of `{split_facts.dir}`); external: `{evaluation.external.dir}`"
+        + (f", its {evaluation.external.half} half." if evaluation.external.half else "."),
         "",
         "| model | validation accuracy | external bears accuracy | validation flagged | external bears flagged | not-bears flagged (worst folder) |",
         "|---|---|---|---|---|---|",
@@ -311,7 +334,17 @@ def main(argv: Sequence[str] | None = None) -> Evaluation:
     # The defaults are where training.ipynb's data_dir (and the README's training command) put the photos.
     parser.add_argument("--data", type=Path, default=Path("data/bears"), help="the training folder (<root>/<label>/*)")
     parser.add_argument(
-        "--external", type=Path, default=None, help="bears/<label>/ and not_bears/<source>/ (measured only)"
+        "--external",
+        type=Path,
+        default=None,
+        help="bears/<label>/ and not_bears/<source>/, or plain <label>/ folders (measured only)",
+    )
+    parser.add_argument(
+        "--half",
+        choices=[*data.HALVES, "all"],
+        default="test",
+        help="which half of --external, by each photo's SHA-256 (the selection half chooses in training.ipynb's "
+        "select_dir; the test half only measures): test by default",
     )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--no-baselines", action="store_true", help="the model only")
@@ -325,10 +358,19 @@ def main(argv: Sequence[str] | None = None) -> Evaluation:
             "first (it downloads them there), or pass --data <folder with one sub-folder of photos per label>."
         )
     if args.external is not None and not args.external.is_dir():
-        parser.error(f"--external {args.external} does not exist (it needs bears/<label>/ and not_bears/<source>/)")
+        parser.error(
+            f"--external {args.external} does not exist (it needs <label>/ folders, or bears/<label>/ and "
+            "not_bears/<source>/)"
+        )
     if not args.model.is_file():
         parser.error(f"no model at {args.model}: pass --model <path to a model.pkl>")
-    evaluation = evaluate_file(args.model, args.data, args.external, baselines=not args.no_baselines, seed=args.seed)
+    half = None if args.half == "all" else args.half
+    try:
+        evaluation = evaluate_file(
+            args.model, args.data, args.external, baselines=not args.no_baselines, seed=args.seed, half=half
+        )
+    except data.DataError as error:
+        parser.error(str(error))
     print(markdown(evaluation))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

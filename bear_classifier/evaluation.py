@@ -106,6 +106,8 @@ class External:
     """Label -> photos."""
     not_bears: dict[str, int]
     """Source folder -> photos."""
+    half: str | None = None
+    """The half of `dir` measured (`data.external_half`); None: every photo."""
 
 
 @dataclass(frozen=True)

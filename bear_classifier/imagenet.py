@@ -32,6 +32,7 @@ import torch
 from fastai.layers import Lambda
 from fastai.vision.all import Learner
 
+from .choice import GUARD_RULES
 from .guard import Guard
 from .images import open_image
 from .settings import Settings
@@ -261,6 +262,22 @@ class ImageNetGuard(Guard):
         return [names[c] for c in self.in_domain]
 
 
+DEFAULT_GUARD = next(iter(GUARD_RULES))
+
+
+def fit_guard(
+    probabilities: torch.Tensor, labels: Sequence[str], vocab: Sequence[str], rule: str = DEFAULT_GUARD
+) -> ImageNetGuard:
+    """The guard `rule` (a key of `GUARD_RULES`) fitted on the training photos' ImageNet probabilities."""
+    if rule == "shares, 99th percentile":
+        return ImageNetGuard.from_shares(probabilities, labels, vocab, quantile=GUARD_QUANTILE)
+    if rule == "shares, highest":
+        return ImageNetGuard.from_shares(probabilities, labels, vocab, quantile=1.0)
+    if rule == "mass, highest":
+        return ImageNetGuard.calibrate(class_means(probabilities, labels, vocab), probabilities, quantile=1.0)
+    raise ValueError(f"no guard rule {rule!r}: one of {', '.join(GUARD_RULES)}")
+
+
 @dataclass
 class Knowledge:
     """The zero-shot mapping and the guard, fitted on one set of training photos."""
@@ -276,8 +293,10 @@ def fit(
     labels: Sequence[str] | None = None,
     quantile: float = GUARD_QUANTILE,
     guard_size: int | None = None,
+    rule: str | None = None,
 ) -> Knowledge:
-    """Mapping and guard from the training photos (labels: their parent folder names by default).
+    """Mapping and guard from the training photos (labels: their parent folder names by default). `rule`: a key of
+    `GUARD_RULES`; None: `ImageNetGuard.from_shares` at `quantile`.
     `network`: the pretrained network by default (see `own_body_network`). The mapping reads the
     learner's input size; the guard `guard_size`, by default the same, so that one forward pass gives
     both (`ImageNetGuard.from_shares` keeps it robust there: BENCHMARKS.md, guard)."""
@@ -288,7 +307,10 @@ def fit(
     mapping = ZeroShotMapping.fit(class_means(probabilities, labels, vocab), vocab)
     if guard_size and guard_size != input_size(learn):
         probabilities = imagenet_probabilities(learn, list(train_items), network, size=guard_size)
-    guard = ImageNetGuard.from_shares(probabilities, labels, vocab, quantile=quantile)
+    if rule is None:
+        guard = ImageNetGuard.from_shares(probabilities, labels, vocab, quantile=quantile)
+    else:
+        guard = fit_guard(probabilities, labels, vocab, rule)
     return Knowledge(mapping, guard)
 
 
@@ -324,7 +346,11 @@ def guard_state(learn: Learner, guard: Guard, size: int | None = None) -> dict:
 
 
 def attach_ood(
-    learn: Learner, train_items: Sequence[Path], quantile: float = GUARD_QUANTILE, guard_size: int | None = None
+    learn: Learner,
+    train_items: Sequence[Path],
+    quantile: float = GUARD_QUANTILE,
+    guard_size: int | None = None,
+    rule: str | None = None,
 ) -> Knowledge:
     """Fit the out-of-domain guard (and the zero-shot mapping) on the training images and store the
     guard's state in the learner, so that it travels inside model.pkl (the module's docstring says how).
@@ -332,7 +358,9 @@ def attach_ood(
     The guard reads the learner's own network: its body and the ImageNet classifier its head carries
     (fine-tuned with the rest in the zero-shot fine-tune, whose distillation keeps it an ImageNet
     reading), at the learner's input size by default, so one forward pass gives answer and guard."""
-    knowledge = fit(learn, train_items, network=own_body_network(learn), quantile=quantile, guard_size=guard_size)
+    knowledge = fit(
+        learn, train_items, network=own_body_network(learn), quantile=quantile, guard_size=guard_size, rule=rule
+    )
     learn.ood_state = guard_state(learn, knowledge.guard, size=guard_size)
     return knowledge
 

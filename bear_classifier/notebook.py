@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import card
 from .settings import ROOT
 
 NOTEBOOK = ROOT / "training.ipynb"
@@ -28,6 +29,40 @@ def literal(value: str) -> object:
         return ast.literal_eval(value)
     except (ValueError, SyntaxError):
         return value
+
+
+def summary(facts: card.TrainingFacts, output_dir: Path) -> str:
+    """What a headless run says at its end: the candidates, the choice and why, validation against zero-shot, the
+    guard, the warnings, where the files are and how to ship them."""
+    lines = ["", "=" * 20 + " summary " + "=" * 20, card.choice_text(facts).strip() or f"recipe: {facts.recipe}", ""]
+    lines.append(
+        f"validation: {_pct(facts.valid_accuracy)} ({facts.n_valid} photos); zero-shot reading: "
+        f"{_pct(facts.zero_shot_accuracy)}"
+        + (
+            f"; external{f' ({facts.external_half} half)' if facts.external_half else ''}: "
+            f"{_pct(facts.external_accuracy)} (zero-shot {_pct(facts.external_zero_shot_accuracy)})"
+            if facts.external_accuracy is not None
+            else ""
+        )
+    )
+    guard = [f"threshold {facts.ood_threshold:.4f}", f"validation flagged {_pct(facts.valid_flagged)}"]
+    if facts.external_bears_flagged is not None:
+        guard.append(f"external in-domain flagged {_pct(facts.external_bears_flagged)}")
+    if facts.not_bears_flagged:
+        source, rate = min(facts.not_bears_flagged.items(), key=lambda item: item[1])
+        guard.append(f"not-in-domain flagged, worst folder {_pct(rate)} ({source})")
+    lines.append("guard: " + ", ".join(guard))
+    if not facts.choice and facts.warnings:
+        lines += ["warnings:", *(f"- {w}" for w in facts.warnings)]
+    lines += [
+        f"files: {output_dir}/model.pkl, {output_dir}/model_card.md, {output_dir}/confusion_matrix.png",
+        f"to ship it: python -m bear_classifier.promote {output_dir}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _pct(rate: float | None) -> str:
+    return "not measured" if rate is None else f"{rate:.1%}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,6 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nevery cell's output, the full traceback too, is in {args.out}", file=sys.stderr)
         print(f"training stopped: {error.ename}: {error.evalue}", file=sys.stderr)  # last: where people look
         return 1
+    run_dir = Path(
+        str(parameters.get("run_dir") or literal(papermill.inspect_notebook(str(NOTEBOOK))["run_dir"]["default"]))
+    )
+    if (run_dir / "summary.md").is_file():
+        print((run_dir / "summary.md").read_text())  # the notebook wrote it; its cells' output stays in --out
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ from fastai.vision.all import (
 
 from . import data, feedback, imagenet, modelfile
 from .transforms import input_size
+
+COURSE_LR = inspect.signature(Learner.fine_tune).parameters["base_lr"].default
+"""fastai's own default learning rate of `fine_tune` (2e-3): the course's recipe at the course's settings."""
 
 
 @dataclass

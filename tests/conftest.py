@@ -125,9 +125,9 @@ def smoke_run(tmp_path_factory) -> Path:
             max_per_class=8,
             batch_size=8,
             image_size=64,
-            recipe="linear_probe",  # trains (lr_find, fit_one_cycle); the zero-shot recipe: tests/test_evaluate.py
+            zero_shot_sizes=[64],
+            wise_alphas=[0.0, 1.0],  # every candidate kind, each trained 1 epoch; validation chooses
             epochs=1,
-            learning_rate=None,
             output_dir=str(out),
             run_dir=str(out / "run"),
             show_cleaner=False,

@@ -1,5 +1,7 @@
 """Data checks: bad files are dropped and counted, unusable folders give a clear error."""
 
+import csv
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -8,6 +10,8 @@ from PIL import Image
 
 from bear_classifier import baseline, data
 from tests.support import hard_inputs
+
+EXTERNAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "external"
 
 
 def make_folder(root: Path, per_class: dict[str, int]) -> Path:
@@ -90,3 +94,23 @@ def test_baseline_learns_colours(tmp_path):
     assert baseline.baseline_accuracy(train, valid) == 1.0
     model = baseline.PixelSimilarity().fit(train, [p.parent.name for p in train])
     assert model.predict([root / "a" / "a_1.jpg"]) == ["a"]
+
+
+def test_the_external_halves_go_by_the_first_hex_digit_of_the_sha256(tmp_path):
+    # Bytes whose SHA-256 starts with 0-7 go to the selection half, 8-f to the test half (found by trying).
+    chosen = {}
+    for i in range(64):
+        blob = f"photo {i}".encode()
+        chosen.setdefault(hashlib.sha256(blob).hexdigest()[0] in "01234567", blob)
+    for selection, blob in chosen.items():
+        (tmp_path / "photo").write_bytes(blob)
+        assert data.external_half(tmp_path / "photo") == ("selection" if selection else "test")
+
+
+@pytest.mark.skipif(not EXTERNAL.is_dir(), reason=f"needs the external photos in {EXTERNAL} (not in the repo)")
+def test_the_halves_are_those_the_manifests_list():
+    for manifest in sorted(EXTERNAL.glob("*/manifest.csv")):
+        with manifest.open(newline="") as rows:
+            for row in csv.DictReader(rows):
+                expected = "selection" if row["sha256"][0] in "01234567" else "test"
+                assert data.external_half(EXTERNAL / row["file"]) == expected, row["file"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bear_classifier import card, data, evaluate, export, imagenet, modelfile, serving, train
+from bear_classifier import card, choice, data, evaluate, export, imagenet, modelfile, serving, train
 from bear_classifier.evaluation import Answers, Evaluation, wilson
 from bear_classifier.predictor import Predictor
 from bear_classifier.transforms import input_size
@@ -41,6 +41,8 @@ def measured(tiny_external, tmp_path_factory) -> tuple[Evaluation, Path, str]:
                 str(FIXTURE_BEARS),
                 "--external",
                 str(tiny_external),
+                "--half",
+                "all",
                 "--json",
                 str(out),
             ]
@@ -83,6 +85,17 @@ RUN = card.Run(
     dropped={"too small": ["a.jpg", "b.jpg"]},
     data_source="Photos from the fixtures",
     versions={"python": "3.11.9"},
+    share=0.5,
+    choice=choice.choose(
+        [
+            choice.Candidate(
+                "zero-shot, 224 px", 1, 0.0, True, right=5, n=6, flagged=0, out_of_domain={"pets": (2, 2)}
+            ),
+            choice.Candidate("zero-shot fine-tune, WiSE-FT share 0.5", 1, 0.5, False, right=6, n=6, flagged=0),
+        ],
+        "the selection half of tiny",
+    ).to_dict(),
+    warnings=["the guard's threshold is 0.9994 (above 0.99): it flags almost nothing"],
 )
 
 
@@ -109,7 +122,20 @@ def test_the_card_takes_its_numbers_from_the_evaluation(measured, tmp_path):
     assert "slice(3e-05, 1e-04)" in facts.recipe and "share of the fine-tuned 0.5," in facts.recipe
     written = card.write(facts, tmp_path / "README.md")
     assert card.read(written) == facts
-    assert "| 0.5 | 0.2000 | 95.0% | **shipped**" in written.read_text()
+    text = written.read_text()
+    assert (
+        "| 0.5 | 0.2000 | 95.0% |" in text and "**Chosen: zero-shot fine-tune, WiSE-FT share 0.5**, because 6/6" in text
+    )
+    assert "| **zero-shot fine-tune, WiSE-FT share 0.5** (chosen) | 1 | 6/6 (100.0%) |" in text
+    assert "- the guard's threshold is 0.9994" in text and "the selection half of tiny" in text
+    assert "*shares, 99th percentile*" not in text  # the candidates above were measured with no guard named
+
+
+def test_a_card_renders_again_from_its_own_facts(measured, tmp_path):
+    written = card.write(card.facts(RUN, measured[0]), tmp_path / "README.md")
+    before = written.read_text()
+    written.write_text(before.replace("## Results", "## Old heading"))
+    assert card.rewrite(written).read_text() == before
 
 
 def test_a_card_needs_the_baselines_and_the_file(measured):
@@ -135,6 +161,32 @@ def test_external_folder_without_not_bears(tiny_external, tmp_path):
     shutil.copytree(tiny_external / "bears", tmp_path / "bears")
     bears, not_bears = evaluate.external_sets(tmp_path)
     assert sorted(bears) == VOCAB and not_bears == {}
+
+
+def test_a_plain_label_folder_is_an_external_set_too(tiny_external, tmp_path):
+    for label in VOCAB:
+        shutil.copytree(tiny_external / "bears" / label, tmp_path / label)
+    bears, not_bears = evaluate.external_sets(tmp_path)
+    assert {label: len(paths) for label, paths in bears.items()} == {label: 2 for label in VOCAB} and not_bears == {}
+
+
+def test_the_halves_of_an_external_set_split_it(tiny_external):
+    everything = evaluate.external_sets(tiny_external)
+    halves = [evaluate.external_sets(tiny_external, half) for half in data.HALVES]  # both halves hold photos here
+    for part in (0, 1):  # in-domain, then not-in-domain photos
+        names = [sorted(p for paths in sets[part].values() for p in paths) for sets in (*halves, everything)]
+        assert sorted(names[0] + names[1]) == names[2] and not set(names[0]) & set(names[1])
+
+
+def test_a_folder_that_yields_nothing_says_which_layout_it_wanted(tmp_path, capsys):
+    (tmp_path / "photos" / "cats").mkdir(parents=True)
+    (tmp_path / "photos" / "cats" / "notes.txt").write_text("not a photo")
+    with pytest.raises(data.DataError, match="<label>/<photo>.*bears/<label>/<photo> plus not_bears/<source>"):
+        evaluate.external_sets(tmp_path / "photos")
+    model, folder = str(serving.MODEL_PATH), str(FIXTURE_BEARS)
+    with pytest.raises(SystemExit) as stopped:
+        evaluate.main(["--model", model, "--data", folder, "--external", str(tmp_path / "photos")])
+    assert stopped.value.code == 2 and "holds no photos in its test half" in capsys.readouterr().err
 
 
 def learner_for(folder: Path):

@@ -7,10 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from bear_classifier import card, modelfile, serving
+from bear_classifier import candidates, card, choice, modelfile, serving
 from bear_classifier.guard import Guard
 from bear_classifier.images import open_image
 from bear_classifier.predictor import Predictor
+from bench import default_run
 from tests.conftest import BEARS, EXAMPLES_DIR, FIXTURE_BEARS, VOCAB, example, needs_real_bears, plain_fastai_predict
 
 
@@ -173,3 +174,26 @@ def test_the_inference_thread_starts_with_the_first_prediction(predictor):
     fresh.predict(example("teddy"))
     fresh.predict(example("black"))
     assert running() == before + 1
+
+
+SHIPPED = card.read(serving.CARD_PATH)
+SHIPPED_CHOICE = choice.Choice.from_dict(SHIPPED.choice) if SHIPPED.choice else None
+
+
+@needs_real_bears
+@pytest.mark.skipif(
+    SHIPPED_CHOICE is None or not SHIPPED_CHOICE.chosen.zero_shot,
+    reason="the committed model is not a zero-shot reading chosen by training.ipynb: only a training run re-makes it "
+    "(python -m bench.default_run)",
+)
+def test_the_committed_zero_shot_reading_is_made_again_from_the_photos():
+    """Issue 31: the notebook's default run makes the committed model. A zero-shot reading trains nothing, so it is
+    made again here from the real photos and must answer as the committed file: the same labels and flags, each
+    probability within 1e-4, on the examples and the validation split."""
+    guard_size = SHIPPED.ood_size if SHIPPED.ood_size != SHIPPED.image_size else None
+    again = candidates.zero_shot_model(BEARS, SHIPPED.image_size, guard_size, SHIPPED_CHOICE.chosen.guard)
+    photos = sorted(EXAMPLES_DIR.glob("*.jpg")) + list(again.dls.valid.items)
+    committed = Predictor(modelfile.load(serving.MODEL_PATH), backend="torch").predict_batch(photos)
+    made = Predictor(again, backend="torch").predict_batch(photos)
+    for photo, left, right in zip(photos, committed, made):
+        assert default_run.differences(left, right) == [], photo

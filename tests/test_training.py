@@ -10,7 +10,7 @@ import pytest
 import torch
 from fastai.vision.all import Callback
 
-from bear_classifier import card, data, imagenet, modelfile, notebook, promote, train
+from bear_classifier import card, choice, data, imagenet, modelfile, notebook, promote, train
 from bear_classifier.evaluation import Evaluation
 from tests.conftest import EXAMPLES_DIR, FIXTURE_BEARS, ROOT, VOCAB, example, plain_fastai_predict, variants
 
@@ -21,7 +21,18 @@ def test_smoke_training_writes_everything(smoke_run):
     facts = card.read(smoke_run / "model_card.md")
     assert facts.vocab == VOCAB
     assert facts.n_train + facts.n_valid == 24 and facts.sha256 == modelfile.sha256(smoke_run / "model.pkl")
-    assert 0 <= facts.baseline_accuracy <= 1 and facts.learning_rate > 0  # lr came from lr_find
+    assert 0 <= facts.baseline_accuracy <= 1
+    made = choice.Choice.from_dict(facts.choice)  # every candidate, measured on validation: no select_dir
+    names = [
+        "zero-shot, 64 px",
+        "zero-shot fine-tune, WiSE-FT share 1.0",
+        f"course fine_tune(1), lr {train.COURSE_LR:g}",
+    ]
+    assert [c.name for c in made.candidates] == names and made.on == "validation"
+    assert all(c.n == c.valid_n == facts.n_valid for c in made.candidates) and made.chosen in made.candidates
+    assert f"**Chosen: {made.chosen.name}**" in (smoke_run / "model_card.md").read_text()
+    summary = (smoke_run / "run" / "summary.md").read_text()
+    assert made.chosen.name in summary and f"python -m bear_classifier.promote {smoke_run}" in summary
     # One source per number: the card's measured ones are those of the run's evaluation of the exported file.
     evaluation = Evaluation.from_dict(json.loads((smoke_run / "run" / "evaluation.json").read_text()))
     assert facts.valid_accuracy == evaluation.model.valid.rate and facts.counts == evaluation.data.counts
@@ -103,7 +114,7 @@ def test_a_missing_external_dir_stops_the_notebook_before_training(tmp_path, cap
 
 def test_an_unknown_recipe_stops_the_notebook_before_training(tmp_path, capsys):
     out = tmp_path / "out"
-    parameters = {"data_dir": FIXTURE_BEARS, "recipe": "zero_shot_finetune", "output_dir": out, "run_dir": out}
+    parameters = {"data_dir": FIXTURE_BEARS, "recipes": ["zero_shot_finetune"], "output_dir": out, "run_dir": out}
     arguments = [word for name, value in parameters.items() for word in ("-p", name, str(value))]
     assert notebook.main([*arguments, "--out", str(tmp_path / "training.ipynb")]) == 1
     err = capsys.readouterr().err
