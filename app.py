@@ -1,4 +1,5 @@
-"""Grizzly, black or teddy? fast.ai lesson 2's bear classifier as a Gradio app. Settings: README."""
+"""fast.ai lesson 2's image classifier (the bear classifier, or your own: README, "Make it yours") as a Gradio app.
+Settings: README; every word the page shows: bear_classifier/page.py."""
 
 from bear_classifier import uploads, zerogpu
 from bear_classifier.settings import Settings
@@ -11,11 +12,12 @@ zerogpu.prepare(settings)  # on ZeroGPU, `spaces` before gradio and torch, and t
 import gradio as gr
 from gradio.utils import get_upload_folder
 
-from bear_classifier import clients, feedback, limits, serving
+from bear_classifier import clients, feedback, limits, page, serving
 from bear_classifier.components import PAGE_CSS, Interface, Probabilities, UploadedImage
 
 model, card = serving.load(settings)  # after checking model.pkl against its card; from the cache when it can
 categories = model.vocab
+subject = page.Subject.of(card)  # what the photos show, the title and description: the card's, as trained
 decoders = model.decoder_pool(settings.decode_workers, settings.budget)  # decoding under a budget, off every lock
 quotas = clients.Quotas(settings.rates)  # each client address's share
 answers = serving.Answers(model, decoders, quotas)  # remembered by content: the same photo again costs nothing
@@ -37,7 +39,7 @@ def classify_image(img: str | serving.ImageError, request: gr.Request) -> tuple:
 
 demo = Interface(
     fn=classify_image,
-    inputs=UploadedImage(type="filepath", label="Photo of a bear", sources=["upload", "webcam", "clipboard"]),
+    inputs=UploadedImage(type="filepath", label=page.upload_label(subject), sources=["upload", "webcam", "clipboard"]),
     outputs=[
         Probabilities(label="Probabilities", num_top_classes=len(categories)),
         gr.Markdown(label="Verdict"),
@@ -45,13 +47,13 @@ demo = Interface(
     ],
     examples=serving.EXAMPLES,
     api_name="predict",
-    title="Grizzly, black or teddy?",
-    description=serving.description(card),
-    article=serving.article(card),
+    title=subject.title,
+    description=page.description(card),
+    article=page.article(card),
     # Production extras: requests handled at once (they share forward passes), "Wrong?" flags kept for review.
     concurrency_limit=settings.max_batch_size,
     flagging_mode="manual",
-    flagging_options=feedback.flag_options(categories),
+    flagging_options=page.flag_options(categories),
     flagging_dir=str(settings.review_dir),
     flagging_callback=reviews,
 )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from . import page
 from .evaluation import Evaluation, Share
 
 RECIPES = {
@@ -77,6 +78,12 @@ class TrainingFacts:
     """The input size the guard reads (the pretrained network's own)."""
     wise_ft: dict = field(default_factory=dict)
     """WiSE-FT share of the fine-tuned weights tried -> validation loss and accuracy (the lowest loss was taken)."""
+    # What the photos show (training.ipynb's subject parameters, `page.Subject`); a card written before they
+    # travelled here is the bear classifier's.
+    subject: str = page.BEARS.subject
+    title: str = page.BEARS.title
+    description: str = page.BEARS.description
+    emoji: str = page.BEARS.emoji
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,8 @@ class Run:
     data_source: str
     versions: dict[str, str]
     """The libraries that wrote model.pkl (`modelfile.library_versions`)."""
+    subject: page.Subject = page.BEARS
+    """What the photos show, and the app's title and description (training.ipynb's subject parameters)."""
 
 
 def facts(run: Run, evaluation: Evaluation) -> TrainingFacts:
@@ -144,6 +153,10 @@ def facts(run: Run, evaluation: Evaluation) -> TrainingFacts:
         ood_classes=guard.in_domain,
         ood_size=guard.size,
         wise_ft=wise_ft,
+        subject=run.subject.subject,
+        title=run.subject.title,
+        description=run.subject.description,
+        emoji=run.subject.emoji,
     )
 
 
@@ -158,7 +171,9 @@ def _recipe(run: Run, wise_ft: dict) -> str:
 
 
 BODY = """
-# Bear classifier ({vocab_list})
+# {emoji} {title} ({vocab_list})
+
+{description}
 
 An ImageNet-pretrained {arch} made into a fastai classifier of **{vocab_list}** ({recipe}),
 following fast.ai's "Practical Deep Learning" production lesson. Try it in the Space, or load it yourself:
@@ -174,9 +189,9 @@ label, index, probs = learn.predict("photo.jpg")
 ## Results
 
 Accuracy on the validation split ({n_valid} photos, seeded 20% of the training folders) and on
-{n_external_text} (see *External evaluation sets*); the baseline ladder first:
+{n_external_text} (see *Data*); the baseline ladder first:
 
-| model | validation | external bears |
+| model | validation | external photos |
 |---|---|---|
 | pixel-similarity baseline (nearest class-mean 32x32 thumbnail) | {baseline_accuracy:.1%} | {external_baseline_text} |
 | {arch} ImageNet-pretrained, zero-shot (its ImageNet classes mapped onto ours from the training photos) | {zero_shot_text} | {external_zero_shot_text} |
@@ -193,7 +208,7 @@ The model only knows {n_classes} classes and always answers with one of them, so
 flagged *out of domain* when the network's own ImageNet output does not see one of the ImageNet
 classes that a substantial share of one label's training photos carry (at least {guard_share:.0%} of its
 photos give the class {guard_carry:.0%} or more): {ood_classes_text}. A class that only a few odd training
-photos carry (a wild boar in the black-bear folder) does not count. Its score is the ImageNet probability
+photos carry (an odd photo in one folder) does not count. Its score is the ImageNet probability
 mass outside those classes; the threshold ({ood_threshold:.4f}) is the {ood_percentile_text} of the training
 photos' scores. The training photos alone decide both; the external sets below only measure it. The guard
 reads the same forward pass as the answer, at {ood_size_text}: the head's ImageNet classifier, which
@@ -202,8 +217,8 @@ should not be trusted.
 
 | photos | flagged out of domain |
 |---|---|
-| validation bears (should be low) | {valid_flagged_text} |
-| external bears (should be low) | {external_flagged_text} |
+| validation photos of the classes (should be low) | {valid_flagged_text} |
+| external photos of the classes (should be low) | {external_flagged_text} |
 {not_bears_rows}
 
 ## Data
@@ -216,31 +231,14 @@ should not be trusted.
 
 Dropped while checking the files: {dropped_text}.
 
-Known gaps: the photos come from web image search. They are mostly well-lit, centred portraits of
-one animal; camera-trap, night-time, campsite or distant photos are rare or absent, so expect lower
-accuracy on them (domain shift). Cubs, cinnamon-coloured black bears and grizzly/brown-bear
-look-alikes are the hardest cases.
-
-### External evaluation sets (measure only: never trained or calibrated on)
-
-- **External bears**: a different web-image scrape of the same three classes (Google Images,
-  February 2019, from the fastai v1 course repository `HuangYin0514/fastai`), against the training
-  photos' Bing scrapes of 2020 or later. Photos shared with the training set were removed by
-  keypoint and perceptual-hash matching; drawings, banners and mislabelled photos were dropped by
-  eye. Mostly product shots on white for teddy, wild and captive bears for the others.
-- **Not bears**: real photos that are none of the three classes, in source folders: one ImageNet
-  training photo for each of 147 classes a user might upload (dogs, wolves, cats, pandas, a polar
-  bear, a sloth bear, hoofed animals, primates, vehicles, camping gear, everyday objects; the
-  pretrained network has seen these), PyImageSearch's animals (giant pandas, dogs, cats), Kaggle
-  Dogs vs. Cats, mugs from Google Images, polar bears from a fastai course download, and the sample
-  photos of darknet, scikit-image and YOLOv5.
-- Their licences are unknown or research-only: they are used to measure, and are not published.
-
+Known gaps: photos unlike the training photos (other light, other angles, distant or night-time shots,
+drawings) are likely to be misread (domain shift).
+{sources}
 ## Intended use and limits
 
 A teaching demo of the full train, clean, export and deploy loop. **Not** a safety tool: do not
-use it to decide how to act around a real bear. Polar bears, pandas and other bears that are not
-one of the {n_classes} classes are out of domain.
+use it to decide anything that matters. Photos of anything that is not one of the {n_classes} classes
+are out of domain.
 
 ## Training
 
@@ -271,20 +269,22 @@ def _accuracy(dataset_type: str, dataset_name: str, value: float) -> EvalResult:
     )
 
 
-def write(facts: TrainingFacts, path: Path) -> Path:
+def write(facts: TrainingFacts, path: Path, sources: str = "") -> Path:
+    """Write the card to `path`. `sources`: what the data folders' own SOURCE.md files say (`source_notes`)."""
+    subject = page.Subject.of(facts)
     data = ModelCardData(
         license="apache-2.0",
         library_name="fastai",
         pipeline_tag="image-classification",
-        tags=["image-classification", "fastai", "timm", "bears"],
-        model_name="bear-classifier",
+        tags=["image-classification", "fastai", "timm", "-".join(subject.subject.lower().split())],
+        model_name=subject.slug,
         eval_results=[
-            _accuracy("bears-web-search", "Bears (web image search, validation split)", facts.valid_accuracy),
+            _accuracy(f"{subject.slug}-validation", f"{subject.title} (validation split)", facts.valid_accuracy),
             *(
                 [
                     _accuracy(
-                        "bears-external",
-                        "Bears from another web-image collection (external, evaluation only)",
+                        f"{subject.slug}-external",
+                        f"{subject.title} (photos from another source, evaluation only)",
                         facts.external_accuracy,
                     )
                 ]
@@ -306,9 +306,9 @@ def write(facts: TrainingFacts, path: Path) -> Path:
         ood_size_text=f"{facts.ood_size} px" if facts.ood_size else "the model's input size",
         n_classes=len(facts.vocab),
         ood_percentile_text=_percentile(facts.ood_quantile),
-        n_external_text=f"{facts.n_external} external bear photos"
+        n_external_text=f"{facts.n_external} external photos of the classes"
         if facts.n_external
-        else "external bear photos (not measured)",
+        else "external photos of the classes (not measured)",
         external_baseline_text=_pct(facts.external_baseline_accuracy),
         zero_shot_text=_pct(facts.zero_shot_accuracy),
         external_zero_shot_text=_pct(facts.external_zero_shot_accuracy),
@@ -318,17 +318,33 @@ def write(facts: TrainingFacts, path: Path) -> Path:
         valid_flagged_text=_pct(facts.valid_flagged),
         external_flagged_text=_pct(facts.external_bears_flagged),
         not_bears_rows="\n".join(
-            f"| not bears: `{source}` ({facts.n_not_bears.get(source, '?')} photos; should be high) | {_pct(share)} |"
+            f"| none of the classes: `{source}` ({facts.n_not_bears.get(source, '?')} photos; should be high) | {_pct(share)} |"
             for source, share in facts.not_bears_flagged.items()
         ),
         count_rows="\n".join(f"| {label} | {n} |" for label, n in facts.counts.items()),
         dropped_text=", ".join(f"{n} {why}" for why, n in facts.dropped.items()) or "none",
+        sources=sources,
         version_rows="\n".join(f"| {name} | {version} |" for name, version in facts.versions.items()),
     )
     content = f"---\n{data.to_yaml()}\n---\n" + BODY.format(**values)
     path = Path(path)
     path.write_text(content, encoding="utf-8")
     return path
+
+
+def source_notes(*folders: Path | None) -> str:
+    """What the data folders say about themselves, for the card's data section: each SOURCE.md in a folder or in
+    its subfolders (an external folder's `bears/` and `not_bears/`), its headings moved below the card's."""
+    notes = []
+    for folder in (Path(f) for f in folders if f is not None):
+        for source in sorted([*folder.glob("SOURCE.md"), *folder.glob("*/SOURCE.md")]):
+            lines, fenced = [], False
+            for line in source.read_text(encoding="utf-8").splitlines():
+                fenced ^= line.startswith("```")
+                lines.append(f"##{line}" if line.startswith("#") and not fenced else line)
+            where = source.relative_to(folder.parent).as_posix()
+            notes.append(f"\n### What `{where}` says\n\n" + "\n".join(lines).strip() + "\n")
+    return "".join(notes)
 
 
 GUARD_CARRY = GUARD_SHARE = 0.1  # imagenet's, repeated: the card is written without importing the training side

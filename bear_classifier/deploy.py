@@ -29,7 +29,7 @@ from pathlib import Path
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, Volume, get_token, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError
 
-from . import card, modelfile, spacecheck, spacetree
+from . import card, modelfile, page, spacecheck, spacetree
 from .hub import COMMIT_SHA
 from .settings import ROOT
 from .spacecheck import SpaceCheckError
@@ -73,6 +73,7 @@ class Model:
     repo: str | None = None
     revision: str | None = None
     private: bool = False
+    subject: page.Subject = page.BEARS
 
 
 def local_model(root: Path = ROOT) -> Model:
@@ -85,7 +86,8 @@ def local_model(root: Path = ROOT) -> Model:
             )
     facts = card.read(model_card)
     upload = (pickle.read_bytes(), model_card.read_bytes())
-    return Model(facts.versions, facts.vocab, not modelfile.by_value_code(pickle), upload, pickle)
+    portable = not modelfile.by_value_code(pickle)
+    return Model(facts.versions, facts.vocab, portable, upload, pickle, subject=page.Subject.of(facts))
 
 
 def hub_model(api: HfApi, repo: str, revision: str) -> Model:
@@ -101,7 +103,10 @@ def hub_model(api: HfApi, repo: str, revision: str) -> Model:
         ) from e
     facts = card.read(Path(readme))
     portable = not modelfile.by_value_code(Path(pickle))
-    return Model(facts.versions, facts.vocab, portable, None, Path(pickle), repo, revision, bool(info.private))
+    private = bool(info.private)
+    return Model(
+        facts.versions, facts.vocab, portable, None, Path(pickle), repo, revision, private, page.Subject.of(facts)
+    )
 
 
 def choose_hardware(api: HfApi, space: str, requested: str | None) -> tuple[Hardware, str]:
@@ -141,6 +146,8 @@ def space_files(
             model_repo=model.repo,
             revision=model.revision,
             root=root,
+            subject=model.subject,
+            vocab=tuple(model.vocab),
         )
     except SpaceTreeError as e:
         raise DeployError(str(e)) from e

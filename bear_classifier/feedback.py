@@ -28,22 +28,18 @@ from typing import Any
 import gradio as gr
 from gradio.context import LocalContext
 
-from . import clients, modelfile
+from . import clients, modelfile, page
 from .decoding import review_jpeg
 from .images import ImageError
 
-NOT_A_BEAR = "not a bear"
+NOT_A_CLASS = (page.NONE_OF_THESE, "not a bear")
+"""Corrections that name no class ("not a bear": flags stored before the subject became data): no training photo."""
 COLUMNS = ["time", "image", "correction", "label", "confidence", "out_of_domain", "probabilities", "sha256"]
 REVIEW_SIDE = 1024
 """Flagged photos are stored re-encoded, at most this many pixels a side: enough to retrain on, a fraction
 of an upload's size, and without the EXIF block (a phone photo's GPS position)."""
 CLIENT_SHARE = 0.1
 """The most of the review folder's capacity one client address can fill: the rest stays for everyone else."""
-
-
-def flag_options(vocab: list[str]) -> list[tuple[str, str]]:
-    """Button text and stored value for each correction a user can give."""
-    return [(f"Wrong: it is a {label} bear", label) for label in vocab] + [("Wrong: not a bear", NOT_A_BEAR)]
 
 
 class FlagRefused(ValueError):
@@ -133,17 +129,17 @@ class ReviewLog(gr.FlaggingCallback):
         with self._lock:
             answered = self._answered.get(session or "")
         if answered is None or not sent_path or str(Path(sent_path).resolve()) != answered.path:
-            raise FlagRefused("Only a photo this page just classified can be flagged: press Submit first.")
+            raise FlagRefused(page.FLAG_NOT_ANSWERED)
         if not correction:
-            raise FlagRefused("Choose which answer is right.")
+            raise FlagRefused(page.FLAG_NO_CORRECTION)
         try:
             digest = modelfile.sha256(answered.path)
         except OSError:
-            raise FlagRefused("This photo is no longer on the server: upload it again.") from None
+            raise FlagRefused(page.FLAG_GONE) from None
         if digest in self._stored:
             return len(self._stored)  # flagged before: one copy is enough
         if not self.quotas.spend("flag", client):
-            raise FlagRefused(f"At most {self.quotas.rates.flags_per_hour} flags per hour.")
+            raise FlagRefused(page.FLAG_RATE.format(flags_per_hour=self.quotas.rates.flags_per_hour))
         try:
             jpeg = self.review_copy(answered.path, REVIEW_SIDE, client)  # slow: outside the lock
         except ImageError as e:
@@ -152,9 +148,9 @@ class ReviewLog(gr.FlaggingCallback):
             if digest in self._stored:
                 return len(self._stored)
             if self._client_bytes[client] + len(jpeg) > CLIENT_SHARE * self.max_bytes:
-                raise FlagRefused("You have flagged many photos: thank you, that is enough for now.")
+                raise FlagRefused(page.FLAG_CLIENT_FULL)
             if self._bytes + len(jpeg) > self.max_bytes:
-                raise FlagRefused("The review folder is full: flags are paused until it is reviewed.")
+                raise FlagRefused(page.FLAG_FOLDER_FULL)
             self._client_bytes[client] += len(jpeg)
             self._store(digest, jpeg, correction, answered)
             return len(self._stored)
@@ -181,7 +177,7 @@ class ReviewLog(gr.FlaggingCallback):
 
 
 def reviewed_images(folder: Path) -> list[tuple[Path, str]]:
-    """(photo, corrected label) for every flag in `folder`'s flags.csv, leaving out "not a bear"."""
+    """(photo, corrected label) for every flag in `folder`'s flags.csv, leaving out those that name no class."""
     table = Path(folder) / "flags.csv"
     if not table.exists():
         return []
@@ -190,5 +186,5 @@ def reviewed_images(folder: Path) -> list[tuple[Path, str]]:
     return [
         (Path(folder) / row["image"], row["correction"])
         for row in rows
-        if row["correction"] != NOT_A_BEAR and (Path(folder) / row["image"]).is_file()
+        if row["correction"] not in NOT_A_CLASS and (Path(folder) / row["image"]).is_file()
     ]

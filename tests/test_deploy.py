@@ -19,8 +19,9 @@ import pytest
 from huggingface_hub import HfApi, SpaceCard, SpaceCardData, constants
 from packaging.requirements import Requirement
 
-from bear_classifier import card, deploy, spacetree
+from bear_classifier import card, deploy, page, spacetree
 from bear_classifier.settings import EXAMPLES_DIR, ROOT
+from tests.conftest import VOCAB
 from tests.hub_standin import SHORT_DESCRIPTION_MAX, SPACE_COLORS, front_matter_errors, pointed_at_standin
 
 SPACE = "bear-lab/bear-classifier"
@@ -98,12 +99,13 @@ def test_space_readme_is_for_visitors_and_what_the_hub_accepts():
         files = deploy.space_files(hardware)
         data = check_space_front_matter(files["README.md"].decode(), hardware)
         assert data.license == "apache-2.0" and "preload_from_hub" not in data.to_dict()
-        assert files["README.md"].decode().split("---", 2)[2] == text.split("---", 2)[2]  # the body as written
+        assert data.title == page.BEARS.title and data.emoji == page.BEARS.emoji and "bear" in data.tags
+        assert files["README.md"].decode().split("---", 2)[2].strip() == page.space_body(page.BEARS, VOCAB).strip()
 
 
 def test_the_standin_refuses_what_the_hub_refuses():
     """So the deploy tests below would catch the 71-character short_description the Hub refused."""
-    text = (ROOT / "space" / "README.md").read_text(encoding="utf-8")
+    text = deploy.space_files(spacetree.ZERO_GPU)["README.md"].decode()
     too_long = re.sub(r"short_description: .*", "short_description: " + "x" * 61, text)
     assert any("short_description" in e for e in front_matter_errors(too_long, "space"))
     orange = text.replace("colorFrom: yellow", "colorFrom: orange")
@@ -312,10 +314,8 @@ def test_a_readme_the_hub_would_refuse_stops_the_deploy_before_sending(standin, 
         (tmp_path / name).write_bytes((ROOT / name).read_bytes())
     readme = (ROOT / "space" / "README.md").read_text(encoding="utf-8")
     (tmp_path / "space").mkdir()
-    (tmp_path / "space" / "README.md").write_text(
-        re.sub(r"short_description: .*", "short_description: " + "x" * 71, readme)
-    )
-    with pytest.raises(deploy.DeployError, match="short_description is 71 characters; the Hub refuses more than 60"):
+    (tmp_path / "space" / "README.md").write_text(readme.replace("colorFrom: yellow", "colorFrom: orange"))
+    with pytest.raises(deploy.DeployError, match="colorFrom is 'orange'; the Hub accepts only red"):
         deploy.space_files(spacetree.ZERO_GPU, root=tmp_path)
 
 
