@@ -13,7 +13,6 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from . import page
 from .evaluation import Evaluation, Share
 
 RECIPES = {
@@ -37,6 +36,32 @@ def known_recipe(recipe: str) -> str:
     if recipe not in RECIPES:
         raise ValueError(f"recipe {recipe!r} is not one of {', '.join(RECIPES)}: pass one of them with -p recipe.")
     return recipe
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What the photos show and how the app introduces it (training.ipynb's subject parameters; `page` writes
+    every word from them)."""
+
+    subject: str = "bear"
+    """A noun for one photo's subject, e.g. "bear", "fruit"."""
+    title: str = "Grizzly, black or teddy?"
+    description: str = "Tells black, grizzly and teddy bears apart."
+    """One line: under the title, and the Space's short description when it fits (60 characters)."""
+    emoji: str = "🐻"
+
+    @classmethod
+    def of(cls, facts: TrainingFacts) -> Subject:
+        return cls(facts.subject, facts.title, facts.description, facts.emoji)
+
+    @property
+    def slug(self) -> str:
+        """The subject as a repo name part: "bear" -> "bear-classifier"."""
+        return "-".join("".join(c if c.isalnum() else " " for c in self.subject.lower()).split()) + "-classifier"
+
+
+BEARS = Subject()
+"""The shipped model's subject; an old card without subject facts reads as this."""
 
 
 @dataclass
@@ -78,12 +103,12 @@ class TrainingFacts:
     """The input size the guard reads (the pretrained network's own)."""
     wise_ft: dict = field(default_factory=dict)
     """WiSE-FT share of the fine-tuned weights tried -> validation loss and accuracy (the lowest loss was taken)."""
-    # What the photos show (training.ipynb's subject parameters, `page.Subject`); a card written before they
+    # What the photos show (training.ipynb's subject parameters, `Subject`); a card written before they
     # travelled here is the bear classifier's.
-    subject: str = page.BEARS.subject
-    title: str = page.BEARS.title
-    description: str = page.BEARS.description
-    emoji: str = page.BEARS.emoji
+    subject: str = BEARS.subject
+    title: str = BEARS.title
+    description: str = BEARS.description
+    emoji: str = BEARS.emoji
 
 
 @dataclass(frozen=True)
@@ -108,7 +133,7 @@ class Run:
     data_source: str
     versions: dict[str, str]
     """The libraries that wrote model.pkl (`modelfile.library_versions`)."""
-    subject: page.Subject = page.BEARS
+    subject: Subject = BEARS
     """What the photos show, and the app's title and description (training.ipynb's subject parameters)."""
 
 
@@ -271,7 +296,7 @@ def _accuracy(dataset_type: str, dataset_name: str, value: float) -> EvalResult:
 
 def write(facts: TrainingFacts, path: Path, sources: str = "") -> Path:
     """Write the card to `path`. `sources`: what the data folders' own SOURCE.md files say (`source_notes`)."""
-    subject = page.Subject.of(facts)
+    subject = Subject.of(facts)
     data = ModelCardData(
         license="apache-2.0",
         library_name="fastai",

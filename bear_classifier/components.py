@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from functools import partial
 from typing import Any
 
 import gradio as gr
@@ -101,15 +100,22 @@ class Interface(gr.Interface):
             return
         flagged = self.input_components + self.output_components
         for button, (_, value) in zip(flag_btns, self.flagging_options, strict=True):
-            handler = partial(self._flag, value)
-            handler.__name__ = "Flag"  # type: ignore[attr-defined]  # Gradio names an event after its function
-            button.click(handler, flagged, self.flag_note, preprocess=False, queue=False, api_visibility="undocumented")
+            note = FlagNote(self.flagging_callback, value)
+            button.click(note, flagged, self.flag_note, preprocess=False, queue=False, api_visibility="undocumented")
         for event in (_clear_btn.click, _submit_event.then):  # a new answer, or none: the last flag's note goes
             event(lambda: "", None, self.flag_note, queue=False, api_visibility="undocumented")
 
-    def _flag(self, value: str, request: gr.Request, *flag_data: Any) -> str:
+
+class FlagNote:
+    """A "Wrong: …" button's event: flags with `value` and returns what the page says about it."""
+
+    def __init__(self, callback: gr.FlaggingCallback, value: str):
+        self.callback, self.value = callback, value
+        self.__name__ = "Flag"  # Gradio names an event after its function
+
+    def __call__(self, request: gr.Request, *flag_data: Any) -> str:
         try:
-            self.flagging_callback.flag(list(flag_data), flag_option=value, username=request.username)
+            self.callback.flag(list(flag_data), flag_option=self.value, username=request.username)
         except FlagRefused as refusal:
             return page.flag_refused(refusal)
         return page.FLAG_STORED

@@ -23,13 +23,14 @@ import argparse
 import re
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, Volume, get_token, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError
 
-from . import card, modelfile, page, spacecheck, spacetree
+from . import card, modelfile, spacecheck, spacetree
 from .hub import COMMIT_SHA
 from .settings import ROOT
 from .spacecheck import SpaceCheckError
@@ -60,6 +61,31 @@ class DeployError(RuntimeError):
     """Something the user must fix before deploying; the message says what."""
 
 
+def example_class(name: str, vocab: Sequence[str]) -> str | None:
+    """The class an example's file name names, if any: `black_bear.jpg` -> black, `banana.jpg` -> banana (the
+    longest class that is the name or starts it before `_`, `-` or a space); `cat.jpg` -> None."""
+    stem = Path(name).stem.lower()
+    named = [c for c in vocab if stem == c.lower() or re.match(rf"{re.escape(c.lower())}[_\- ]", stem)]
+    return max(named, key=len, default=None)
+
+
+def check_examples(answers: dict[str, dict[str, float]], vocab: Sequence[str]) -> None:
+    """Refuse examples whose file name names a class the model does not answer (`answers`: {file name:
+    probabilities}, as the checked Space gave them): a visitor's first click would show the model wrong."""
+    wrong = []
+    for name, probabilities in sorted(answers.items()):
+        top = max(probabilities, key=probabilities.get)
+        if (named := example_class(name, vocab)) is not None and top != named:
+            wrong.append(f"{name} names {named}, the model answers {top} ({probabilities[top]:.1%})")
+    if wrong:
+        raise DeployError(
+            "Examples the model gets wrong: "
+            + "; ".join(wrong)
+            + ". Replace them (training.ipynb proposes photos the model gets right: -p write_examples True), "
+            "rename those that show none of the classes, or train a better model."
+        )
+
+
 @dataclass
 class Model:
     """What the Space serves: its card's versions and facts, whether model.pkl is portable across Python minors,
@@ -73,7 +99,7 @@ class Model:
     repo: str | None = None
     revision: str | None = None
     private: bool = False
-    subject: page.Subject = page.BEARS
+    subject: card.Subject = card.BEARS
 
 
 def local_model(root: Path = ROOT) -> Model:
@@ -87,7 +113,7 @@ def local_model(root: Path = ROOT) -> Model:
     facts = card.read(model_card)
     upload = (pickle.read_bytes(), model_card.read_bytes())
     portable = not modelfile.by_value_code(pickle)
-    return Model(facts.versions, facts.vocab, portable, upload, pickle, subject=page.Subject.of(facts))
+    return Model(facts.versions, facts.vocab, portable, upload, pickle, subject=card.Subject.of(facts))
 
 
 def hub_model(api: HfApi, repo: str, revision: str) -> Model:
@@ -105,7 +131,7 @@ def hub_model(api: HfApi, repo: str, revision: str) -> Model:
     portable = not modelfile.by_value_code(Path(pickle))
     private = bool(info.private)
     return Model(
-        facts.versions, facts.vocab, portable, None, Path(pickle), repo, revision, private, page.Subject.of(facts)
+        facts.versions, facts.vocab, portable, None, Path(pickle), repo, revision, private, card.Subject.of(facts)
     )
 
 
@@ -209,7 +235,8 @@ def deploy(
     if model.private:
         _check_space_can_read(api, space, model)
     if check:
-        spacecheck.run(files, chosen, model_pickle=model.pickle, vocab=model.vocab, hub_token=token)
+        answers = spacecheck.run(files, chosen, model_pickle=model.pickle, vocab=model.vocab, hub_token=token)
+        check_examples(answers, model.vocab)
     url = _create(api, space, chosen, private)
     # Variables and volumes first: setting one restarts the Space, and the build the commit starts must see them.
     if model_repo:
@@ -230,7 +257,7 @@ def deploy(
     print(f"Uploaded {len(files)} files{f', deleted {len(stale)}' if stale else ''} to {space} at commit {info.oid}")
     print(f"Space: {url}")
     if wait:
-        wait_until_running(api, space, timeout=wait, example=root / "examples" / "grizzly_bear.jpg")
+        wait_until_running(api, space, timeout=wait, example=min((root / "examples").glob("*.jpg")))
     return str(url)
 
 
@@ -376,7 +403,10 @@ def main(argv: list[str] | None = None) -> int:
         model = hub_model(HfApi(token=args.token), args.model_repo, args.revision) if args.model_repo else local_model()
         files = space_files(hardware, model)
         if args.check:
-            spacecheck.run(files, hardware, model_pickle=model.pickle, vocab=model.vocab, hub_token=args.token)
+            answers = spacecheck.run(
+                files, hardware, model_pickle=model.pickle, vocab=model.vocab, hub_token=args.token
+            )
+            check_examples(answers, model.vocab)
         if args.out:
             print(f"Wrote the Space's files for {hardware.flavor} to {write(args.out, files)}")
     except (DeployError, SpaceCheckError) as e:

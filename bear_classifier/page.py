@@ -1,43 +1,15 @@
-"""Every word a visitor, an API caller or a reader of the model card or the Space reads, in one place.
+"""Every word a visitor, an API caller or a reader of the Space reads, in one place (the model card's prose is
+`card.BODY`, with the data folders' own words).
 
 The subject (what the photos show: "bear") is data, not code: training.ipynb's parameters `subject`, `title`,
-`description`, `emoji` and `data_source` travel in the model card's front matter (`card`), and everything here
-is written from them and from the model's classes. A class name is never followed by the subject's noun
+`description`, `emoji` and `data_source` travel in the model card's front matter (`card.Subject`), and
+everything here is written from them and from the model's classes. A class name is never followed by the subject's noun
 ("raccoon (97%)", never "raccoon bear"): the classes are whatever the student's folders are called.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # the card's facts; card imports this module for its prose
-    from .card import TrainingFacts
-
-
-@dataclass(frozen=True)
-class Subject:
-    """What the photos show and how the app introduces it (training.ipynb's subject parameters)."""
-
-    subject: str = "bear"
-    """A noun for one photo's subject, e.g. "bear", "fruit"."""
-    title: str = "Grizzly, black or teddy?"
-    description: str = "Tells black, grizzly and teddy bears apart."
-    """One line: under the title, and the Space's short description when it fits (60 characters)."""
-    emoji: str = "🐻"
-
-    @classmethod
-    def of(cls, facts: TrainingFacts) -> Subject:
-        return cls(facts.subject, facts.title, facts.description, facts.emoji)
-
-    @property
-    def slug(self) -> str:
-        """The subject as a repo name part: "bear" -> "bear-classifier"."""
-        return "-".join("".join(c if c.isalnum() else " " for c in self.subject.lower()).split()) + "-classifier"
-
-
-BEARS = Subject()
-"""The shipped model's subject; an old card without subject facts reads as this."""
+from .card import Subject, TrainingFacts
 
 
 def a(noun: str) -> str:

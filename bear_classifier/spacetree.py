@@ -20,7 +20,7 @@ from pathlib import Path
 
 from huggingface_hub import SpaceCard
 
-from . import page
+from . import card, page
 from .settings import ROOT
 
 SPACE_DIR = ROOT / "space"
@@ -172,7 +172,7 @@ def readme(
     python: str,
     model_repo: str | None,
     revision: str | None,
-    subject: page.Subject,
+    subject: card.Subject,
     vocab: tuple[str, ...],
 ) -> str:
     """The Space's README.md: `space/README.md` with `page`'s words for the model's `subject` and classes (`vocab`),
@@ -201,7 +201,7 @@ def files(
     model_repo: str | None = None,
     revision: str | None = None,
     root: Path = ROOT,
-    subject: page.Subject,
+    subject: card.Subject,
     vocab: tuple[str, ...],
 ) -> dict[str, bytes]:
     """{path in the Space: content}: exactly what the Space runs (no venv, runs, reviews, tests, benchmarks,

@@ -99,8 +99,8 @@ def test_space_readme_is_for_visitors_and_what_the_hub_accepts():
         files = deploy.space_files(hardware)
         data = check_space_front_matter(files["README.md"].decode(), hardware)
         assert data.license == "apache-2.0" and "preload_from_hub" not in data.to_dict()
-        assert data.title == page.BEARS.title and data.emoji == page.BEARS.emoji and "bear" in data.tags
-        assert files["README.md"].decode().split("---", 2)[2].strip() == page.space_body(page.BEARS, VOCAB).strip()
+        assert data.title == card.BEARS.title and data.emoji == card.BEARS.emoji and "bear" in data.tags
+        assert files["README.md"].decode().split("---", 2)[2].strip() == page.space_body(card.BEARS, VOCAB).strip()
 
 
 def test_the_standin_refuses_what_the_hub_refuses():
@@ -351,3 +351,18 @@ def test_the_command_line_writes_the_space_folder_for_git(tmp_path):
 def _env(standin) -> dict[str, str]:
     """A child process pointed at the stand-in (the env vars huggingface_hub reads at import)."""
     return {**os.environ, "HF_ENDPOINT": standin.url, "HF_HOME": constants.HF_HOME, "HF_HUB_DISABLE_XET": "1"}
+
+
+def test_an_example_named_for_a_class_the_model_does_not_answer_stops_the_deploy():
+    """The fork that served "dog 98.6%" for its black-bear example had passed `deploy --check`."""
+    assert [deploy.example_class(n, VOCAB) for n in ("black_bear.jpg", "teddy.jpg", "cat.jpg", "blackish.jpg")] == [
+        "black",
+        "teddy",
+        None,
+        None,
+    ]
+    assert deploy.example_class("hot-dog_2.jpg", ["dog", "hot-dog"]) == "hot-dog"  # the longest class named
+    answered = {"black_bear.jpg": {"black": 0.9, "grizzly": 0.05, "teddy": 0.05}, "cat.jpg": {"teddy": 0.6}}
+    deploy.check_examples(answered, VOCAB)  # a name without a class may get any answer
+    with pytest.raises(deploy.DeployError, match=r"grizzly_bear.jpg names grizzly, the model answers black \(98.6%\)"):
+        deploy.check_examples({**answered, "grizzly_bear.jpg": {"black": 0.986, "grizzly": 0.014}}, VOCAB)

@@ -4,6 +4,7 @@ exported model; a flag is stored only for an answer the server gave in the calle
 import csv
 from types import SimpleNamespace
 
+import gradio as gr
 import pytest
 from PIL import Image, ImageOps
 
@@ -153,6 +154,8 @@ def test_the_page_says_why_a_flag_was_refused(tmp_path):
         flagging_callback=log,
         flagging_dir=str(tmp_path / "review"),
     )
-    note = demo._flag("black", SimpleNamespace(username=None), {"path": str(example("black"))}, "teddy")
+    assert isinstance(demo.flag_note, gr.Markdown)  # rendered under the buttons
+    flag = components.FlagNote(log, "black")  # what "Wrong: it is a black" runs
+    note = flag(SimpleNamespace(username=None), {"path": str(example("black"))}, "teddy")
     assert note == page.flag_refused(page.FLAG_NOT_ANSWERED) and "Not stored" in note  # nothing answered here
     assert feedback.reviewed_images(tmp_path / "review") == []
