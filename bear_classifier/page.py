@@ -126,6 +126,10 @@ def external_accuracy(facts: TrainingFacts) -> str:
     )
 
 
+def photos(n: int | None) -> str:
+    return "the photos" if n is None else f"{n} photo{'' if n == 1 else 's'}"
+
+
 def what_gets_flagged(facts: TrainingFacts) -> str:
     """What the guard was measured to flag: its own folders of photos that are none of the classes."""
     if not facts.not_bears_flagged:
@@ -134,7 +138,7 @@ def what_gets_flagged(facts: TrainingFacts) -> str:
             "on photos of other things was not measured for this model."
         )
     measured = ", ".join(
-        f"{share:.0%} of {facts.n_not_bears.get(folder, '?')} photos in `{folder}`"
+        f"{share:.0%} of {photos(facts.n_not_bears.get(folder))} in `{folder}`"
         for folder, share in facts.not_bears_flagged.items()
     )
     return (
