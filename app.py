@@ -41,9 +41,9 @@ demo = Interface(
     fn=classify_image,
     inputs=UploadedImage(type="filepath", label=page.upload_label(subject), sources=["upload", "webcam", "clipboard"]),
     outputs=[
-        Probabilities(label="Probabilities", num_top_classes=len(categories)),
-        gr.Markdown(label="Verdict"),
-        gr.JSON(label="Details", visible=False),
+        Probabilities(label=page.OUTPUT_LABELS[0], num_top_classes=len(categories)),
+        gr.Markdown(label=page.OUTPUT_LABELS[1]),
+        gr.JSON(label=page.OUTPUT_LABELS[2], visible=False),
     ],
     examples=serving.EXAMPLES,
     api_name="predict",

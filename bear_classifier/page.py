@@ -25,6 +25,10 @@ def either(vocab: list[str], last: str = "or") -> str:
 # The page --------------------------------------------------------------------------------------------------------
 
 
+OUTPUT_LABELS = ("Probabilities", "Verdict", "Details")
+"""The labels of the page's three outputs (the answer's shapes: `serving.Answer`)."""
+
+
 def upload_label(subject: Subject) -> str:
     return f"Photo of {a(subject.subject)}"
 
