@@ -98,7 +98,7 @@ def test_out_of_domain_warning_is_shown(page, server, artifacts):
     page.screenshot(path=artifacts / "out_of_domain.png", full_page=True)
 
 
-def test_flag_a_wrong_answer_stores_it_for_review(page, server):
+def test_flag_a_wrong_answer_stores_it_for_review(page, server, artifacts):
     table = server.review_dir / "flags.csv"
 
     def rows() -> list[dict[str, str]]:
@@ -122,6 +122,7 @@ def test_flag_a_wrong_answer_stores_it_for_review(page, server):
     assert (server.review_dir / row["image"]).is_file()
     assert feedback.reviewed_images(server.review_dir)[-1][1] == "black"
     expect(page.get_by_text("stored for review")).to_be_visible()  # the page says what happened, in words
+    page.screenshot(path=artifacts / "flagged.png", full_page=True)
     page.get_by_role("button", name="Clear", exact=True).click()
     expect(page.get_by_text("stored for review")).to_have_count(0)  # the note belongs to that answer
 
