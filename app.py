@@ -1,4 +1,5 @@
-"""Grizzly, black or teddy? fast.ai lesson 2's bear classifier as a Gradio app. Settings: README."""
+"""fast.ai lesson 2's image classifier (the bear classifier, or your own: README, "Make it yours") as a Gradio app.
+Settings: README; every word the page shows: bear_classifier/page.py."""
 
 import os
 import sys
@@ -14,11 +15,12 @@ zerogpu.prepare(settings)  # on ZeroGPU, `spaces` before gradio and torch, and t
 import gradio as gr
 from gradio.utils import get_upload_folder
 
-from bear_classifier import clients, feedback, limits, serving
+from bear_classifier import clients, feedback, limits, page, serving
 from bear_classifier.components import PAGE_CSS, Interface, Probabilities, UploadedImage
 
 model, card = serving.load(settings)  # after checking model.pkl against its card; from the cache when it can
 categories = model.vocab
+subject = page.Subject.of(card)  # what the photos show, the title and description: the card's, as trained
 host = machine.read()  # ZeroGPU documents neither its CPUs nor its memory: say what this one allows
 workers = settings.decode_workers or host.decoders(settings.decode_memory_mb)
 print(f"{host.describe()}; {workers} decoder workers", file=sys.stderr, flush=True)
@@ -45,11 +47,11 @@ def classify_image(img: str | serving.ImageError, request: gr.Request) -> tuple:
 
 demo = Interface(
     fn=classify_image,
-    inputs=UploadedImage(type="filepath", label="Photo of a bear", sources=["upload", "webcam", "clipboard"]),
+    inputs=UploadedImage(type="filepath", label=page.upload_label(subject), sources=["upload", "webcam", "clipboard"]),
     outputs=[
-        Probabilities(label="Probabilities", num_top_classes=len(categories)),
-        gr.Markdown(label="Verdict"),
-        gr.JSON(label="Details", visible=False),
+        Probabilities(label=page.OUTPUT_LABELS[0], num_top_classes=len(categories)),
+        gr.Markdown(label=page.OUTPUT_LABELS[1]),
+        gr.JSON(label=page.OUTPUT_LABELS[2], visible=False),
     ],
     examples=serving.EXAMPLES,
     # Off, explicitly: on a Space Gradio would cache them (GRADIO_CACHE_EXAMPLES), and a cached example never reaches
@@ -57,13 +59,13 @@ demo = Interface(
     # An example clicked here costs one prediction once, then it is answered from memory (serving.Answers).
     cache_examples=False,
     api_name="predict",
-    title="Grizzly, black or teddy?",
-    description=serving.description(card),
-    article=serving.article(card),
+    title=subject.title,
+    description=page.description(card),
+    article=page.article(card),
     # Production extras: requests handled at once (they share forward passes), "Wrong?" flags kept for review.
     concurrency_limit=settings.max_batch_size,
     flagging_mode="manual",
-    flagging_options=feedback.flag_options(categories),
+    flagging_options=page.flag_options(categories),
     flagging_dir=str(settings.review_dir),
     flagging_callback=reviews,
 )

@@ -6,6 +6,8 @@ out-of-domain guard fitted on the training photos and attached to the learner) -
 head, linear probe or fine-tune, error analysis) -> `export` (writes a portable model.pkl, with the guard inside)
 -> `evaluate` (validation and external photos, into an `evaluation.Evaluation`) -> `card` (model card) -> `promote` (a run's model becomes the
 shipped one) -> `hub` (publish) -> `deploy` (the Space); `notebook` runs training.ipynb headless (papermill).
+`examples` (the page's examples from the student's own photos). `page` holds every word a visitor, an API
+caller or a reader of the Space or the card reads, written from the card's subject and classes.
 `transforms` (the learner's validation-time transforms, decoded photo to network input; `pixels`: the standard
 ones without fastai) is shared by both sides.
 Imports point one way: the serving side never imports a training module (tests/test_imports.py).

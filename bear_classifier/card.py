@@ -40,6 +40,32 @@ def known_recipe(recipe: str) -> str:
     return recipe
 
 
+@dataclass(frozen=True)
+class Subject:
+    """What the photos show and how the app introduces it (training.ipynb's subject parameters; `page` writes
+    every word from them)."""
+
+    subject: str = "bear"
+    """A noun for one photo's subject, e.g. "bear", "fruit"."""
+    title: str = "Grizzly, black or teddy?"
+    description: str = "Tells black, grizzly and teddy bears apart."
+    """One line: under the title, and the Space's short description when it fits (60 characters)."""
+    emoji: str = "🐻"
+
+    @classmethod
+    def of(cls, facts: TrainingFacts) -> Subject:
+        return cls(facts.subject, facts.title, facts.description, facts.emoji)
+
+    @property
+    def slug(self) -> str:
+        """The subject as a repo name part: "bear" -> "bear-classifier"."""
+        return "-".join("".join(c if c.isalnum() else " " for c in self.subject.lower()).split()) + "-classifier"
+
+
+BEARS = Subject()
+"""The shipped model's subject; an old card without subject facts reads as this."""
+
+
 @dataclass
 class TrainingFacts:
     arch: str
@@ -85,6 +111,12 @@ class TrainingFacts:
     """What the run warns about (`choice.warnings`)."""
     external_half: str | None = None
     """The half of the external folder the external numbers are measured on (`data.external_half`)."""
+    # What the photos show (training.ipynb's subject parameters, `Subject`); a card written before they
+    # travelled here is the bear classifier's.
+    subject: str = BEARS.subject
+    title: str = BEARS.title
+    description: str = BEARS.description
+    emoji: str = BEARS.emoji
 
 
 @dataclass(frozen=True)
@@ -114,6 +146,8 @@ class Run:
     choice: dict = field(default_factory=dict)
     """`choice.Choice.to_dict()`: the candidates, the one chosen, the reason."""
     warnings: list[str] = field(default_factory=list)
+    subject: Subject = BEARS
+    """What the photos show, and the app's title and description (training.ipynb's subject parameters)."""
 
 
 def facts(run: Run, evaluation: Evaluation) -> TrainingFacts:
@@ -160,6 +194,10 @@ def facts(run: Run, evaluation: Evaluation) -> TrainingFacts:
         choice=run.choice,
         warnings=run.warnings,
         external_half=evaluation.external.half,
+        subject=run.subject.subject,
+        title=run.subject.title,
+        description=run.subject.description,
+        emoji=run.subject.emoji,
     )
 
 
@@ -175,7 +213,9 @@ def _recipe(run: Run) -> str:
 
 
 BODY = """
-# Bear classifier ({vocab_list})
+# {emoji} {title} ({vocab_list})
+
+{description}
 
 An ImageNet-pretrained {arch} made into a fastai classifier of **{vocab_list}** ({recipe}),
 following fast.ai's "Practical Deep Learning" production lesson. Try it in the Space, or load it yourself:
@@ -191,9 +231,9 @@ label, index, probs = learn.predict("photo.jpg")
 ## Results
 
 Accuracy on the validation split ({n_valid} photos, seeded 20% of the training folders) and on
-{n_external_text} (see *External evaluation sets*); the baseline ladder first:
+{n_external_text} (see *Data*); the baseline ladder first:
 
-| model | validation | external bears |
+| model | validation | external photos |
 |---|---|---|
 | pixel-similarity baseline (nearest class-mean 32x32 thumbnail) | {baseline_accuracy:.1%} | {external_baseline_text} |
 | {arch} ImageNet-pretrained, zero-shot (its ImageNet classes mapped onto ours from the training photos) | {zero_shot_text} | {external_zero_shot_text} |
@@ -215,8 +255,8 @@ answers should not be trusted.
 
 | photos | flagged out of domain |
 |---|---|
-| validation bears (should be low) | {valid_flagged_text} |
-| external bears (should be low) | {external_flagged_text} |
+| validation photos of the classes (should be low) | {valid_flagged_text} |
+| external photos of the classes (should be low) | {external_flagged_text} |
 {not_bears_rows}
 
 ## Data
@@ -229,31 +269,14 @@ answers should not be trusted.
 
 Dropped while checking the files: {dropped_text}.
 
-Known gaps: the photos come from web image search. They are mostly well-lit, centred portraits of
-one animal; camera-trap, night-time, campsite or distant photos are rare or absent, so expect lower
-accuracy on them (domain shift). Cubs, cinnamon-coloured black bears and grizzly/brown-bear
-look-alikes are the hardest cases.
-
-### External evaluation sets (measure only: never trained or calibrated on)
-
-- **External bears**: a different web-image scrape of the same three classes (Google Images,
-  February 2019, from the fastai v1 course repository `HuangYin0514/fastai`), against the training
-  photos' Bing scrapes of 2020 or later. Photos shared with the training set were removed by
-  keypoint and perceptual-hash matching; drawings, banners and mislabelled photos were dropped by
-  eye. Mostly product shots on white for teddy, wild and captive bears for the others.
-- **Not bears**: real photos that are none of the three classes, in source folders: one ImageNet
-  training photo for each of 147 classes a user might upload (dogs, wolves, cats, pandas, a polar
-  bear, a sloth bear, hoofed animals, primates, vehicles, camping gear, everyday objects; the
-  pretrained network has seen these), PyImageSearch's animals (giant pandas, dogs, cats), Kaggle
-  Dogs vs. Cats, mugs from Google Images, polar bears from a fastai course download, and the sample
-  photos of darknet, scikit-image and YOLOv5.
-- Their licences are unknown or research-only: they are used to measure, and are not published.
-
+Known gaps: photos unlike the training photos (other light, other angles, distant or night-time shots,
+drawings) are likely to be misread (domain shift).
+{sources}
 ## Intended use and limits
 
 A teaching demo of the full train, clean, export and deploy loop. **Not** a safety tool: do not
-use it to decide how to act around a real bear. Polar bears, pandas and other bears that are not
-one of the {n_classes} classes are out of domain.
+use it to decide anything that matters. Photos of anything that is not one of the {n_classes} classes
+are out of domain.
 
 ## Training
 
@@ -284,20 +307,22 @@ def _accuracy(dataset_type: str, dataset_name: str, value: float) -> EvalResult:
     )
 
 
-def write(facts: TrainingFacts, path: Path) -> Path:
+def write(facts: TrainingFacts, path: Path, sources: str = "") -> Path:
+    """Write the card to `path`. `sources`: what the data folders' own SOURCE.md files say (`source_notes`)."""
+    subject = Subject.of(facts)
     data = ModelCardData(
         license="apache-2.0",
         library_name="fastai",
         pipeline_tag="image-classification",
-        tags=["image-classification", "fastai", "timm", "bears"],
-        model_name="bear-classifier",
+        tags=["image-classification", "fastai", "timm", "-".join(subject.subject.lower().split())],
+        model_name=subject.slug,
         eval_results=[
-            _accuracy("bears-web-search", "Bears (web image search, validation split)", facts.valid_accuracy),
+            _accuracy(f"{subject.slug}-validation", f"{subject.title} (validation split)", facts.valid_accuracy),
             *(
                 [
                     _accuracy(
-                        "bears-external",
-                        "Bears from another web-image collection (external, evaluation only)",
+                        f"{subject.slug}-external",
+                        f"{subject.title} (photos from another source, evaluation only)",
                         facts.external_accuracy,
                     )
                 ]
@@ -318,9 +343,9 @@ def write(facts: TrainingFacts, path: Path) -> Path:
         guard_rule_text=_guard_rule(facts),
         ood_pass_text=_guard_pass(facts),
         n_classes=len(facts.vocab),
-        n_external_text=f"{facts.n_external} external bear photos"
+        n_external_text=f"{facts.n_external} external photos of the classes"
         if facts.n_external
-        else "external bear photos (not measured)",
+        else "external photos of the classes (not measured)",
         external_baseline_text=_pct(facts.external_baseline_accuracy),
         zero_shot_text=_pct(facts.zero_shot_accuracy),
         external_zero_shot_text=_pct(facts.external_zero_shot_accuracy),
@@ -330,17 +355,33 @@ def write(facts: TrainingFacts, path: Path) -> Path:
         valid_flagged_text=_pct(facts.valid_flagged),
         external_flagged_text=_pct(facts.external_bears_flagged),
         not_bears_rows="\n".join(
-            f"| not bears: `{source}` ({facts.n_not_bears.get(source, '?')} photos; should be high) | {_pct(share)} |"
+            f"| none of the classes: `{source}` ({facts.n_not_bears.get(source, '?')} photos; should be high) | {_pct(share)} |"
             for source, share in facts.not_bears_flagged.items()
         ),
         count_rows="\n".join(f"| {label} | {n} |" for label, n in facts.counts.items()),
         dropped_text=", ".join(f"{n} {why}" for why, n in facts.dropped.items()) or "none",
+        sources=sources,
         version_rows="\n".join(f"| {name} | {version} |" for name, version in facts.versions.items()),
     )
     content = f"---\n{data.to_yaml()}\n---\n" + BODY.format(**values)
     path = Path(path)
     path.write_text(content, encoding="utf-8")
     return path
+
+
+def source_notes(*folders: Path | None) -> str:
+    """What the data folders say about themselves, for the card's data section: each SOURCE.md in a folder or in
+    its subfolders (an external folder's `bears/` and `not_bears/`), its headings moved below the card's."""
+    notes = []
+    for folder in (Path(f) for f in folders if f is not None):
+        for source in sorted([*folder.glob("SOURCE.md"), *folder.glob("*/SOURCE.md")]):
+            lines, fenced = [], False
+            for line in source.read_text(encoding="utf-8").splitlines():
+                fenced ^= line.startswith("```")
+                lines.append(f"##{line}" if line.startswith("#") and not fenced else line)
+            where = source.relative_to(folder.parent).as_posix()
+            notes.append(f"\n### What `{where}` says\n\n" + "\n".join(lines).strip() + "\n")
+    return "".join(notes)
 
 
 def _wise(wise: dict) -> str:

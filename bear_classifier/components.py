@@ -9,13 +9,10 @@ import gradio as gr
 from gradio.data_classes import FileData
 from gradio.utils import get_upload_folder
 
+from . import page
+from .feedback import FlagRefused
 from .images import ImageError, uploaded_file
-
-UPLOAD_DESCRIPTION = (
-    "An image file uploaded to this server: gradio_client's handle_file() uploads a local file, or POST it to "
-    "/gradio_api/upload and pass the path it returns. Local paths of the server and web addresses are refused."
-)
-UPLOAD_PATH_DESCRIPTION = "The path that POST /gradio_api/upload returned for the photo"
+from .settings import EXAMPLES_DIR
 
 
 class UploadedImage(gr.Image):
@@ -34,15 +31,15 @@ class UploadedImage(gr.Image):
         """The "Use via API" page's words for the photo: stock `gr.Image` promises "a local filepath or
         publicly available URL", both of which `preprocess` refuses."""
         info = copy.deepcopy(super().api_info_as_input())
-        info["additional_description"] = UPLOAD_DESCRIPTION
-        info["properties"]["path"]["description"] = UPLOAD_PATH_DESCRIPTION
-        info["properties"]["url"]["description"] = "Not used: web addresses and data URLs are refused"
+        info["additional_description"] = page.UPLOAD_DESCRIPTION
+        info["properties"]["path"]["description"] = page.UPLOAD_PATH_DESCRIPTION
+        info["properties"]["url"]["description"] = page.UPLOAD_URL_DESCRIPTION
         return info
 
     def example_payload(self) -> dict[str, Any]:
         """The API page's example: a local file that gradio_client uploads (stock `gr.Image` shows a web address).
         The page writes `handle_file('<url>')` for a FileData with a "url", so the file name goes there too."""
-        name = "grizzly_bear.jpg"
+        name = min((p.name for p in EXAMPLES_DIR.glob("*.jpg")), default="photo.jpg")  # the first example shown
         return {"path": name, "url": name, "orig_name": name, "meta": {"_type": "gradio.FileData"}}
 
     def preprocess(self, payload: FileData | None) -> str | ImageError:
@@ -89,7 +86,36 @@ PAGE_CSS = f"""
 
 
 class Interface(gr.Interface):
-    """`gr.Interface` whose flag buttons carry the `WRONG_ANSWER` class, so that `PAGE_CSS` can hide them."""
+    """`gr.Interface` whose flag buttons carry the `WRONG_ANSWER` class, so that `PAGE_CSS` can hide them, and
+    whose page says in words what a flag did: stored for review, or refused and why. (Gradio's own buttons show
+    "Saving..." and then their label again, whatever happened, and print a refusal's reason on the server.)"""
 
     def render_flag_btns(self) -> list[gr.Button]:
-        return [gr.Button(label, elem_classes=[WRONG_ANSWER]) for label, _ in self.flagging_options]
+        buttons = [gr.Button(label, elem_classes=[WRONG_ANSWER]) for label, _ in self.flagging_options]
+        self.flag_note = gr.Markdown(elem_classes=[WRONG_ANSWER])  # below the buttons, hidden with them
+        return buttons
+
+    def attach_flagging_events(self, flag_btns: list[gr.Button] | None, _clear_btn: Any, _submit_event: Any) -> None:
+        if not flag_btns:
+            return
+        flagged = self.input_components + self.output_components
+        for button, (_, value) in zip(flag_btns, self.flagging_options, strict=True):
+            note = FlagNote(self.flagging_callback, value)
+            button.click(note, flagged, self.flag_note, preprocess=False, queue=False, api_visibility="undocumented")
+        for event in (_clear_btn.click, _submit_event.then):  # a new answer, or none: the last flag's note goes
+            event(lambda: "", None, self.flag_note, queue=False, api_visibility="undocumented")
+
+
+class FlagNote:
+    """A "Wrong: …" button's event: flags with `value` and returns what the page says about it."""
+
+    def __init__(self, callback: gr.FlaggingCallback, value: str):
+        self.callback, self.value = callback, value
+        self.__name__ = "Flag"  # Gradio names an event after its function
+
+    def __call__(self, request: gr.Request, *flag_data: Any) -> str:
+        try:
+            self.callback.flag(list(flag_data), flag_option=self.value, username=request.username)
+        except FlagRefused as refusal:
+            return page.flag_refused(refusal)
+        return page.FLAG_STORED

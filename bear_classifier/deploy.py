@@ -23,6 +23,7 @@ import argparse
 import re
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,31 @@ class DeployError(RuntimeError):
     """Something the user must fix before deploying; the message says what."""
 
 
+def example_class(name: str, vocab: Sequence[str]) -> str | None:
+    """The class an example's file name names, if any: `black_bear.jpg` -> black, `banana.jpg` -> banana (the
+    longest class that is the name or starts it before `_`, `-` or a space); `cat.jpg` -> None."""
+    stem = Path(name).stem.lower()
+    named = [c for c in vocab if stem == c.lower() or re.match(rf"{re.escape(c.lower())}[_\- ]", stem)]
+    return max(named, key=len, default=None)
+
+
+def check_examples(answers: dict[str, dict[str, float]], vocab: Sequence[str]) -> None:
+    """Refuse examples whose file name names a class the model does not answer (`answers`: {file name:
+    probabilities}, as the checked Space gave them): a visitor's first click would show the model wrong."""
+    wrong = []
+    for name, probabilities in sorted(answers.items()):
+        top = max(probabilities, key=probabilities.get)
+        if (named := example_class(name, vocab)) is not None and top != named:
+            wrong.append(f"{name} names {named}, the model answers {top} ({probabilities[top]:.1%})")
+    if wrong:
+        raise DeployError(
+            "Examples the model gets wrong: "
+            + "; ".join(wrong)
+            + ". Replace them (training.ipynb proposes photos the model gets right: -p write_examples True), "
+            "rename those that show none of the classes, or train a better model."
+        )
+
+
 @dataclass
 class Model:
     """What the Space serves: its card's versions and facts, whether model.pkl is portable across Python minors,
@@ -73,6 +99,7 @@ class Model:
     repo: str | None = None
     revision: str | None = None
     private: bool = False
+    subject: card.Subject = card.BEARS
 
     @property
     def pin(self) -> tuple[str, str] | None:
@@ -91,7 +118,8 @@ def local_model(root: Path = ROOT) -> Model:
     facts = card.read(model_card)
     servedfiles.make(pickle)  # the graphs and record a Space's start serves from, without fastai or unpickling
     upload = (pickle.read_bytes(), model_card.read_bytes())
-    return Model(facts.versions, facts.vocab, not modelfile.by_value_code(pickle), upload, pickle)
+    portable = not modelfile.by_value_code(pickle)
+    return Model(facts.versions, facts.vocab, portable, upload, pickle, subject=card.Subject.of(facts))
 
 
 def hub_model(api: HfApi, repo: str, revision: str) -> Model:
@@ -107,7 +135,10 @@ def hub_model(api: HfApi, repo: str, revision: str) -> Model:
         ) from e
     facts = card.read(Path(readme))
     portable = not modelfile.by_value_code(Path(pickle))
-    return Model(facts.versions, facts.vocab, portable, None, Path(pickle), repo, revision, bool(info.private))
+    private = bool(info.private)
+    return Model(
+        facts.versions, facts.vocab, portable, None, Path(pickle), repo, revision, private, card.Subject.of(facts)
+    )
 
 
 def choose_hardware(api: HfApi, space: str, requested: str | None) -> tuple[Hardware, str]:
@@ -151,6 +182,8 @@ def space_files(
             revision=model.revision,
             preload=not model.private,
             root=root,
+            subject=model.subject,
+            vocab=tuple(model.vocab),
         )
     except SpaceTreeError as e:
         raise DeployError(str(e)) from e
@@ -212,7 +245,10 @@ def deploy(
     if model.private:
         _check_space_can_read(api, space, model)
     if check:
-        spacecheck.run(files, chosen, model_pickle=model.pickle, vocab=model.vocab, hub_token=token, model=model.pin)
+        answers = spacecheck.run(
+            files, chosen, model_pickle=model.pickle, vocab=model.vocab, hub_token=token, model=model.pin
+        )
+        check_examples(answers, model.vocab)
     url = _create(api, space, chosen, private)
     # Variables and volumes first: setting one restarts the Space, and the build the commit starts must see them.
     if model_repo:
@@ -233,7 +269,7 @@ def deploy(
     print(f"Uploaded {len(files)} files{f', deleted {len(stale)}' if stale else ''} to {space} at commit {info.oid}")
     print(f"Space: {url}")
     if wait:
-        wait_until_running(api, space, timeout=wait, example=root / "examples" / "grizzly_bear.jpg", commit=info.oid)
+        wait_until_running(api, space, timeout=wait, example=min((root / "examples").glob("*.jpg")), commit=info.oid)
     return str(url)
 
 
@@ -395,9 +431,10 @@ def main(argv: list[str] | None = None) -> int:
         model = hub_model(HfApi(token=args.token), args.model_repo, args.revision) if args.model_repo else local_model()
         files = space_files(hardware, model)
         if args.check:
-            spacecheck.run(
+            answers = spacecheck.run(
                 files, hardware, model_pickle=model.pickle, vocab=model.vocab, hub_token=args.token, model=model.pin
             )
+            check_examples(answers, model.vocab)
         if args.out:
             print(f"Wrote the Space's files for {hardware.flavor} to {write(args.out, files)}")
     except (DeployError, SpaceCheckError) as e:

@@ -32,11 +32,12 @@ from typing import Any
 import gradio as gr
 from gradio.context import LocalContext
 
-from . import clients, modelfile
+from . import clients, modelfile, page
 from .decoding import review_jpeg
 from .images import ImageError
 
-NOT_A_BEAR = "not a bear"
+NOT_A_CLASS = (page.NONE_OF_THESE, "not a bear")
+"""Corrections that name no class ("not a bear": flags stored before the subject became data): no training photo."""
 PARTIAL = ".partial"
 """The suffix of a file still being written (renamed away when whole)."""
 REVIEW_SIDE = 1024
@@ -47,15 +48,6 @@ CLIENT_SHARE = 0.1
 RESERVE = 0.25
 """The last part of the review folder, kept for the first flag of each client: addresses that flag junk photos
 again and again cannot keep the next honest visitor's first flag out."""
-FOLDER_FULL = "The review folder is full: flags are paused until it is reviewed."
-NEARLY_FULL = (
-    "The review folder is nearly full: the room left is kept for visitors who have not flagged yet. Thank you."
-)
-
-
-def flag_options(vocab: list[str]) -> list[tuple[str, str]]:
-    """Button text and stored value for each correction a user can give."""
-    return [(f"Wrong: it is a {label} bear", label) for label in vocab] + [("Wrong: not a bear", NOT_A_BEAR)]
 
 
 class FlagRefused(ValueError):
@@ -147,19 +139,17 @@ class ReviewLog(gr.FlaggingCallback):
         with self._lock:
             answered = self._answered.get(session or "")
         if answered is None or not sent_path or str(Path(sent_path).resolve()) != answered.path:
-            raise FlagRefused("Only a photo this page just classified can be flagged: press Submit first.")
+            raise FlagRefused(page.FLAG_NOT_ANSWERED)
         if not correction:
-            raise FlagRefused("Choose which answer is right.")
+            raise FlagRefused(page.FLAG_NO_CORRECTION)
         try:
             digest = modelfile.sha256(answered.path)
         except OSError:
-            raise FlagRefused("This photo is no longer on the server: upload it again.") from None
+            raise FlagRefused(page.FLAG_GONE) from None
         if digest in self._stored:
             return len(self._stored)  # flagged before: one copy is enough
         if not self.quotas.spend("flag", client):
-            raise FlagRefused(
-                f"At most {self.quotas.rates.flags_per_hour} flags per hour ({clients.SETTING_OF['flag']} raises it)."
-            )
+            raise FlagRefused(page.FLAG_RATE.format(flags_per_hour=self.quotas.rates.flags_per_hour))
         try:
             jpeg = self.review_copy(answered.path, REVIEW_SIDE, client)  # slow: outside the lock
         except ImageError as e:
@@ -168,10 +158,10 @@ class ReviewLog(gr.FlaggingCallback):
             if digest in self._stored:
                 return len(self._stored)
             if self._client_bytes[client] + len(jpeg) > CLIENT_SHARE * self.max_bytes:
-                raise FlagRefused("You have flagged many photos: thank you, that is enough for now.")
+                raise FlagRefused(page.FLAG_CLIENT_FULL)
             first = not self._client_flags[client]
             if self._bytes + len(jpeg) > self.max_bytes * (1 if first else 1 - RESERVE):
-                raise FlagRefused(FOLDER_FULL if first else NEARLY_FULL)
+                raise FlagRefused(page.FLAG_FOLDER_FULL if first else page.FLAG_NEARLY_FULL)
             self._client_bytes[client] += len(jpeg)
             self._client_flags[client] += 1
             self._store(digest, jpeg, correction, answered)
@@ -213,9 +203,9 @@ def flags(folder: Path) -> list[dict[str, Any]]:
 
 
 def reviewed_images(folder: Path) -> list[tuple[Path, str]]:
-    """(photo, corrected label) for every flag in `folder`, leaving out "not a bear"."""
+    """(photo, corrected label) for every flag in `folder`, leaving out those that name no class."""
     return [
         (Path(folder) / row["image"], row["correction"])
         for row in flags(folder)
-        if row["correction"] != NOT_A_BEAR and (Path(folder) / row["image"]).is_file()
+        if row["correction"] not in NOT_A_CLASS and (Path(folder) / row["image"]).is_file()
     ]

@@ -1,5 +1,5 @@
-"""Everything app.py needs beyond the Interface itself: which model to load, how to turn a
-prediction into what the page and the API show, and the text around it.
+"""Everything app.py needs beyond the Interface itself: which model to load, and how to turn a
+prediction into what the page and the API show (in the words of `page`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
-from . import card, hub, modelfile, served, servedfiles, spacetree
+from . import card, hub, modelfile, page, served, servedfiles, spacetree
 from .clients import Quotas, wait
 from .decoding import Decoded, DecoderPool, NotThePhoto
 from .images import ImageError, ImageInput
@@ -83,7 +83,7 @@ def load(settings: Settings, learner: bool = False) -> tuple[Predictor, card.Tra
     modelfile.startup_check(
         model_path,
         versions,
-        EXAMPLES_DIR / "black_bear.jpg",
+        Path(EXAMPLES[0]),
         expected_sha256=expected,
         cache=settings.cache,
         file_sha256=sha,
@@ -159,24 +159,18 @@ def classify(model: Predictor, image: ImageInput | Decoded | ImageError | None) 
 
 def format_answer(prediction: Prediction) -> Answer:
     top = prediction.probabilities[prediction.label]
-    known = ", ".join(prediction.probabilities)
+    vocab = list(prediction.probabilities)
     if prediction.out_of_domain:
-        # The headline must not announce a bear class for a cat: it says what the model cannot tell.
-        headline = f"Not a {known.replace(', ', ' / ')} bear?"
-        message = (
-            f"**This does not look like any photo the model was trained on** (it knows only {known} bears). "
-            f"Its best guess, *{prediction.label}* ({top:.0%}), is not to be trusted."
-        )
+        # The headline must not announce a class for a photo of something else: it says what the model cannot tell.
+        headline = page.unknown_headline(vocab)
+        message = page.unknown_message(prediction.label, top, vocab)
     elif close_call := unsure_between(prediction.probabilities):
         first, second = close_call
-        headline = f"{first} or {second}?"  # a close call must not look like an answer in large type either
-        message = (
-            f"**Unsure:** *{first}* ({prediction.probabilities[first]:.0%}) or *{second}* "
-            f"({prediction.probabilities[second]:.0%}) bear; the model cannot tell them apart in this photo."
-        )
+        headline = page.unsure_headline(first, second)
+        message = page.unsure_message(first, prediction.probabilities[first], second, prediction.probabilities[second])
     else:
         headline = prediction.label
-        message = f"**{prediction.label}** bear ({top:.0%})."
+        message = page.verdict(prediction.label, top)
     details = Details(
         label=prediction.label,
         confidence=top,
@@ -193,65 +187,6 @@ def unsure_between(probabilities: dict[str, float]) -> tuple[str, str] | None:
     return (first, second) if probabilities[first] - probabilities[second] < UNSURE_MARGIN else None
 
 
-def how_it_was_made(facts: card.TrainingFacts) -> str:
-    if facts.learning_rate is None:  # the zero-shot recipe: the card's recipe says "nothing trained"
-        mapping = "; ".join(
-            f"{label}: {', '.join(name.split(',')[0] for name in names)}"
-            for label, names in facts.zero_shot_mapping.items()
-        )
-        return (
-            f"A `{facts.arch}` network pretrained on ImageNet, used as it is: no weight was trained. Its own "
-            f"ImageNet classes stand for ours ({mapping}), a mapping read from {facts.n_train} training photos."
-        )
-    recipe = facts.recipe or f"fine-tuned for {facts.epochs} epochs"
-    return f"A `{facts.arch}` network pretrained on ImageNet, trained further with fastai ({recipe}) on {facts.n_train} photos."
-
-
-def external_accuracy(facts: card.TrainingFacts) -> str:
-    """The external photos' result, against the baselines that are not the model itself."""
-    if facts.external_accuracy is None:
-        return ""
-    against = [f"{facts.external_baseline_accuracy:.1%} for the pixel baseline"]
-    if facts.learning_rate is not None and facts.external_zero_shot_accuracy is not None:
-        against.insert(0, f"{facts.external_zero_shot_accuracy:.1%} for the pretrained network read zero-shot")
-    return (
-        f" On {facts.n_external} bear photos from another source (a different web search, never used to build "
-        f"the model): {facts.external_accuracy:.1%}, against {' and '.join(against)}."
-    )
-
-
 def refusal(error: ImageError) -> Answer:
     details = Details(label=None, confidence=None, out_of_domain=None, ood_score=None, error=str(error))
-    return Answer(None, f"**Could not classify this upload.** {error}", details)
-
-
-def description(facts: card.TrainingFacts) -> str:
-    return (
-        f"Upload a photo of a bear: the model tells **{', '.join(facts.vocab)}** bears apart "
-        f"and says how sure it is. Photos unlike its training data are flagged."
-    )
-
-
-def article(facts: card.TrainingFacts) -> str:
-    """How the model was made and how good it is, read from the model card: true for any recipe."""
-    return f"""
-### How it was made
-{how_it_was_made(facts)} The photos come from web image search: {facts.n_train + facts.n_valid} in all
-({", ".join(f"{n} {label}" for label, n in facts.counts.items())}), of which {facts.n_valid} were held out
-for validation. It follows fast.ai's "Practical Deep Learning" lesson on production.
-
-### How accurate it is
-{facts.valid_accuracy:.1%} on the {facts.n_valid} held-out validation photos; a pixel-similarity baseline
-gets {facts.baseline_accuracy:.1%}.{external_accuracy(facts)}
-
-### What it cannot do
-It knows only these {len(facts.vocab)} classes and always picks one: a polar bear, a panda or a cat
-gets a bear label. Such photos are flagged as *not like the training data*, but the check is not
-perfect. The training photos are mostly clear, centred web photos; night-time, camera-trap or
-distant shots may be misread. This is a demo, not a safety tool.
-
-### Wrong answer?
-Use the buttons below the result to tell us the right class. **A flagged photo is stored** (re-encoded,
-without its EXIF data such as location) in a private review folder, where people look at it before it
-is used to fine-tune the model. Photos you do not flag are deleted from the server after a while.
-"""
+    return Answer(None, page.refusal(error), details)

@@ -20,10 +20,12 @@ from pathlib import Path
 
 from huggingface_hub import SpaceCard
 
+from . import card, page
 from .settings import ROOT
 
 SPACE_DIR = ROOT / "space"
-"""The Space's own README (visitor-facing, with its front matter); the developer README never goes up."""
+"""The Space's own README: its front matter's settings; its words (title, emoji, description, tags, text) are
+`page`'s, for the model's subject. The developer README never goes up."""
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 TORCH_PACKAGES = ("torch", "torchvision")
 # The Hub refuses a Space README that breaks these: https://huggingface.co/docs/hub/spaces-config-reference
@@ -250,15 +252,25 @@ def check_front_matter(card: SpaceCard) -> None:
 
 
 def readme(
-    text: str, hardware: Hardware, python: str, model_repo: str | None, revision: str | None, preload: bool = True
+    text: str,
+    hardware: Hardware,
+    python: str,
+    model_repo: str | None,
+    revision: str | None,
+    subject: card.Subject,
+    vocab: tuple[str, ...],
+    preload: bool = True,
 ) -> str:
-    """The Space's README.md: `space/README.md` with the hardware it fits (`suggested_hardware`: shown to whoever
-    duplicates it; the duplicate still starts on CPU basic), its Python minor and, with a model repo, `models:` and
-    `preload_from_hub:` (the Space fetches model.pkl and its card at the pinned commit while it is built, so
-    start-up needs no download). Not for a private repo (`preload=False`): Spaces cannot preload those ("not
-    supported yet", spaces-config-reference), so the app downloads it at start with the HF_TOKEN secret, at the same
-    pinned commit and SHA-256."""
+    """The Space's README.md: `space/README.md` with `page`'s words for the model's `subject` and classes (`vocab`),
+    the hardware it fits (`suggested_hardware`: shown to whoever duplicates it; the duplicate still starts on CPU
+    basic), its Python minor and, with a model repo, `models:` and `preload_from_hub:` (the Space fetches model.pkl
+    and its card at the pinned commit while it is built, so start-up needs no download). Not for a private repo
+    (`preload=False`): Spaces cannot preload those ("not supported yet", spaces-config-reference), so the app
+    downloads it at start with the HF_TOKEN secret, at the same pinned commit and SHA-256."""
     card = SpaceCard(text)
+    for key, value in page.space_front_matter(subject).items():
+        card.data[key] = value
+    card.text = page.space_body(subject, list(vocab))
     check_front_matter(card)
     card.data.python_version = python
     card.data.suggested_hardware = hardware.flavor
@@ -279,11 +291,13 @@ def files(
     revision: str | None = None,
     preload: bool = True,
     root: Path = ROOT,
+    subject: card.Subject,
+    vocab: tuple[str, ...],
 ) -> dict[str, bytes]:
     """{path in the Space: content}: exactly what the Space runs (no venv, runs, reviews, tests, benchmarks,
-    notebooks, caches, type stubs or the developer README). `versions`: the model card's; `model`: (model.pkl,
-    model_card.md) to upload, None when the Space fetches them from `model_repo`; `preload`: at build time
-    (`preload_from_hub`), else (a private repo) at start-up."""
+    notebooks, caches, type stubs or the developer README). `versions`, `subject` and `vocab`: the model card's;
+    `model`: (model.pkl, model_card.md) to upload, None when the Space fetches them from `model_repo`; `preload`: at
+    build time (`preload_from_hub`), else (a private repo) at start-up."""
     root = Path(root)
     tree: dict[str, bytes] = {}
     for pattern in ("app.py", ".gitattributes", "bear_classifier/*.py", "examples/*"):
@@ -301,7 +315,7 @@ def files(
     pinned, _ = listed_torch(hardware, _card_pins(versions, root))
     check_combination(hardware, python, pinned)
     text = (root / "space" / "README.md").read_text(encoding="utf-8")
-    tree["README.md"] = readme(text, hardware, python, model_repo, revision, preload).encode()
+    tree["README.md"] = readme(text, hardware, python, model_repo, revision, subject, vocab, preload).encode()
     tree["requirements.txt"] = requirements(
         (root / "requirements.txt").read_text(encoding="utf-8"), hardware, pinned
     ).encode()

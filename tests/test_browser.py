@@ -93,11 +93,11 @@ def test_out_of_domain_warning_is_shown(page, server, artifacts):
     submit(page).click()
     expect(page.get_by_text("does not look like any photo")).to_be_visible()
     # The headline in large type says what the model cannot tell, instead of announcing "teddy" for a cat.
-    expect(result_label(page)).to_have_text(re.compile(r"^\s*Not a black / grizzly / teddy bear\?\s*$"))
+    expect(result_label(page)).to_have_text(re.compile(r"^\s*Not a black / grizzly / teddy\?\s*$"))
     page.screenshot(path=artifacts / "out_of_domain.png", full_page=True)
 
 
-def test_flag_a_wrong_answer_stores_it_for_review(page, server):
+def test_flag_a_wrong_answer_stores_it_for_review(page, server, artifacts):
     def rows() -> list[dict]:
         return feedback.flags(server.review_dir)
 
@@ -106,7 +106,7 @@ def test_flag_a_wrong_answer_stores_it_for_review(page, server):
     submit(page).click()
     expect(result_label(page)).to_contain_text("teddy")
     before = len(rows())  # other tests may have flagged on this server: this click must add exactly one row
-    page.get_by_role("button", name="Wrong: it is a black bear").click()
+    page.get_by_role("button", name="Wrong: it is a black").click()
 
     deadline = time.monotonic() + TIMEOUT_MS / 1000  # the flag is written by the server after the click returns
     while len(rows()) == before and time.monotonic() < deadline:
@@ -118,6 +118,10 @@ def test_flag_a_wrong_answer_stores_it_for_review(page, server):
     assert row["sha256"] == hashlib.sha256(example("teddy").read_bytes()).hexdigest()  # the photo sent
     assert (server.review_dir / row["image"]).is_file()
     assert feedback.reviewed_images(server.review_dir)[-1][1] == "black"
+    expect(page.get_by_text("stored for review")).to_be_visible()  # the page says what happened, in words
+    page.screenshot(path=artifacts / "flagged.png", full_page=True)
+    page.get_by_role("button", name="Clear", exact=True).click()
+    expect(page.get_by_text("stored for review")).to_have_count(0)  # the note belongs to that answer
 
 
 def wrong_answer_buttons(page):
@@ -160,7 +164,7 @@ def test_before_an_answer_no_wrong_buttons_and_emphasis_is_not_larger(page, serv
         ("black_bear.jpg", "black"),
         ("grizzly_bear.jpg", "grizzly"),
         ("teddy_bear.jpg", "teddy"),
-        ("cat.jpg", "Not a black / grizzly / teddy bear?"),
+        ("cat.jpg", "Not a black / grizzly / teddy?"),
     ],
 )
 def test_each_example_answered_then_cleared(page, server, artifacts, name, headline):
@@ -184,5 +188,5 @@ def test_the_api_page_describes_an_upload(page, server, artifacts):
     expect(page.get_by_text("/predict").first).to_be_visible()
     expect(page.get_by_text("publicly available")).to_have_count(0)
     expect(page.get_by_text(re.compile("uploaded to this server")).first).to_be_visible()
-    expect(page.get_by_text("handle_file('grizzly_bear.jpg')")).to_be_visible()  # a local file, uploaded
+    expect(page.get_by_text("handle_file('black_bear.jpg')")).to_be_visible()  # a local file (the first example)
     page.screenshot(path=artifacts / "api_page.png", full_page=True)

@@ -19,8 +19,9 @@ import pytest
 from huggingface_hub import HfApi, SpaceCard, SpaceCardData, constants
 from packaging.requirements import Requirement
 
-from bear_classifier import card, deploy, spacetree
+from bear_classifier import card, deploy, page, spacetree
 from bear_classifier.settings import EXAMPLES_DIR, ROOT
+from tests.conftest import VOCAB
 from tests.hub_standin import SHORT_DESCRIPTION_MAX, SPACE_COLORS, front_matter_errors, pointed_at_standin
 
 SPACE = "bear-lab/bear-classifier"
@@ -99,12 +100,13 @@ def test_space_readme_is_for_visitors_and_what_the_hub_accepts():
         files = deploy.space_files(hardware)
         data = check_space_front_matter(files["README.md"].decode(), hardware)
         assert data.license == "apache-2.0" and "preload_from_hub" not in data.to_dict()
-        assert files["README.md"].decode().split("---", 2)[2] == text.split("---", 2)[2]  # the body as written
+        assert data.title == card.BEARS.title and data.emoji == card.BEARS.emoji and "bear" in data.tags
+        assert files["README.md"].decode().split("---", 2)[2].strip() == page.space_body(card.BEARS, VOCAB).strip()
 
 
 def test_the_standin_refuses_what_the_hub_refuses():
     """So the deploy tests below would catch the 71-character short_description the Hub refused."""
-    text = (ROOT / "space" / "README.md").read_text(encoding="utf-8")
+    text = deploy.space_files(spacetree.ZERO_GPU)["README.md"].decode()
     too_long = re.sub(r"short_description: .*", "short_description: " + "x" * 61, text)
     assert any("short_description" in e for e in front_matter_errors(too_long, "space"))
     orange = text.replace("colorFrom: yellow", "colorFrom: orange")
@@ -367,10 +369,8 @@ def test_a_readme_the_hub_would_refuse_stops_the_deploy_before_sending(standin, 
         (tmp_path / name).write_bytes((ROOT / name).read_bytes())
     readme = (ROOT / "space" / "README.md").read_text(encoding="utf-8")
     (tmp_path / "space").mkdir()
-    (tmp_path / "space" / "README.md").write_text(
-        re.sub(r"short_description: .*", "short_description: " + "x" * 71, readme)
-    )
-    with pytest.raises(deploy.DeployError, match="short_description is 71 characters; the Hub refuses more than 60"):
+    (tmp_path / "space" / "README.md").write_text(readme.replace("colorFrom: yellow", "colorFrom: orange"))
+    with pytest.raises(deploy.DeployError, match="colorFrom is 'orange'; the Hub accepts only red"):
         deploy.space_files(spacetree.ZERO_GPU, root=tmp_path)
 
 
@@ -406,3 +406,18 @@ def test_the_command_line_writes_the_space_folder_for_git(tmp_path):
 def _env(standin) -> dict[str, str]:
     """A child process pointed at the stand-in (the env vars huggingface_hub reads at import)."""
     return {**os.environ, "HF_ENDPOINT": standin.url, "HF_HOME": constants.HF_HOME, "HF_HUB_DISABLE_XET": "1"}
+
+
+def test_an_example_named_for_a_class_the_model_does_not_answer_stops_the_deploy():
+    """The fork that served "dog 98.6%" for its black-bear example had passed `deploy --check`."""
+    assert [deploy.example_class(n, VOCAB) for n in ("black_bear.jpg", "teddy.jpg", "cat.jpg", "blackish.jpg")] == [
+        "black",
+        "teddy",
+        None,
+        None,
+    ]
+    assert deploy.example_class("hot-dog_2.jpg", ["dog", "hot-dog"]) == "hot-dog"  # the longest class named
+    answered = {"black_bear.jpg": {"black": 0.9, "grizzly": 0.05, "teddy": 0.05}, "cat.jpg": {"teddy": 0.6}}
+    deploy.check_examples(answered, VOCAB)  # a name without a class may get any answer
+    with pytest.raises(deploy.DeployError, match=r"grizzly_bear.jpg names grizzly, the model answers black \(98.6%\)"):
+        deploy.check_examples({**answered, "grizzly_bear.jpg": {"black": 0.986, "grizzly": 0.014}}, VOCAB)

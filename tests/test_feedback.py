@@ -3,10 +3,11 @@ exported model; a flag is stored only for an answer the server gave in the calle
 
 from types import SimpleNamespace
 
+import gradio as gr
 import pytest
 from PIL import Image, ImageOps
 
-from bear_classifier import clients, export, feedback, modelfile, train
+from bear_classifier import clients, components, export, feedback, modelfile, page, train
 from tests.conftest import VOCAB, example
 from tests.support import hfmount
 
@@ -41,7 +42,7 @@ def flag_images(folder, tmp_path):
             path = tmp_path / f"{label}_{i}.jpg"
             variant(Image.open(example(label))).convert("RGB").save(path)
             answered_and_flagged(log, path, label, session=f"{label}{i}", client=f"{label}{i}")
-    answered_and_flagged(log, example("black"), feedback.NOT_A_BEAR, session="other")
+    answered_and_flagged(log, example("black"), page.NONE_OF_THESE, session="other")
     return log
 
 
@@ -49,7 +50,7 @@ def test_flags_are_read_back_with_their_corrections(tmp_path):
     folder = tmp_path / "review"
     flag_images(folder, tmp_path)
     reviewed = feedback.reviewed_images(folder)
-    assert [label for _, label in reviewed] == ["black"] * 4 + ["grizzly"] * 4 + ["teddy"] * 4  # "not a bear" left out
+    assert [label for _, label in reviewed] == ["black"] * 4 + ["grizzly"] * 4 + ["teddy"] * 4  # no-class flags out
     assert all(path.is_relative_to(folder) for path, _ in reviewed)  # copies inside the review folder
     rows = feedback.flags(folder)
     assert rows[0]["label"] == "teddy" and rows[0]["correction"] == "black"  # the server's answer, the user's fix
@@ -158,3 +159,22 @@ def test_a_slow_flag_never_holds_up_remember(tmp_path):
     release.set()
     flagging.join()
     assert not waited
+
+
+def test_the_page_says_why_a_flag_was_refused(tmp_path):
+    """What the "Wrong: ..." button writes under itself: Gradio's own showed "Saving..." and then its label again."""
+    log = review_log(tmp_path / "review")
+    demo = components.Interface(
+        fn=lambda photo: photo,
+        inputs="text",
+        outputs="text",
+        flagging_mode="manual",
+        flagging_options=page.flag_options(VOCAB),
+        flagging_callback=log,
+        flagging_dir=str(tmp_path / "review"),
+    )
+    assert isinstance(demo.flag_note, gr.Markdown)  # rendered under the buttons
+    flag = components.FlagNote(log, "black")  # what "Wrong: it is a black" runs
+    note = flag(SimpleNamespace(username=None), {"path": str(example("black"))}, "teddy")
+    assert note == page.flag_refused(page.FLAG_NOT_ANSWERED) and "Not stored" in note  # nothing answered here
+    assert feedback.reviewed_images(tmp_path / "review") == []

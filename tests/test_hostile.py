@@ -15,9 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bear_classifier import decoding
+from bear_classifier import decoding, page
 from bear_classifier.clients import DECODE_PAUSED, wait
-from bear_classifier.feedback import NEARLY_FULL
 from bear_classifier.limits import (
     BUSY,
     NO_UPLOAD,
@@ -511,7 +510,7 @@ def test_the_review_folders_last_part_is_kept_for_clients_with_few_flags(small_s
         crowd = rawcaller.RawCaller(small_server.url, source=f"127.0.4.{i + 1}")
         if not (flag_new_photo(crowd, content) and flag_new_photo(crowd, content)):
             break
-    assert NEARLY_FULL in small_server.output()
+    assert page.FLAG_NEARLY_FULL in small_server.output()
     assert flag_new_photo(rawcaller.RawCaller(small_server.url, source="127.0.4.200"), content)
 
 

@@ -9,7 +9,7 @@ import pytest
 from gradio_client import handle_file
 
 from bear_classifier import serving
-from bear_classifier.components import UPLOAD_DESCRIPTION
+from bear_classifier.page import UPLOAD_DESCRIPTION
 from tests.conftest import EXAMPLES_DIR, example
 from tests.support import hard_inputs
 from tests.support.appserver import ROOT
@@ -50,7 +50,7 @@ def test_the_readme_curl_example_answers(server):
     assert event == "event: complete", done.stdout
     probabilities, verdict, details = json.loads(data.removeprefix("data: "))
     assert probabilities["label"] == details["label"] == "grizzly" and details["error"] is None
-    assert verdict == f"**grizzly** bear ({details['confidence']:.0%})."
+    assert verdict == f"**grizzly** ({details['confidence']:.0%})."
 
 
 @pytest.mark.parametrize("label", VOCAB)

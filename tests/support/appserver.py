@@ -42,7 +42,8 @@ def free_port() -> int:
 
 
 class AppServer:
-    def __init__(self, workdir: Path, **env: str):
+    def __init__(self, workdir: Path, app_dir: Path = ROOT, **env: str):
+        """`app_dir`: the folder app.py is started in (default: this checkout; e.g. a Space's tree)."""
         self.started = time.perf_counter()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
@@ -60,7 +61,7 @@ class AppServer:
             **env,
         }
         self.process = subprocess.Popen(
-            [sys.executable, "app.py"], cwd=ROOT, env=environment, stdout=self._log, stderr=subprocess.STDOUT
+            [sys.executable, "app.py"], cwd=app_dir, env=environment, stdout=self._log, stderr=subprocess.STDOUT
         )
         self._wait_until_up()
 

@@ -1,0 +1,52 @@
+"""The words: from the card's subject and classes, never "raccoon bear"; an old card reads as the bear classifier."""
+
+import dataclasses
+
+from bear_classifier import card, page, serving
+from bear_classifier.predictor import Prediction
+
+FORK = card.Subject("pet", "Cat, dog or raccoon?", "Tells cats, dogs and raccoons apart.", "🦝")
+
+
+def test_a_card_written_before_the_subject_travelled_reads_as_bears():
+    text = serving.CARD_PATH.read_text(encoding="utf-8")
+    assert "subject:" not in text  # the committed card predates the subject facts
+    assert card.Subject.of(card.read(serving.CARD_PATH)) == card.BEARS
+
+
+def test_the_subject_travels_in_the_card_and_back(tmp_path):
+    facts = dataclasses.replace(card.read(serving.CARD_PATH), vocab=["cat", "dog", "raccoon"], **vars(FORK))
+    read = card.read(card.write(facts, tmp_path / "model_card.md"))
+    assert card.Subject.of(read) == FORK
+    assert read.subject == "pet" and "pet-classifier" in (tmp_path / "model_card.md").read_text(encoding="utf-8")
+
+
+def test_a_class_name_is_never_followed_by_the_noun():
+    vocab = ["cat", "dog", "raccoon"]
+    sure = serving.format_answer(Prediction("raccoon", {"cat": 0.02, "dog": 0.01, "raccoon": 0.97}, False, 0.1))
+    assert sure.message == "**raccoon** (97%)."
+    unknown = serving.format_answer(Prediction("dog", {"cat": 0.3, "dog": 0.4, "raccoon": 0.3}, True, 0.9))
+    assert unknown.probabilities[0] == "Not a cat / dog / raccoon?"
+    assert "(it knows only cat, dog and raccoon)" in unknown.message
+    assert page.flag_options(vocab) == [
+        ("Wrong: it is a cat", "cat"),
+        ("Wrong: it is a dog", "dog"),
+        ("Wrong: it is a raccoon", "raccoon"),
+        ("Wrong: none of these", page.NONE_OF_THESE),
+    ]
+    assert page.upload_label(card.Subject("apple")) == "Photo of an apple"
+
+
+def test_the_space_gets_a_short_description_the_hub_accepts():
+    assert page.short_description(FORK) == FORK.description
+    wordy = card.Subject("pet", "Cat, dog or raccoon? " * 4, "x" * 61)
+    assert len(page.short_description(wordy)) <= 60 and page.short_description(wordy).endswith("…")
+    assert page.space_front_matter(FORK)["tags"][-1] == "pet"
+
+
+def test_the_article_names_what_the_guard_was_measured_to_flag():
+    facts = card.read(serving.CARD_PATH)
+    text = " ".join(page.article(facts).split())
+    assert "100% of 16 photos in `google_mugs`" in text  # the card's own measured folder, not a fixed list
+    unmeasured = " ".join(page.article(dataclasses.replace(facts, not_bears_flagged={}, n_not_bears={})).split())
+    assert "was not measured" in unmeasured and "google_mugs" not in unmeasured
