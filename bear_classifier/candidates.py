@@ -16,7 +16,8 @@ import torch
 from fastai.vision.all import Learner
 
 from . import choice, data, evaluate, imagenet, train
-from .images import open_image
+from .images import ImageError, open_image
+from .predictor import Prediction
 from .transforms import Transforms, input_size
 
 
@@ -159,3 +160,23 @@ def zero_shot_model(
     train.zero_shot(learn, zero_shot_mapping(learn, photos, Inputs(learn), size))
     imagenet.attach_ood(learn, dls.train.items, guard_size=guard_size, rule=rule)
     return learn
+
+
+TOLERANCE = 1e-4
+"""Two models answer alike when each probability is within this (and labels and flags are equal)."""
+
+
+def differences(left: Prediction | ImageError, right: Prediction | ImageError) -> list[str]:
+    """How two models' answers to one photo differ, in words; empty when they agree (issue 31: a default run's model
+    against the committed one, `bench.default_run` and tests/test_model.py)."""
+    if isinstance(left, ImageError) or isinstance(right, ImageError):
+        return [] if type(left) is type(right) else [f"{left!r} against {right!r}"]
+    found = []
+    if left.label != right.label:
+        found.append(f"label {left.label} against {right.label}")
+    if left.out_of_domain != right.out_of_domain:
+        found.append(f"flagged {left.out_of_domain} against {right.out_of_domain}")
+    gap = max(abs(left.probabilities[k] - right.probabilities.get(k, -1.0)) for k in left.probabilities)
+    if gap > TOLERANCE:
+        found.append(f"probabilities differ by {gap:.2e}")
+    return found

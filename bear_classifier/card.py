@@ -401,14 +401,18 @@ def choice_text(facts: TrainingFacts) -> str:
     if not facts.choice:
         return ""
     made = Choice.from_dict(facts.choice)
-    external = f" ({facts.external_half} half)" if facts.external_half else ""
+    external = (
+        f" The external numbers above ({facts.external_half} half) are other photos: they chose nothing."
+        if facts.external_half
+        else ""
+    )
     text = (
         f"\n### How this model was chosen\n\nEvery candidate was measured on the same photos: {made.on}. The rule "
         "(`bear_classifier.choice`, written before anything was measured): of the candidates whose guard meets its "
         f"targets there (at most {MAX_IN_DOMAIN_FLAGGED:.0%} of in-domain photos flagged, at least "
         f"{MIN_OUT_OF_DOMAIN_FLAGGED:.0%} of every not-in-domain folder), none below the zero-shot reading, the most "
-        "photos right; within one photo, one forward pass first, then the higher WiSE-FT share. The external numbers "
-        f"above{external} are other photos: they chose nothing.\n\n{table(made)}\n\n**Chosen: {made.chosen.name}**, "
+        f"photos right; within one photo, one forward pass first, then the higher WiSE-FT share.{external}"
+        f"\n\n{table(made)}\n\n**Chosen: {made.chosen.name}**, "
         f"because {made.reason}\n"
     )
     if facts.warnings:

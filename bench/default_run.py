@@ -15,28 +15,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from bear_classifier import data, evaluate, modelfile
-from bear_classifier.images import ImageError
-from bear_classifier.predictor import Prediction, Predictor
+from bear_classifier import candidates, data, evaluate, modelfile
+from bear_classifier.predictor import Predictor
 from bear_classifier.settings import EXAMPLES_DIR, ROOT
 from bear_classifier.transforms import input_size
-
-TOLERANCE = 1e-4
-
-
-def differences(left: Prediction | ImageError, right: Prediction | ImageError) -> list[str]:
-    """How two answers to one photo differ, in words; empty when they agree."""
-    if isinstance(left, ImageError) or isinstance(right, ImageError):
-        return [] if type(left) is type(right) else [f"{left!r} against {right!r}"]
-    found = []
-    if left.label != right.label:
-        found.append(f"label {left.label} against {right.label}")
-    if left.out_of_domain != right.out_of_domain:
-        found.append(f"flagged {left.out_of_domain} against {right.out_of_domain}")
-    gap = max(abs(left.probabilities[k] - right.probabilities.get(k, -1.0)) for k in left.probabilities)
-    if gap > TOLERANCE:
-        found.append(f"probabilities differ by {gap:.2e}")
-    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     answers = [Predictor(learn, backend="torch").predict_batch(photos) for learn in (committed, made)]
     differing = 0
     for photo, left, right in zip(photos, *answers):
-        found = differences(left, right)
+        found = candidates.differences(left, right)
         if found:
             differing += 1
             print(f"{photo}: {'; '.join(found)}")

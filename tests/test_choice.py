@@ -125,3 +125,15 @@ def test_a_choice_reads_back_from_its_dict_and_renders_as_a_table():
 def test_there_is_something_to_choose_from():
     with pytest.raises(ValueError, match="no candidate"):
         choice.choose([], "validation")
+
+
+def test_two_models_answer_alike_only_with_equal_labels_flags_and_close_probabilities():
+    from bear_classifier.candidates import differences
+    from bear_classifier.predictor import Prediction
+
+    one = Prediction("black", {"black": 0.9, "grizzly": 0.05, "teddy": 0.05}, False, 0.1)
+    assert differences(one, replace(one, probabilities={"black": 0.90005, "grizzly": 0.04995, "teddy": 0.05})) == []
+    assert differences(one, replace(one, label="grizzly")) == ["label black against grizzly"]
+    assert differences(one, replace(one, out_of_domain=True)) == ["flagged False against True"]
+    moved = replace(one, probabilities={"black": 0.8998, "grizzly": 0.0502, "teddy": 0.05})
+    assert differences(one, moved) == ["probabilities differ by 2.00e-04"]

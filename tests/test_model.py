@@ -11,7 +11,6 @@ from bear_classifier import candidates, card, choice, modelfile, serving
 from bear_classifier.guard import Guard
 from bear_classifier.images import open_image
 from bear_classifier.predictor import Predictor
-from bench import default_run
 from tests.conftest import BEARS, EXAMPLES_DIR, FIXTURE_BEARS, VOCAB, example, needs_real_bears, plain_fastai_predict
 
 
@@ -196,4 +195,4 @@ def test_the_committed_zero_shot_reading_is_made_again_from_the_photos():
     committed = Predictor(modelfile.load(serving.MODEL_PATH), backend="torch").predict_batch(photos)
     made = Predictor(again, backend="torch").predict_batch(photos)
     for photo, left, right in zip(photos, committed, made):
-        assert default_run.differences(left, right) == [], photo
+        assert candidates.differences(left, right) == [], photo
