@@ -58,30 +58,35 @@ def test_more_photos_right_wins_outside_a_tie():
     assert made.chosen.name == COURSE.name and made.reason.startswith("170/170 right on validation")
 
 
-def test_a_candidate_whose_guard_misses_its_targets_is_left_out():
-    leaky = fine_tune(1.0, 170, out_of_domain={**FOLDERS, "polar_bears": (4, 5)})  # 80% < 98%
-    jumpy = replace(COURSE, right=170, flagged=4)  # 4/170 = 2.4% > 2%
+def test_a_tied_candidate_whose_guard_misses_its_targets_is_left_out():
+    leaky = fine_tune(1.0, 169, out_of_domain={**FOLDERS, "polar_bears": (4, 5)})  # 80% < 98%
+    jumpy = replace(COURSE, right=169, flagged=4)  # 4/170 = 2.4% > 2%
     assert leaky.guard_misses() == ["flags 4/5 of `polar_bears` (at least 98%)"]
     assert jumpy.guard_misses() == ["flags 4/170 in-domain photos (at most 2%)"]
-    assert choice.choose([ZS224, ZS320, leaky, jumpy], "v").chosen is ZS320
+    made = choice.choose([ZS224, ZS320, leaky, jumpy], "v")
+    assert made.chosen is ZS320  # within one photo of them: the guard decides
+    assert "WiSE-FT share 1.0 has 169 but its guard misses its targets (flags 4/5 of `polar_bears`" in made.reason
 
 
-def test_a_guard_that_meets_its_targets_never_lets_a_fine_tune_below_zero_shot_ship():
+def test_the_guard_never_costs_more_than_one_photo_of_accuracy():
     leaky = [replace(c, flagged=4) for c in (ZS224, ZS320)]  # 2.4%: both zero-shot readings miss the guard's target
     made = choice.choose([*leaky, fine_tune(1.0, 167), COURSE], "v")
-    assert made.chosen is leaky[1] and "no candidate at or above the zero-shot reading met the guard's" in made.reason
+    assert made.chosen is leaky[1] and "no candidate within 1 photo of the best met the guard's" in made.reason
+    # Two photos better than every candidate whose guard meets its targets: the accurate one ships, and says so.
     better = fine_tune(1.0, 170, flagged=5)
     made = choice.choose([ZS224, ZS320, better], "v")
-    assert (
-        made.chosen is ZS320
-        and "WiSE-FT share 1.0 has 170 but its guard misses its targets (flags 5/170" in made.reason
-    )
+    assert made.chosen is better and "no candidate within 1 photo of the best met the guard's" in made.reason
+    # The fork of issue 31: on 39 photos one flag is 2.6%, and the course's recipe is 5 photos ahead of the rest.
+    small = dict(n=39, out_of_domain={})
+    course = replace(COURSE, right=32, flagged=1, **small)
+    reading = replace(ZS224, right=24, flagged=0, **small)
+    assert choice.choose([reading, replace(fine_tune(1.0, 27), **small), course], "v").chosen is course
 
 
-def test_when_no_guard_meets_its_targets_all_candidates_are_weighed():
+def test_when_no_guard_meets_its_targets_the_most_accurate_ships():
     misses = [replace(c, flagged=10) for c in (ZS224, ZS320, fine_tune(1.0, 170))]
     made = choice.choose(misses, "v")
-    assert made.chosen is misses[2] and "no candidate at or above the zero-shot reading met the guard" in made.reason
+    assert made.chosen is misses[2] and "no candidate within 1 photo of the best met the guard" in made.reason
 
 
 def test_without_a_zero_shot_reading_the_best_trained_candidate_ships_and_the_reason_says_so():
