@@ -37,8 +37,6 @@ reviews = feedback.ReviewLog(
 
 
 def classify_image(img: str | serving.ImageError, request: gr.Request) -> tuple:
-    if isinstance(img, str):
-        upload_folder.used(img)  # used in a prediction: kept its full lifetime (unused uploads go sooner)
     answer = answers.answer(img, clients.of_request(request, settings.on_space))
     probabilities = answer.probabilities[1] if answer.probabilities else None  # None: the upload was refused
     reviews.remember(request, img, probabilities, answer.details)  # what a "Wrong?" flag of this visitor may refer to

@@ -9,10 +9,10 @@ a caller cannot choose. Where it comes from (README "Client addresses"):
   rewrites the connection's client before Gradio or we see it): app.py hands it our setting, so Gradio's
   `gr.Request` and our shares agree. HF documents no X-Forwarded-For contract; `log_shape` tells us what a real
   Space sends.
-- On a Space, `X-IP-Token` (the per-visitor token HF's proxy sets, hub-docs spaces-zerogpu) names the visitor
-  where present: it holds when several hops share one address. Its signature is HF's and is not checked here:
-  should a caller's own X-IP-Token ever reach the app, that caller could pick a new share per request, which the
-  logged header shapes of a real Space would show (README, "Verified only against stand-ins").
+- `X-IP-Token` never names a client. Gradio's own page asks huggingface.co for it and attaches it to queue joins
+  itself, so the platform must pass a caller's header through, and its signature cannot be checked here (HF's key
+  is not published with a contract): a script writing its own would get a new share per request. Its presence is
+  only logged.
 - Addresses are normalised (IPv4-mapped IPv6 is IPv4) and IPv6 counts per /64, the block one subscriber holds.
 
 The counters live in memory (one process serves the app). Counts (joins, decodes, flags) use `limits`'
@@ -54,15 +54,11 @@ def normalise(host: str | None) -> str:
 
 
 def address(host: str | None, headers: Iterable[tuple[str, str]], trust_forwarded: bool) -> str:
-    """The client: on a Space (`trust_forwarded`) its X-IP-Token where present, else the connection's client as
-    uvicorn resolved it from X-Forwarded-For (`forwarded_allow_ips`), normalised."""
-    headers = list(headers)
+    """The client: the connection's client as uvicorn resolved it from X-Forwarded-For (`forwarded_allow_ips`),
+    normalised. On a Space (`trust_forwarded`) the first requests' header shapes are logged."""
     client = normalise(host)
     if trust_forwarded:
-        token = next((value.strip() for name, value in headers if name.lower() == IP_TOKEN and value.strip()), None)
-        if token:
-            client = "ip-token:" + hashlib.sha256(token.encode()).hexdigest()[:16]
-    _shapes.log(headers, client)
+        _shapes.log(list(headers), client)
     return client
 
 
@@ -70,7 +66,7 @@ def of_request(request: object, trust_forwarded: bool) -> str:
     """`address` of a `gr.Request` (or anything with `.client.host` and `.headers`)."""
     client = getattr(request, "client", None)
     headers = getattr(request, "headers", None) or {}
-    return address(getattr(client, "host", None), dict(headers).items(), trust_forwarded)
+    return address(getattr(client, "host", None), list(getattr(headers, "items", lambda: [])()), trust_forwarded)
 
 
 class _Shapes:

@@ -62,7 +62,7 @@ BUSY = "The classifier is busy: please try again in a few seconds."
 URL_PATH = "Send the photo as an uploaded file: web addresses are not fetched."
 NOT_FOUND = "Not found."
 QUEUED = (
-    "You have two photos waiting already: wait for their answers, then send the next. "
+    "You have photos waiting already: wait for their answers, then send the next. "
     "(Running this app yourself? BEAR_QUEUED_PER_CLIENT raises this limit.)"
 )
 OPEN_REQUESTS = (
@@ -72,6 +72,8 @@ OPEN_REQUESTS = (
 SERVER_OPEN = "The server has too many requests open just now: please try again in a few seconds."
 UNKNOWN_SESSION = "Unknown session: join the queue first (POST /gradio_api/queue/join)."
 NO_UPLOAD = "No upload of yours is in flight under this upload_id."
+UPLOAD_FLOOR = 256 * 1024
+"""What an upload costs of its client's upload share at least (bytes): a 16-byte upload leaves as much behind."""
 PROGRESS_AFTER_S = 10
 """How long after its upload ends an upload's progress may still be read (the page opens it as it starts)."""
 API = "/gradio_api"
@@ -264,12 +266,15 @@ class BodyLimits:
             return await _too_large(send, cap)
         if kind == "upload":
             size = int(declared) if declared else cap  # without a length, a request may use the whole cap
-            if not self.quotas.spend("upload_kb", client, size // 1024):
+            upload_id = _query(scope).get("upload_id", "")
+            if len(upload_id) > 64:  # Gradio tracks the whole id for good: never let one be a memory sink
+                return await _refuse(send, 400, "upload_id is too long.")
+            # Each upload costs at least UPLOAD_FLOOR: tiny uploads each leave Gradio state and a file behind.
+            if not self.quotas.spend("upload_kb", client, max(size, UPLOAD_FLOOR) // 1024):
                 return await _refuse(send, 429, wait("upload_kb"))
             with self.uploads.upload(client, size) as refusal:
                 if refusal:
                     return await _refuse(send, 503 if refusal == UPLOADS_FULL else 429, refusal)
-                upload_id = _query(scope).get("upload_id", "")[:64]
                 self._prune_progress()
                 if upload_id:
                     self._progress[upload_id] = (client, float("inf"))
@@ -284,19 +289,22 @@ class BodyLimits:
         try:
             payload = json.loads(body)
             parsed = model.model_validate(payload)
+        except ValidationError:  # before ValueError, its base class
+            return await _refuse(send, 422, f"The request body is not what {path} takes.")
         except (ValueError, RecursionError):  # not JSON, or nested beyond Python's recursion limit
             return await _refuse(send, 400, "The request body is not valid JSON.")
-        except ValidationError:
-            return await _refuse(send, 422, f"The request body is not what {path} takes.")
         if not self.routes.allows(kind, path, parsed):
             return await _refuse(send, 404, "No such event.")
-        if _names_a_web_path(payload):
+        paths = _file_paths(payload)
+        if any(_is_url(path.strip()) for path in paths):  # Gradio would download it
             return await _refuse(send, 400, URL_PATH)
         if kind in ("join", "call"):
             if self._queued(client) >= self.at_once.queued_per_client:
                 return await _refuse(send, 429, QUEUED)
             if not self.quotas.spend("join", client):
                 return await _refuse(send, 429, wait("join"))
+            for path in paths:  # a queued photo keeps its full lifetime, however long its turn takes
+                self.uploads.used(path)
             send = _busy_message(send)
         await self.app(scope, _replay(body, receive), send)
 
@@ -388,7 +396,8 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def _query(scope: Scope) -> dict[str, str]:
-    return {name: values[0] for name, values in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
+    # The last value of a repeated name, as Starlette (and so Gradio) reads it: the checks see what Gradio uses.
+    return {name: values[-1] for name, values in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
 
 
 def _is_url(path: str) -> bool:
@@ -429,19 +438,18 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def _names_a_web_path(payload: Any) -> bool:
-    """Whether a JSON payload holds a file whose `path` is a web address (Gradio would download it)."""
-    stack = [payload]
+def _file_paths(payload: Any) -> list[str]:
+    """Every file `path` a JSON payload names."""
+    paths, stack = [], [payload]
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
-            path = item.get("path")
-            if isinstance(path, str) and path.strip().lower().startswith(("http:", "https:", "//", "data:")):
-                return True
+            if isinstance(path := item.get("path"), str):
+                paths.append(path)
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
-    return False
+    return paths
 
 
 def _busy_message(send: Send) -> Send:

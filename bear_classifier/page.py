@@ -85,6 +85,7 @@ FLAG_STORED = "**Thank you: stored for review.** People look at the photo before
 FLAG_NOT_ANSWERED = "Only a photo this page just classified can be flagged: press Submit first."
 FLAG_NO_CORRECTION = "Choose which answer is right."
 FLAG_GONE = "This photo is no longer on the server: upload it again."
+PHOTO_GONE = "Your photo was deleted from the server before its turn (uploads are kept briefly): upload it again."
 FLAG_RATE = "At most {flags_per_hour} flags per hour (BEAR_FLAGS_PER_HOUR raises it)."
 FLAG_CLIENT_FULL = "You have flagged many photos: thank you, that is enough for now."
 FLAG_FOLDER_FULL = "The review folder is full: flags are paused until it is reviewed."

@@ -54,19 +54,19 @@ def load(settings: Settings, learner: bool = False) -> tuple[Predictor, card.Tra
     sha = modelfile.verify(model_path, expected)
     for warning in hub.public_feedback(settings.feedback_repo, settings.space_id):
         print(warning, file=sys.stderr, flush=True)  # loud, at every start, until someone fixes it
+    note = SERVED_NOTE if expected else "no SHA-256 was given to check it against, and it was not unpickled."
     # The ONNX graphs, too, are exported once per model (files named by its SHA-256), with the record beside them.
     if not learner and settings.backend != "torch" and (record := servedfiles.load(model_path, sha)):
         # Made from this very file where it was trusted (`servedfiles`, run by deploy): a Space's first start.
         beside = servedfiles.prefix(model_path, sha)
         model = Predictor(record, settings.draft_jpeg, max_batch_size=settings.max_batch_size, onnx_cache=beside)
-        print(f"Serving {model_path.name} from the served files beside it: {SERVED_NOTE}", file=sys.stderr)
+        print(f"Serving {model_path.name} from the served files beside it: {note}", file=sys.stderr)
         return model, facts
     onnx_cache = settings.cache / "onnx" / sha
     key = served.key(sha, facts.versions)
     if not learner and settings.backend != "torch" and (record := served.load(onnx_cache, key)):
         # Written only after the checks below and `load_learner` passed for this file, card and environment.
         model = Predictor(record, settings.draft_jpeg, max_batch_size=settings.max_batch_size, onnx_cache=onnx_cache)
-        note = SERVED_NOTE if expected else "no SHA-256 was given to check it against, and it was not unpickled."
         print(f"Serving {model_path.name} from its cached ONNX graphs: {note}", file=sys.stderr)
         return model, facts
     # Before serving: refuse a model this Python or these libraries cannot run (the message says what to
@@ -133,7 +133,10 @@ class Answers:
         """The answer for the uploaded file at `path` (or the refusal already decided)."""
         if isinstance(path, ImageError):
             return refusal(path)
-        digest = modelfile.sha256(path)
+        try:
+            digest = modelfile.sha256(path)
+        except OSError:  # deleted since the upload (its lifetime, or the folder made room): not about the photo
+            return refusal(ImageError(page.PHOTO_GONE))
         with self._lock:
             if (known := self._answers.get(digest)) is not None:
                 self._answers.move_to_end(digest)

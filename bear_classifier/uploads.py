@@ -121,12 +121,16 @@ class UploadFolder:
                     self._delete_temp_files(older_than=0)
 
     def add(self, client: str, path: str) -> None:
-        """Record a file that an upload of `client` stored (its size from one `stat`)."""
+        """Record a file that an upload of `client` stored (its size from one `stat`). An example's own file is not
+        recorded: uploading an example's bytes under its name lands on the path Gradio cached it at, and recording
+        it would let that client's share (or the sweep) delete the page's example for everyone."""
         try:
             size = os.stat(path).st_size
         except OSError:
             return
         key = str(Path(path).resolve())
+        if key in self._kept():
+            return
         with self._lock:
             if key in self._held:  # the same content and name again: one file, now the newest
                 self._held[key].added = time.time()
@@ -153,8 +157,10 @@ class UploadFolder:
             ]
             for path in expired:
                 self._forget(path)
-        for path, _, changed in self._files():  # untracked files (none should be) after the full lifetime
-            if now - changed > self.ttl and str(path) not in keep and str(path.resolve()) not in self._held:
+        # Untracked files: an upload Gradio stored and then refused (400, so never recorded) is a leftover once no
+        # upload can still be in flight; waiting the full lifetime let refused uploads fill the disk uncounted.
+        for path, _, changed in self._files():
+            if now - changed > UPLOAD_SECONDS + 30 and str(path) not in keep and str(path.resolve()) not in self._held:
                 _remove(path)
         with self._lock:
             self._delete_temp_files(older_than=UPLOAD_SECONDS + 30)
@@ -196,6 +202,9 @@ class UploadFolder:
 
     def _oldest_of(self, client: str) -> str:
         return next(path for path, held in self._held.items() if held.client == client)
+
+    def _kept(self) -> set[str]:
+        return {str(Path(path).resolve()) for path in self.keep()}
 
     def _forget(self, path: str) -> None:
         held = self._held.pop(path)

@@ -17,6 +17,8 @@ from urllib.parse import urlparse
 
 import httpx
 
+from bear_classifier import page
+
 FILE_DATA = {"_type": "gradio.FileData"}
 
 
@@ -75,6 +77,15 @@ class RawCaller:
         name = "Flag" if button == 0 else f"Flag_{button}"
         body = {"data": [payload, None, None, None], "fn_index": self.fn_index[name], "session_hash": self.session}
         return self.http.post(self.api + f"/run/{name}", json=body)
+
+    def flag_note(self, payload: Any, button: int = 0) -> str | None:
+        """Press a "Wrong: ..." button: the note the page then shows under the buttons (None: no answer)."""
+        data = self.flag(payload, button).json().get("data")
+        return data[0] if data else None
+
+    def flag_stored(self, payload: Any, button: int = 0) -> bool:
+        """Press a "Wrong: ..." button: whether the note under the buttons says the flag was stored."""
+        return self.flag_note(payload, button) == page.FLAG_STORED
 
     def close(self) -> None:
         self.http.close()
