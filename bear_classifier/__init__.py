@@ -4,7 +4,8 @@ Training side: `search` (web image search) -> `data` (verify files, DataLoaders)
 (pixel similarity) -> `imagenet` (the pretrained network and its offline weights, read zero-shot; the
 out-of-domain guard fitted on the training photos and attached to the learner) -> `train` (zero-shot
 head, linear probe or fine-tune, error analysis) -> `export` (writes a portable model.pkl, with the guard inside)
--> `evaluate` (validation and external photos, into an `evaluation.Evaluation`) -> `card` (model card) -> `promote` (a run's model becomes the
+-> `candidates` (every candidate model measured on the same photos) -> `choice` (the rule that picks one, and the
+run's warnings) -> `evaluate` (validation and external photos, into an `evaluation.Evaluation`) -> `card` (model card) -> `promote` (a run's model becomes the
 shipped one) -> `hub` (publish) -> `deploy` (the Space); `notebook` runs training.ipynb headless (papermill).
 `examples` (the page's examples from the student's own photos). `page` holds every word a visitor, an API
 caller or a reader of the Space or the card reads, written from the card's subject and classes.
@@ -14,8 +15,9 @@ Imports point one way: the serving side never imports a training module (tests/t
 
 Serving side, one request (`settings` read once by app.py, `zerogpu` imports `spaces` on ZeroGPU only, `machine` the
 CPUs and memory the container allows; `serving.load`
-checks model.pkl first, `modelfile`, then serves from the cache's ONNX graphs and `served` record without fastai
-when an earlier start with this file and environment wrote them):
+checks model.pkl first, `modelfile`, then serves without fastai from the ONNX graphs and `served` record made beside
+model.pkl by `servedfiles` (deploy ships them: a Space's first start), or from the cache's when an earlier start with
+this file and environment wrote them):
 
     Gradio worker thread                                     inference thread (predictor.Predictor)
     limits.BodyLimits      exact routes, body caps, one file per upload, no URLs, requests open and
