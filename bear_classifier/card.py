@@ -36,7 +36,7 @@ def known_recipe(recipe: str) -> str:
     """`recipe` when training.ipynb knows it; otherwise a ValueError naming the known ones, raised before training
     (an unknown name used to train the course default and fail only when the card was written)."""
     if recipe not in RECIPES:
-        raise ValueError(f"recipe {recipe!r} is not one of {', '.join(RECIPES)}: pass one of them with -p recipe.")
+        raise ValueError(f"recipe {recipe!r} is not one of {', '.join(RECIPES)}: pass those you want in -p recipes.")
     return recipe
 
 

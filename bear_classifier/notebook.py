@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,6 +66,20 @@ def _pct(rate: float | None) -> str:
     return "not measured" if rate is None else f"{rate:.1%}"
 
 
+def parameters_of(notebook: Path = NOTEBOOK) -> dict[str, object]:
+    """The names its parameters cell sets, with their defaults (papermill's own reader trips on a comment's quote)."""
+    cells = json.loads(Path(notebook).read_text(encoding="utf-8"))["cells"]
+    cell = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    tree = ast.parse("".join(cell["source"]))
+    return {
+        target.id: ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bear_classifier.notebook", description=__doc__.split("\n\n")[0])
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
@@ -75,15 +90,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     # fastai's cleaner is for clicking in Jupyter; headless there is no one to click (top_losses.csv instead)
     parameters = {"show_cleaner": False} | {name: literal(value) for name, value in args.parameter}
+    known = parameters_of()
+    if unknown := sorted(set(parameters) - set(known)):  # papermill would inject them silently, and train anyway
+        print(f"unknown parameter {', '.join(unknown)}: the notebook takes {', '.join(known)}", file=sys.stderr)
+        return 2
     try:
         papermill.execute_notebook(str(NOTEBOOK), str(args.out), parameters=parameters)
     except papermill.PapermillExecutionError as error:
         print(f"\nevery cell's output, the full traceback too, is in {args.out}", file=sys.stderr)
         print(f"training stopped: {error.ename}: {error.evalue}", file=sys.stderr)  # last: where people look
         return 1
-    run_dir = Path(
-        str(parameters.get("run_dir") or literal(papermill.inspect_notebook(str(NOTEBOOK))["run_dir"]["default"]))
-    )
+    run_dir = Path(str(parameters.get("run_dir") or known["run_dir"]))
     if (run_dir / "summary.md").is_file():
         print((run_dir / "summary.md").read_text())  # the notebook wrote it; its cells' output stays in --out
     return 0

@@ -112,6 +112,13 @@ def test_a_missing_external_dir_stops_the_notebook_before_training(tmp_path, cap
     assert "Traceback" not in err and not (out / "model.pkl").exists()
 
 
+def test_an_unknown_parameter_stops_the_notebook_before_it_starts(tmp_path, capsys):
+    assert notebook.main(["-p", "recipe", "zero_shot", "--out", str(tmp_path / "training.ipynb")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("unknown parameter recipe: the notebook takes data_dir, subject,") and "recipes" in err
+    assert not (tmp_path / "training.ipynb").exists()
+
+
 def test_an_unknown_recipe_stops_the_notebook_before_training(tmp_path, capsys):
     out = tmp_path / "out"
     parameters = {"data_dir": FIXTURE_BEARS, "recipes": ["zero_shot_finetune"], "output_dir": out, "run_dir": out}
