@@ -223,6 +223,10 @@ class BodyLimits:
         if scope["type"] != "http" or scope["method"] == "OPTIONS":
             return await self.app(scope, receive, send)
         client = address(scope.get("client", (None,))[0], _headers(scope), self.trust_forwarded)
+        if scope["method"] in ("GET", "HEAD") and scope["path"].startswith(PAGE_FILES):
+            # The page's own files are not counted: a browser fetches a dozen at once while the page loads (429s
+            # there left the page blank), and each is a file sent at once, never a stream that stays open.
+            return await self._route(scope, receive, send, client)
         if self._open[client] >= self.at_once.per_client:
             return await _refuse(send, 429, OPEN_REQUESTS)
         if self._open.total() >= self.at_once.total:
