@@ -118,7 +118,7 @@ class Settings:
     upload_ttl: int = 600  # BEAR_UPLOAD_TTL: seconds before uploaded photos are deleted
     upload_max_mb: int = 1000  # BEAR_UPLOAD_MAX_MB: all uploads together; beyond it uploads wait for the sweep
     decode_workers: int | None = None  # BEAR_DECODE_WORKERS: decoder processes (default: from CPUs and memory)
-    decode_cpu_seconds: float = 1.5  # BEAR_DECODE_CPU_SECONDS: CPU budget of one decode
+    decode_cpu_seconds: float = 3.0  # BEAR_DECODE_CPU_SECONDS: CPU budget of one decode (a 50 MP PNG: 0.8-1.2 s)
     # BEAR_DECODE_CPU_SECONDS_PER_MINUTE: decoding CPU time per client address; past it, or after a photo stopped
     # at its budget, that client's decodes pause for a minute
     decode_cpu_seconds_per_minute: float = 10.0

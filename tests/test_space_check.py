@@ -95,14 +95,14 @@ def test_a_model_exported_under_3_12_with_other_versions_serves_through_deploy(
             "bear-lab/colab-bears",
             {name: (exported / name).read_bytes() for name in ("model.pkl", "README.md")},
         )
-        code = deploy.main(
-            ["--model-repo", "bear-lab/colab-bears", "--revision", sha, "--hardware", "zero-a10g", "--check"]
-            + ["--out", str(tmp_path / "space")]
-        )
-    captured = capsys.readouterr()
+        pinned = ["--model-repo", "bear-lab/colab-bears", "--revision", sha, "--hardware", "zero-a10g"]
+        code = deploy.main([*pinned, "--check"])
+        captured = capsys.readouterr()
+        assert deploy.main([*pinned, "--out", str(tmp_path / "space")]) == 0  # the tree alone, as checked
     out = captured.out
-    assert code == 0, out + captured.err  # deploy writes why it stopped to stderr
-    assert "answers every example as learn.predict does" in out
+    assert "answers every example as learn.predict does" in out, out + captured.err
+    # A 1-epoch smoke model answers the bear examples wrongly, and deploy refuses to ship them (issue 31, item 4).
+    assert code != 0 and "Examples the model gets wrong" in captured.err, out + captured.err
     requirements = (tmp_path / "space" / "requirements.txt").read_text().splitlines()
     for pin in OTHER_VERSIONS:
         assert pin in requirements, requirements  # the card's versions, not ours

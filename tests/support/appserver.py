@@ -100,7 +100,7 @@ class AppServer:
     def stop(self, how: signal.Signals = signal.SIGTERM) -> None:
         self.process.send_signal(how)
         try:
-            self.process.wait(timeout=20)
+            self.process.wait(timeout=60)  # a loaded CI machine: shutting down the decoders takes seconds
         except subprocess.TimeoutExpired:
             self.process.kill()
         self._log.close()
