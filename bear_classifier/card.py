@@ -113,6 +113,11 @@ class TrainingFacts:
     """The half of the external folder the external numbers are measured on (`data.external_half`)."""
     # What the photos show (training.ipynb's subject parameters, `Subject`); a card written before they
     # travelled here is the bear classifier's.
+    int8: dict = field(default_factory=dict)
+    """The chosen model's int8 graphs against its fp32 ones (`quantize.Comparison.to_dict`); empty: not compared."""
+    graphs: dict = field(default_factory=dict)
+    """The int8 graphs that serve: file name beside model.pkl -> SHA-256 (`quantize`). Empty: the fp32 graphs made
+    from model.pkl serve."""
     subject: str = BEARS.subject
     title: str = BEARS.title
     description: str = BEARS.description
@@ -241,6 +246,7 @@ Accuracy on the validation split ({n_valid} photos, seeded 20% of the training f
 
 {mapping_text}
 {wise_text}{choice_text}
+{int8_text}
 Confusion matrix (validation split): `confusion_matrix.png`. Measured with
 `python -m bear_classifier.evaluate --model model.pkl`.
 
@@ -340,6 +346,7 @@ def write(facts: TrainingFacts, path: Path, sources: str = "") -> Path:
         else "",
         wise_text=_wise(facts.wise_ft),
         choice_text=choice_text(facts),
+        int8_text=int8_text(facts.int8, facts.graphs),
         guard_rule_text=_guard_rule(facts),
         ood_pass_text=_guard_pass(facts),
         n_classes=len(facts.vocab),
@@ -418,6 +425,28 @@ def choice_text(facts: TrainingFacts) -> str:
     if facts.warnings:
         text += "\n**Warnings**:\n\n" + "\n".join(f"- {w}" for w in facts.warnings) + "\n"
     return text
+
+
+def int8_text(comparison: dict, graphs: dict) -> str:
+    """The int8 graphs against the fp32 ones, and which serve with their SHA-256s (markdown; empty when not compared)."""
+    if not comparison:
+        return ""
+    both = [comparison["fp32"], comparison["int8"]]
+    serving = both[comparison["ships"] == "int8"]["name"]
+    rows = table(Choice.from_dict({"candidates": both, "chosen": serving, "reason": "", "on": "the choosing photos"}))
+    served = (
+        "\n".join(f"- `{name}`: SHA-256 `{sha}`" for name, sha in graphs.items())
+        if graphs
+        else "- the fp32 graphs, exported from model.pkl where it is trusted (`bear_classifier.servedfiles`)"
+    )
+    return (
+        "\n### int8 or fp32 graphs\n\nThe chosen model's forward passes, quantized to int8 by ONNX Runtime "
+        "(`bear_classifier.quantize`, calibrated on training photos), against its fp32 graphs on the same photos. "
+        f"Of {comparison['photos']} photos compared, {comparison['labels_differ']} get another label and "
+        f"{comparison['flags_differ']} another guard flag; one class probability differs by at most "
+        f"{comparison['max_gap']:.3f}.\n\n{rows}\n\n**Serving {comparison['ships']}**: {comparison['reason']}. "
+        f"The graphs that serve:\n\n{served}\n"
+    )
 
 
 def _guard_rule(facts: TrainingFacts) -> str:

@@ -180,6 +180,23 @@ def choose(candidates: Sequence[Candidate], on: str) -> Choice:
     return Choice(candidates, chosen, "; ".join(why + notes) + ".", on)
 
 
+def precision(fp32: Candidate, int8: Candidate, on: str) -> tuple[str, str]:
+    """Which graphs serve the chosen model (issue 30): its int8 graphs (`quantize`) only when, on the choosing photos,
+    they are no worse than its fp32 graphs on any figure (photos right, in-domain photos flagged, every not-in-domain
+    folder's photos flagged); then speed decides, and int8 is the faster. Returns ("int8" or "fp32", the reason)."""
+    worse = []
+    if int8.right < fp32.right:
+        worse.append(f"{int8.right} photos right against {fp32.right}")
+    if int8.flagged > fp32.flagged:
+        worse.append(f"{int8.flagged} in-domain photos flagged against {fp32.flagged}")
+    for name, (k, n) in fp32.out_of_domain.items():
+        if int8.out_of_domain.get(name, (0, n))[0] < k:
+            worse.append(f"{int8.out_of_domain.get(name, (0, n))[0]}/{n} of `{name}` flagged against {k}/{n}")
+    if worse:
+        return "fp32", f"the int8 graphs are worse on {on}: {'; '.join(worse)}"
+    return "int8", f"the int8 graphs are no worse than the fp32 ones on any figure of {on}, and faster"
+
+
 def warnings(
     choice: Choice, mapping: Mapping[str, list[str] | str], threshold: float, valid_flagged: float | None
 ) -> list[str]:

@@ -78,10 +78,13 @@ def download(repo_id: str, revision: str | None, filename: str = "model.pkl", al
     return Path(hf_hub_download(repo_id, filename, revision=revision))  # token: huggingface_hub.get_token()
 
 
-def files_to_push(folder: Path, names: Iterable[str] = ("model.pkl", "confusion_matrix.png")) -> dict[str, Path]:
-    """The publishable outputs of a training run; the model card becomes the repo's README.md."""
+def files_to_push(
+    folder: Path, names: Iterable[str] = ("model.pkl", "confusion_matrix.png"), graphs: Iterable[str] = ()
+) -> dict[str, Path]:
+    """The publishable outputs of a training run, with the int8 graphs its card names (`graphs`, the card's facts);
+    the model card becomes the repo's README.md."""
     folder = Path(folder)
-    files = {name: folder / name for name in names if (folder / name).exists()}
+    files = {name: folder / name for name in [*names, *graphs] if (folder / name).exists()}
     files["README.md"] = folder / "model_card.md"
     return files
 

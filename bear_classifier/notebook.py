@@ -55,8 +55,11 @@ def summary(facts: card.TrainingFacts, output_dir: Path) -> str:
     lines.append("guard: " + ", ".join(guard))
     if not facts.choice and facts.warnings:
         lines += ["warnings:", *(f"- {w}" for w in facts.warnings)]
+    if facts.int8:
+        lines.append(f"graphs: {facts.int8['ships']} serves ({facts.int8['reason']})")
+    graphs = "".join(f", {output_dir}/{name}" for name in facts.graphs)
     lines += [
-        f"files: {output_dir}/model.pkl, {output_dir}/model_card.md, {output_dir}/confusion_matrix.png",
+        f"files: {output_dir}/model.pkl, {output_dir}/model_card.md, {output_dir}/confusion_matrix.png{graphs}",
         f"to ship it: python -m bear_classifier.promote {output_dir}",
     ]
     return "\n".join(lines) + "\n"

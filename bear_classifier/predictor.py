@@ -91,14 +91,29 @@ def onnx_graph(model: nn.Module, size: int, imagenet: ImageNetHead | None = None
     with ThreadPoolExecutor(1) as exporter:
         exporter.submit(export).result()
     if cache is not None:
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(graph.getvalue())
-            tmp.replace(cache)  # atomic: another process never reads half a graph
-        except OSError:
-            pass  # a read-only cache only costs the next start the export
+        keep(cache, graph.getvalue())
     return graph.getvalue()
+
+
+def keep(cache: Path, graph: bytes) -> None:
+    """Write `graph` to `cache` atomically (another process never reads half a graph); a read-only cache only costs
+    the next start the export."""
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(graph)
+        tmp.replace(cache)
+    except OSError:
+        pass
+
+
+INT8_GLOB = "model-int8-*.onnx"
+
+
+def int8_name(size: int, guard: bool) -> str:
+    """The file name of a pass's int8 graph (`quantize`), beside model.pkl; the model card lists them with their
+    SHA-256s when they serve."""
+    return f"model-int8-{size}px-{'guard' if guard else 'plain'}.onnx"
 
 
 class OnnxNetwork:
@@ -181,11 +196,13 @@ class Predictor:
         backend: str | None = None,
         max_batch_size: int = 16,
         onnx_cache: Path | None = None,
+        int8: Path | None = None,
     ):
         """`learn`: an exported learner, or the record (`served.Served`) that `served` returned for it: then the
         ONNX graphs kept under `onnx_cache` run, with ONNX Runtime, and fastai is never imported.
         `onnx_cache`: a path prefix unique to this model.pkl (e.g. `<cache>/onnx/<its SHA-256>`) under
-        which the ONNX graphs are kept between starts (`onnx_graph`)."""
+        which the ONNX graphs are kept between starts (`onnx_graph`). `int8`: the folder holding the passes' int8
+        graphs (`int8_name`, checked by the caller): they run instead of the learner's fp32 graphs."""
         self.graphs: list[str] = []
         """The ONNX graphs' file names beside `onnx_cache`: the answer's, then the guard's second pass's, if any."""
         if isinstance(learn, Served):
@@ -216,8 +233,14 @@ class Predictor:
 
             def make(size: int, guard: bool, spin: bool) -> TorchNetwork | OnnxNetwork:
                 imagenet = (self.guard.imagenet_weight, self.guard.imagenet_bias) if guard else None
-                cache = self._graph(onnx_cache, size, guard) if onnx_cache is not None else None
-                return network(self.model, size, backend, imagenet, spin, cache)
+                precision = "fp32" if int8 is None else "int8"
+                cache = self._graph(onnx_cache, size, guard, precision) if onnx_cache is not None else None
+                if int8 is None:
+                    return network(self.model, size, backend, imagenet, spin, cache)
+                graph = (int8 / int8_name(size, guard)).read_bytes()
+                if cache is not None:
+                    keep(cache, graph)  # the served record names it like an exported graph
+                return OnnxNetwork(graph, spin)
 
         size = self.transforms.size
         guard_size = (self.guard.size or size) if self.guard else size
@@ -238,11 +261,25 @@ class Predictor:
         self._serving: threading.Thread | None = None
         self._starting = threading.Lock()
 
-    def _graph(self, onnx_cache: Path, size: int, guard: bool) -> Path:
+    def _graph(self, onnx_cache: Path, size: int, guard: bool, precision: str) -> Path:
         """The ONNX graph's file for a pass at `size` (with the guard's output or not), noted in `graphs`."""
-        name = f"{onnx_cache.name}-{size}px-{'guard' if guard else 'plain'}-torch{torch.__version__}.onnx"
+        kind = "guard" if guard else "plain"
+        made = (
+            f"torch{torch.__version__}" if precision == "fp32" else precision
+        )  # an int8 graph is made once, by quantize
+        name = f"{onnx_cache.name}-{size}px-{kind}-{made}.onnx"
         self.graphs.append(name)
         return onnx_cache.with_name(name)
+
+    def passes(self) -> list[tuple[int, bool, Any, TorchNetwork | OnnxNetwork]]:
+        """(input size, whether it gives the guard's ImageNet output, its transform, its network) for each forward
+        pass a photo needs, in the order of `graphs`: the answer's, then the guard's when it reads another size."""
+        if self._guard_network is None:
+            return [(self.transforms.size, self.guard is not None, self.transforms, self.network)]
+        return [
+            (self.transforms.size, False, self.transforms, self.network),
+            (self._guard_transform.size, True, self._guard_transform, self._guard_network),
+        ]
 
     def served(self, key: dict[str, Any]) -> Served | None:
         """What rebuilds this predictor without fastai (`served`), under `key`; None when it cannot: a learner

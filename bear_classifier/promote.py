@@ -4,7 +4,7 @@
 
 training.ipynb writes model.pkl, model_card.md and confusion_matrix.png to its `output_dir` (runs/latest
 by default), never over the committed files: a run is looked at first, then promoted. This command copies
-the three files of a run over the committed ones, after checking that the run is complete and that its
+the three files of a run (and the int8 graphs its card names) over the committed ones, after checking that the run is complete and that its
 card describes its model.pkl (the app refuses a model whose SHA-256 differs from the card's).
 """
 
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import card, modelfile
+from .predictor import INT8_GLOB
 from .settings import ROOT
 
 FILES = ("model.pkl", "model_card.md", "confusion_matrix.png")
@@ -39,11 +40,15 @@ def check_run(run: Path) -> None:
 
 
 def promote(run: Path, target: Path = ROOT) -> list[Path]:
-    """Copy the run's files over those in `target` (the project folder); returns what was written."""
+    """Copy the run's files over those in `target` (the project folder), with the int8 graphs its card names
+    (`quantize`) in place of any there; returns what was written."""
     check_run(run)
-    for name in FILES:
+    names = [*FILES, *card.read(run / "model_card.md").graphs]
+    for old in target.glob(INT8_GLOB):
+        old.unlink()
+    for name in names:
         shutil.copyfile(run / name, target / name)
-    return [target / name for name in FILES]
+    return [target / name for name in names]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

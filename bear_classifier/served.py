@@ -42,9 +42,10 @@ FORMAT = 1
 records written by older code are then not trusted, even in a cache that outlives the code (`BEAR_CACHE`)."""
 
 
-def key(sha: str, recorded: Mapping[str, str]) -> dict[str, Any]:
+def key(sha: str, recorded: Mapping[str, str], int8: Mapping[str, str]) -> dict[str, Any]:
     """What a record must have been written under to be trusted: this module's `FORMAT`, the model's SHA-256, the
-    versions its model card records (`recorded`) and this environment's, which the start-up check compares
+    int8 graphs its model card names (`int8`, empty: fp32), the versions it records (`recorded`) and this
+    environment's, which the start-up check compares
     (`modelfile.check_servable`), torch's own version string, build tag included (the graphs' names carry it), and
     ONNX Runtime's, which runs the graphs."""
     try:
@@ -54,6 +55,7 @@ def key(sha: str, recorded: Mapping[str, str]) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "sha256": sha,
+        "int8": dict(int8),
         "recorded": dict(recorded),
         "versions": modelfile.library_versions(),
         "torch": torch.__version__,

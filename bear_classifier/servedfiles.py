@@ -4,6 +4,9 @@ fastai or unpickling anything:
 
     python -m bear_classifier.servedfiles model.pkl      # (re)makes served/ beside it; run after replacing model.pkl
 
+When the model card names int8 graphs (`quantize`), those serve: they are checked against the card's SHA-256s and
+copied in, not exported.
+
 They are made here (and by `deploy`, for the model it uploads), where the pickle is trusted and fastai is installed,
 not on the Space. Their key (`key`) holds what can change their meaning: the record's `served.FORMAT`, the model's
 SHA-256, the graphs' ONNX opset and the ONNX Runtime release that runs them (not the Python minor or torch: a graph
@@ -22,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import modelfile, served
+from . import card, modelfile, served
 
 FOLDER = "served"
 """Beside model.pkl: `served/<its SHA-256>-served.json` and the graphs it names."""
@@ -40,17 +43,32 @@ def onnxruntime_version() -> str | None:
         return None
 
 
-def key(sha: str, opset: int | None) -> dict[str, Any]:
-    return {"format": served.FORMAT, "sha256": sha, "opset": opset, "onnxruntime": onnxruntime_version()}
+def key(sha: str, opset: int | None, int8: dict[str, str]) -> dict[str, Any]:
+    return {"format": served.FORMAT, "sha256": sha, "opset": opset, "onnxruntime": onnxruntime_version(), "int8": int8}
 
 
-def load(model: Path, sha: str) -> served.Served | None:
-    """The record beside `model` when it was made for this file (`sha`), this record format and this ONNX Runtime,
-    and every graph it names is there with its SHA-256; else None."""
+def int8_folder(model: Path, int8: dict[str, str]) -> Path | None:
+    """The folder holding the int8 graphs that the model card names (`int8`: file name -> SHA-256; `quantize`)
+    beside `model`, each checked; None when the card names none (the fp32 graphs serve)."""
+    for name, digest in int8.items():
+        graph = Path(model).parent / name
+        if not graph.is_file():
+            raise modelfile.ModelFileError(
+                f"The model card says {name} serves, and it is not beside {model}: copy the training run's "
+                f"{name} there too (python -m bear_classifier.promote copies every file of a run)."
+            )
+        if hashlib.sha256(graph.read_bytes()).hexdigest() != digest:
+            raise modelfile.ModelFileError(f"{graph} does not match the SHA-256 its model card records: refusing it.")
+    return Path(model).parent if int8 else None
+
+
+def load(model: Path, sha: str, int8: dict[str, str]) -> served.Served | None:
+    """The record beside `model` when it was made for this file (`sha`) and these int8 graphs (the card's `graphs`),
+    this record format and this ONNX Runtime, and every graph it names is there with its SHA-256; else None."""
     onnx_cache = prefix(model, sha)
     try:
         record = json.loads(served.path(onnx_cache).read_text())
-        wanted = key(sha, record["key"].get("opset"))
+        wanted = key(sha, record["key"].get("opset"), int8)
         hashes = record["key"].get("graphs") or {}
     except (OSError, ValueError, KeyError, AttributeError):
         return None
@@ -63,26 +81,27 @@ def load(model: Path, sha: str) -> served.Served | None:
     return served.load(onnx_cache, record["key"])
 
 
-def make(model: Path) -> Path:
-    """(Re)make `model`'s served files (fastai loads the trusted file here, the graphs are exported) and remove those
-    of any other model; returns the record's path."""
+def make(model: Path, int8: dict[str, str]) -> Path:
+    """(Re)make `model`'s served files (fastai loads the trusted file here, the graphs are exported, or its int8
+    graphs `int8` are copied) and remove those of any other model; returns the record's path."""
     from .predictor import Predictor  # the training side's imports: fastai comes with it
 
     model = Path(model)
     sha = modelfile.sha256(model)
-    if load(model, sha) is not None:
+    if load(model, sha, int8) is not None:
         return served.path(prefix(model, sha))
     folder = model.parent / FOLDER
     folder.mkdir(exist_ok=True)
     for old in folder.iterdir():
         old.unlink()
     onnx_cache = prefix(model, sha)
-    predictor = Predictor(modelfile.load(model, expected_sha256=sha), backend="onnx", onnx_cache=onnx_cache)
+    learn = modelfile.load(model, expected_sha256=sha)
+    predictor = Predictor(learn, backend="onnx", onnx_cache=onnx_cache, int8=int8_folder(model, int8))
     record = predictor.served({})
     if record is None:
         raise RuntimeError(f"{model} cannot be served from ONNX graphs (a learner without the standard transforms)")
     graphs = {name: hashlib.sha256(onnx_cache.with_name(name).read_bytes()).hexdigest() for name in record.graphs}
-    record_key = {**key(sha, _opset(onnx_cache.with_name(record.graphs[0]))), "graphs": graphs}
+    record_key = {**key(sha, _opset(onnx_cache.with_name(record.graphs[0])), int8), "graphs": graphs}
     served.save(onnx_cache, served.Served(record_key, record.vocab, record.plain, record.guard, record.graphs))
     return served.path(onnx_cache)
 
@@ -97,8 +116,9 @@ def _opset(graph: Path) -> int | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bear_classifier.servedfiles", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", type=Path, nargs="?", default=Path("model.pkl"))
+    parser.add_argument("--card", type=Path, help="its model card (default: model_card.md beside it)")
     args = parser.parse_args(argv)
-    record = make(args.model)
+    record = make(args.model, card.read(args.card or args.model.parent / "model_card.md").graphs)
     print(f"Served files for {args.model} ({modelfile.sha256(args.model)[:12]}): {record.parent}")
     return 0
 

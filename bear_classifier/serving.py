@@ -35,11 +35,14 @@ def model_files(settings: Settings) -> tuple[Path, Path]:
     """model.pkl and its model card: from a Hub repo at a pinned commit, or the committed files."""
     if not settings.model_repo:
         return MODEL_PATH, CARD_PATH
-    files = [
-        hub.download(settings.model_repo, settings.model_revision, name, allow_unpinned=settings.allow_unpinned)
-        for name in ("model.pkl", "README.md")
-    ]
-    return files[0], files[1]
+
+    def download(name: str) -> Path:
+        return hub.download(settings.model_repo, settings.model_revision, name, allow_unpinned=settings.allow_unpinned)
+
+    model, model_card = download("model.pkl"), download("README.md")
+    for name in card.read(model_card).graphs:  # the int8 graphs it serves, beside model.pkl in the same snapshot
+        download(name)
+    return model, model_card
 
 
 def load(settings: Settings, learner: bool = False) -> tuple[Predictor, card.TrainingFacts]:
@@ -56,14 +59,15 @@ def load(settings: Settings, learner: bool = False) -> tuple[Predictor, card.Tra
         print(warning, file=sys.stderr, flush=True)  # loud, at every start, until someone fixes it
     note = SERVED_NOTE if expected else "no SHA-256 was given to check it against, and it was not unpickled."
     # The ONNX graphs, too, are exported once per model (files named by its SHA-256), with the record beside them.
-    if not learner and settings.backend != "torch" and (record := servedfiles.load(model_path, sha)):
+    int8 = servedfiles.int8_folder(model_path, facts.graphs)  # the int8 graphs the card names, checked; None: fp32
+    if not learner and settings.backend != "torch" and (record := servedfiles.load(model_path, sha, facts.graphs)):
         # Made from this very file where it was trusted (`servedfiles`, run by deploy): a Space's first start.
         beside = servedfiles.prefix(model_path, sha)
         model = Predictor(record, settings.draft_jpeg, max_batch_size=settings.max_batch_size, onnx_cache=beside)
         print(f"Serving {model_path.name} from the served files beside it: {note}", file=sys.stderr)
         return model, facts
     onnx_cache = settings.cache / "onnx" / sha
-    key = served.key(sha, facts.versions)
+    key = served.key(sha, facts.versions, facts.graphs)
     if not learner and settings.backend != "torch" and (record := served.load(onnx_cache, key)):
         # Written only after the checks below and `load_learner` passed for this file, card and environment.
         model = Predictor(record, settings.draft_jpeg, max_batch_size=settings.max_batch_size, onnx_cache=onnx_cache)
@@ -90,7 +94,7 @@ def load(settings: Settings, learner: bool = False) -> tuple[Predictor, card.Tra
         meanwhile=lambda: modelfile.import_modules(model_path),
     )
     learn = modelfile.load(model_path, expected_sha256=expected, file_sha256=sha)
-    model = Predictor(learn, settings.draft_jpeg, settings.backend, settings.max_batch_size, onnx_cache)
+    model = Predictor(learn, settings.draft_jpeg, settings.backend, settings.max_batch_size, onnx_cache, int8)
     if record := model.served(key):
         served.save(onnx_cache, record)
     return model, facts

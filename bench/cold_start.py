@@ -24,7 +24,7 @@ from pathlib import Path
 
 from gradio_client import Client, handle_file
 
-from bear_classifier import servedfiles
+from bear_classifier import card, servedfiles
 from bear_classifier.settings import EXAMPLES_DIR, ROOT
 from tests.support.appserver import free_port
 
@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     parser = argparse.ArgumentParser(prog="python -m bench.cold_start", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
-    servedfiles.make(ROOT / "model.pkl")  # what deploy ships beside it; not timed
+    servedfiles.make(
+        ROOT / "model.pkl", card.read(ROOT / "model_card.md").graphs
+    )  # what deploy ships beside it; not timed
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         course = tmp / "course_app.py"

@@ -142,3 +142,19 @@ def test_two_models_answer_alike_only_with_equal_labels_flags_and_close_probabil
     assert differences(one, replace(one, out_of_domain=True)) == ["flagged False against True"]
     moved = replace(one, probabilities={"black": 0.8998, "grizzly": 0.0502, "teddy": 0.05})
     assert differences(one, moved) == ["probabilities differ by 2.00e-04"]
+
+
+def test_int8_graphs_serve_only_when_no_worse_on_any_figure():
+    fp32 = replace(ZS320, name="fp32 graphs")
+    assert choice.precision(fp32, replace(fp32, name="int8 graphs"), "the selection half")[0] == "int8"
+    assert choice.precision(fp32, replace(fp32, right=fp32.right + 1), "the selection half")[0] == "int8"
+    worse = {
+        "right": replace(fp32, right=fp32.right - 1),
+        "in-domain flags": replace(fp32, flagged=fp32.flagged + 1),
+        "a folder's flags": replace(fp32, out_of_domain={**FOLDERS, "polar_bears": (4, 5)}),
+    }
+    for what, int8 in worse.items():
+        ships, reason = choice.precision(fp32, int8, "the selection half")
+        assert ships == "fp32", what
+        assert "worse on the selection half" in reason, what
+    assert "`polar_bears` flagged" in choice.precision(fp32, worse["a folder's flags"], "x")[1]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bear_classifier import modelfile, served, servedfiles, serving
+from bear_classifier import card, modelfile, served, servedfiles, serving
 from bear_classifier.predictor import OnnxNetwork, Predictor
 from bear_classifier.settings import Settings
 from tests.conftest import ROOT, example
@@ -90,7 +90,9 @@ def test_a_warm_start_serves_without_fastai_or_timm_and_answers_the_same(predict
 def test_a_space_s_first_start_serves_from_the_files_beside_the_model(predictor, tmp_path):
     """A Space starts on a fresh disk: with the served files deploy ships beside model.pkl (`servedfiles`) and an
     empty cache, nothing is unpickled and neither fastai nor timm is imported, and the answers are the learner's."""
-    servedfiles.make(serving.MODEL_PATH)  # what deploy does (a no-op when they are there for this model.pkl)
+    servedfiles.make(
+        serving.MODEL_PATH, card.read(serving.CARD_PATH).graphs
+    )  # what deploy does (a no-op when they are there for this model.pkl)
     script = (
         "import json, sys\n"
         "import app\n"

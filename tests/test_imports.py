@@ -10,7 +10,13 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 PACKAGE = "bear_classifier"
-TRAINING = {"bear_classifier.train", "bear_classifier.imagenet", "bear_classifier.evaluate", "bear_classifier.data"}
+TRAINING = {
+    "bear_classifier.train",
+    "bear_classifier.imagenet",
+    "bear_classifier.evaluate",
+    "bear_classifier.data",
+    "bear_classifier.quantize",
+}
 """Modules that only training needs (matplotlib, pandas, the pretrained weights, the data folders)."""
 WRITING = {"bear_classifier.export"}
 """Writing model.pkl (cloudpickle and its portable pickler): the app only reads one (`modelfile`)."""

@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from bear_classifier import modelfile, served, servedfiles
+from bear_classifier import card, modelfile, served, servedfiles
 from bear_classifier.settings import ROOT
 
 
@@ -17,33 +17,33 @@ from bear_classifier.settings import ROOT
 def made(tmp_path_factory):
     model = tmp_path_factory.mktemp("model") / "model.pkl"
     shutil.copy(ROOT / "model.pkl", model)
-    servedfiles.make(model)
+    servedfiles.make(model, {})  # a copy without its card: the fp32 graphs
     return model
 
 
 def test_made_from_the_model_file_alone_and_keyed_by_its_sha256(made):
     sha = modelfile.sha256(made)
-    record = servedfiles.load(made, sha)
+    record = servedfiles.load(made, sha, {})
     assert record is not None and record.key["sha256"] == sha
-    assert {"format", "sha256", "opset", "onnxruntime", "graphs"} <= set(record.key)
+    assert {"format", "sha256", "opset", "onnxruntime", "graphs", "int8"} <= set(record.key)
     assert record.key["format"] == served.FORMAT and isinstance(record.key["opset"], int)
     assert "python" not in json.dumps(record.key)  # a graph does not depend on the Python minor
-    assert servedfiles.load(made, "0" * 64) is None  # another model.pkl: not its files
+    assert servedfiles.load(made, "0" * 64, {}) is None  # another model.pkl: not its files
 
 
 def test_a_changed_graph_or_another_onnxruntime_is_not_used(made, monkeypatch):
     sha = modelfile.sha256(made)
     monkeypatch.setattr(servedfiles, "onnxruntime_version", lambda: "0.0.1")
-    assert servedfiles.load(made, sha) is None
+    assert servedfiles.load(made, sha, {}) is None
     monkeypatch.undo()
-    graph = servedfiles.prefix(made, sha).with_name(servedfiles.load(made, sha).graphs[0])
+    graph = servedfiles.prefix(made, sha).with_name(servedfiles.load(made, sha, {}).graphs[0])
     content = graph.read_bytes()
     graph.write_bytes(content[:-1] + bytes([content[-1] ^ 1]))
     try:
-        assert servedfiles.load(made, sha) is None  # its SHA-256 no longer matches the record's
+        assert servedfiles.load(made, sha, {}) is None  # its SHA-256 no longer matches the record's
     finally:
         graph.write_bytes(content)
-    assert servedfiles.load(made, sha) is not None
+    assert servedfiles.load(made, sha, {}) is not None
 
 
 def test_served_files_beside_the_committed_model_are_for_it():
@@ -56,7 +56,7 @@ def test_served_files_beside_the_committed_model_are_for_it():
         )
     sha = modelfile.sha256(ROOT / "model.pkl")
     assert [r.name for r in records] == [f"{sha}-served.json"], "made for another model.pkl: run the command again"
-    assert servedfiles.load(ROOT / "model.pkl", sha) is not None
+    assert servedfiles.load(ROOT / "model.pkl", sha, card.read(ROOT / "model_card.md").graphs) is not None
 
 
 def test_graphs_made_under_another_torch_are_served(made, monkeypatch):
@@ -64,7 +64,7 @@ def test_graphs_made_under_another_torch_are_served(made, monkeypatch):
     from bear_classifier.predictor import Predictor
 
     sha = modelfile.sha256(made)
-    record = servedfiles.load(made, sha)
+    record = servedfiles.load(made, sha, {})
     monkeypatch.setattr(torch, "__version__", "2.11.0+cu130")
     served_model = Predictor(record, onnx_cache=servedfiles.prefix(made, sha))
     assert served_model.graphs == record.graphs

@@ -31,6 +31,13 @@ def test_smoke_training_writes_everything(smoke_run):
     assert [c.name for c in made.candidates] == names and made.on == "validation"
     assert all(c.n == c.valid_n == facts.n_valid for c in made.candidates) and made.chosen in made.candidates
     assert f"**Chosen: {made.chosen.name}**" in (smoke_run / "model_card.md").read_text()
+    assert (
+        facts.int8["ships"] in ("int8", "fp32")
+        and "### int8 or fp32 graphs" in (smoke_run / "model_card.md").read_text()
+    )
+    for name, digest in facts.graphs.items():  # the int8 graphs serve only as the card names them
+        assert modelfile.sha256(smoke_run / name) == digest
+    assert bool(facts.graphs) == (facts.int8["ships"] == "int8")
     summary = (smoke_run / "run" / "summary.md").read_text()
     assert made.chosen.name in summary and f"python -m bear_classifier.promote {smoke_run}" in summary
     # One source per number: the card's measured ones are those of the run's evaluation of the exported file.
