@@ -161,3 +161,19 @@ def test_the_distilled_teacher_sees_the_size_it_was_trained_at(tmp_path):
     assert seen and set(seen) == {(224, 224)}
     assert learn.dls.train.one_batch()[0].shape[-2:] == (96, 96)
     assert added and all(term > 0 for term in added)
+
+
+def test_papermill_reads_every_parameter_without_a_warning(caplog):
+    """A headless run's terminal says what matters (issue 31): papermill reads each parameter line (it warns
+    "Unable to parse" at a quote or `=` in a comment), and every cell has its id (nbformat warns otherwise)."""
+    import nbformat
+    import papermill
+
+    from bear_classifier import notebook
+
+    with caplog.at_level("WARNING"):
+        parameters = papermill.inspect_notebook(str(notebook.NOTEBOOK))
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+    assert set(parameters) == set(notebook.parameters_of())
+    cells = nbformat.read(notebook.NOTEBOOK, as_version=4).cells
+    assert all(cell.get("id") for cell in cells)
