@@ -12,9 +12,9 @@ split is made again from them (its seed), and the selection half of `--select` c
 
 How: QDQ format, int8 weights per output channel, uint8 activations, MinMax ranges over `CALIBRATION_PHOTOS`
 training photos (the validation split and the choosing photos are never seen). The stem convolution, the last 1x1
-convolution and the heads (`KEEP_FP32`) stay fp32: with every layer quantized the shipped model's int8 graphs answered
-5 of the 173 selection-half bears differently and flagged 8 photos differently; with those kept, 1 and 3
-(BENCHMARKS.md, int8).
+convolution and the heads (`KEEP_FP32`) stay fp32: with only the heads kept, the shipped model's int8 graphs answered
+5 of the 173 selection-half bears differently (3 more wrong) and flagged 8 photos differently; with those kept too,
+1 bear (now right) and 4 flags (BENCHMARKS.md, "int8 graphs").
 """
 
 from __future__ import annotations
