@@ -101,3 +101,25 @@ def test_trusted_proxies_are_one_checked_setting():
 def test_every_refusal_names_the_setting_that_raises_it():
     for kind in clients.Quotas(clients.Rates())._items:
         assert clients.SETTING_OF[kind] in clients.wait(kind)
+
+
+def test_a_burst_at_a_window_s_edge_gets_one_share_not_two(monkeypatch):
+    """Issue 28: with fixed windows, 30 joins at second 59 and 30 more at second 61 all passed (57 in 60 s against a
+    share of 30). The moving window remembers each join's time: the second burst waits until the first has aged out."""
+    import limits.storage.memory
+
+    now = [1_000_000.0 + 59]  # one second before a fixed window's edge
+
+    class Clock:
+        @staticmethod
+        def time() -> float:
+            return now[0]
+
+    monkeypatch.setattr(limits.storage.memory, "time", Clock)
+    quotas = clients.Quotas(clients.Rates(joins_per_minute=30))
+    assert all(quotas.spend("join", "127.0.0.9") for _ in range(30))
+    now[0] += 2  # past the edge
+    assert not any(quotas.spend("join", "127.0.0.9") for _ in range(30))
+    assert quotas.spend("join", "127.0.0.10")  # another client's share is its own
+    now[0] += 59  # the first burst is now over a minute old
+    assert sum(quotas.spend("join", "127.0.0.9") for _ in range(40)) == 30
