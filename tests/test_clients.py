@@ -104,11 +104,12 @@ def test_every_refusal_names_the_setting_that_raises_it():
 
 
 def test_a_burst_at_a_window_s_edge_gets_one_share_not_two(monkeypatch):
-    """Issue 28: with fixed windows, 30 joins at second 59 and 30 more at second 61 all passed (57 in 60 s against a
-    share of 30). The moving window remembers each join's time: the second burst waits until the first has aged out."""
+    """Issue 28: with fixed windows (each starts at its first hit), a client who joined once, then sent a burst just
+    before that window's end and another just after, had 57 joins in 60 s against a share of 30. The moving window
+    remembers each join's time: the second burst waits until the first has aged out."""
     import limits.storage.memory
 
-    now = [1_000_000.0 + 59]  # one second before a fixed window's edge
+    now = [1_000_000.0]
 
     class Clock:
         @staticmethod
@@ -117,9 +118,11 @@ def test_a_burst_at_a_window_s_edge_gets_one_share_not_two(monkeypatch):
 
     monkeypatch.setattr(limits.storage.memory, "time", Clock)
     quotas = clients.Quotas(clients.Rates(joins_per_minute=30))
-    assert all(quotas.spend("join", "127.0.0.9") for _ in range(30))
-    now[0] += 2  # past the edge
-    assert not any(quotas.spend("join", "127.0.0.9") for _ in range(30))
+    assert quotas.spend("join", "127.0.0.9")  # a fixed window would start here
+    now[0] += 59
+    assert sum(quotas.spend("join", "127.0.0.9") for _ in range(30)) == 29
+    now[0] += 2  # past where a fixed window would have ended (and gave 30 more)
+    assert sum(quotas.spend("join", "127.0.0.9") for _ in range(30)) == 1  # only the first join has aged out
     assert quotas.spend("join", "127.0.0.10")  # another client's share is its own
-    now[0] += 59  # the first burst is now over a minute old
-    assert sum(quotas.spend("join", "127.0.0.9") for _ in range(40)) == 30
+    now[0] += 59  # the burst is now over a minute old; the join after it is not
+    assert sum(quotas.spend("join", "127.0.0.9") for _ in range(40)) == 29
