@@ -5,9 +5,9 @@ choosing photos, then speed).
 
     python -m bear_classifier.quantize runs/latest --data data/bears [--select ../shared/data/external]
 
-That is training.ipynb's int8 cell, for a run that has finished: the int8 graphs go beside the run's model.pkl when
-they ship (`predictor.int8_name`), and its model card is written again with the comparison and, when they ship, the
-graphs' SHA-256s (the app serves exactly those files, or refuses to start). Give the run's own data folders: the
+That is training.ipynb's int8 cell, for a run that has finished: the int8 graphs go beside the run's model.pkl
+(`predictor.int8_name`), and its model card is written again with the comparison and, when they ship, the graphs'
+SHA-256s (the app serves exactly those files, or refuses to start). Give the run's own data folders: the
 split is made again from them (its seed), and the selection half of `--select` compares.
 
 How: QDQ format, int8 weights per output channel, uint8 activations, MinMax ranges over `CALIBRATION_PHOTOS`
@@ -199,8 +199,9 @@ def quantize_run(
     max_per_class: int | None = None,
 ) -> tuple[card.TrainingFacts, Comparison]:
     """training.ipynb's int8 cell for the run in `run` (its model.pkl exported, `facts` its card's): int8 graphs
-    made and compared, written beside its model.pkl when they ship (any older ones removed). Returns the card's facts
-    with the comparison and the graphs that serve, and the comparison. `data_dir`, `select_dir`, `seed`,
+    made, compared and written beside its model.pkl (any older ones removed). Returns the card's facts with the
+    comparison and the graphs that serve (none when the fp32 ones do: `promote` and `hub.push` then leave them
+    behind), and the comparison. `data_dir`, `select_dir`, `seed`,
     `max_per_class`: the run's."""
     learn = modelfile.load(run / "model.pkl", expected_sha256=facts.sha256)
     train, valid = evaluate.split(data_dir, facts.image_size, seed=seed, max_per_class=max_per_class)
@@ -210,9 +211,8 @@ def quantize_run(
         comparison = compare(learn, Path(scratch), photos)
         for old in run.glob(INT8_GLOB):
             old.unlink()
-        if comparison.ships == "int8":
-            for name in graphs:
-                shutil.copyfile(Path(scratch) / name, run / name)
+        for name in graphs:  # beside model.pkl either way, to look at and to time (`bench.floor`); named if they serve
+            shutil.copyfile(Path(scratch) / name, run / name)
     serving = graphs if comparison.ships == "int8" else {}
     return replace(facts, int8=comparison.to_dict(), graphs=serving), comparison
 

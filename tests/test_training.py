@@ -38,6 +38,7 @@ def test_smoke_training_writes_everything(smoke_run):
     for name, digest in facts.graphs.items():  # the int8 graphs serve only as the card names them
         assert modelfile.sha256(smoke_run / name) == digest
     assert bool(facts.graphs) == (facts.int8["ships"] == "int8")
+    assert len(list(smoke_run.glob("model-int8-*.onnx"))) == facts.int8["fp32"]["passes"]  # made either way
     summary = (smoke_run / "run" / "summary.md").read_text()
     assert made.chosen.name in summary and f"python -m bear_classifier.promote {smoke_run}" in summary
     # One source per number: the card's measured ones are those of the run's evaluation of the exported file.
