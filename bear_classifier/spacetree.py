@@ -21,6 +21,7 @@ from pathlib import Path
 from huggingface_hub import SpaceCard
 
 from . import card, page
+from .predictor import INT8_GLOB
 from .settings import ROOT
 
 SPACE_DIR = ROOT / "space"
@@ -311,6 +312,8 @@ def files(
         tree["model.pkl"], tree["model_card.md"] = model
         for path in sorted((root / "served").glob("*")):  # `servedfiles`: made for this model.pkl by deploy
             tree[f"served/{path.name}"] = path.read_bytes()
+        for path in sorted(root.glob(INT8_GLOB)):  # the int8 graphs the card names (`promote` copies only those)
+            tree[path.name] = path.read_bytes()
     python = python_for(hardware, versions.get("python", "3.11"), portable)
     pinned, _ = listed_torch(hardware, _card_pins(versions, root))
     check_combination(hardware, python, pinned)
