@@ -116,7 +116,7 @@ def local_model(root: Path = ROOT) -> Model:
                 "--model-repo you/bear-classifier --revision <commit sha>"
             )
     facts = card.read(model_card)
-    servedfiles.make(pickle, facts.graphs)  # what a Space's start serves from, without fastai or unpickling
+    servedfiles.make(pickle, facts)  # what a Space's start serves from, without fastai or unpickling
     upload = (pickle.read_bytes(), model_card.read_bytes())
     portable = not modelfile.by_value_code(pickle)
     return Model(facts.versions, facts.vocab, portable, upload, pickle, subject=card.Subject.of(facts))

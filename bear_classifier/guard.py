@@ -37,6 +37,11 @@ class Guard:
         """Per row of ImageNet probabilities: 1 - their mass on the in-domain classes."""
         return 1 - probabilities[:, self.in_domain].sum(1)
 
+    def threshold_on(self, probabilities: torch.Tensor) -> float:
+        """The threshold `quantile` sets on these photos' scores: the training photos' fit it (`imagenet`), read
+        through the network that serves (fp32 or int8 graphs, `quantize`)."""
+        return float(torch.quantile(self.score(probabilities), self.quantile))
+
     def is_out(self, probabilities: torch.Tensor) -> torch.Tensor:
         return self.score(probabilities) > self.threshold
 

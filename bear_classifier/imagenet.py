@@ -228,7 +228,7 @@ class ImageNetGuard(Guard):
         noticeable = set(torch.nonzero(means.max(0).values >= min_mass).flatten().tolist())
         in_domain = sorted(noticeable | set(means.argmax(1).tolist()))
         guard = cls(in_domain, threshold=float("inf"), quantile=quantile)
-        guard.threshold = float(torch.quantile(guard.score(probabilities), quantile))
+        guard.threshold = guard.threshold_on(probabilities)
         return guard
 
     @classmethod
@@ -254,7 +254,7 @@ class ImageNetGuard(Guard):
                 shares = carried[mask].float().mean(0)
                 in_domain |= set(torch.nonzero(shares >= share).flatten().tolist())
         guard = cls(sorted(in_domain), threshold=float("inf"), quantile=quantile)
-        guard.threshold = float(torch.quantile(guard.score(probabilities), quantile))
+        guard.threshold = guard.threshold_on(probabilities)
         return guard
 
     def names(self) -> list[str]:

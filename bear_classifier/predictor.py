@@ -110,6 +110,16 @@ def keep(cache: Path, graph: bytes) -> None:
 INT8_GLOB = "model-int8-*.onnx"
 
 
+@dataclass(frozen=True)
+class Int8Graphs:
+    """int8 graphs to run instead of a learner's fp32 ones (`quantize`)."""
+
+    folder: Path
+    """Holds each pass's graph under `int8_name`, checked by the caller against the model card."""
+    threshold: float
+    """The guard's threshold on their scores: its quantile of the training photos' scores under these graphs."""
+
+
 def int8_name(size: int, guard: bool) -> str:
     """The file name of a pass's int8 graph (`quantize`), beside model.pkl; the model card lists them with their
     SHA-256s when they serve."""
@@ -196,13 +206,13 @@ class Predictor:
         backend: str | None = None,
         max_batch_size: int = 16,
         onnx_cache: Path | None = None,
-        int8: Path | None = None,
+        int8: Int8Graphs | None = None,
     ):
         """`learn`: an exported learner, or the record (`served.Served`) that `served` returned for it: then the
         ONNX graphs kept under `onnx_cache` run, with ONNX Runtime, and fastai is never imported.
         `onnx_cache`: a path prefix unique to this model.pkl (e.g. `<cache>/onnx/<its SHA-256>`) under
-        which the ONNX graphs are kept between starts (`onnx_graph`). `int8`: the folder holding the passes' int8
-        graphs (`int8_name`, checked by the caller): they run instead of the learner's fp32 graphs."""
+        which the ONNX graphs are kept between starts (`onnx_graph`). `int8`: the passes' int8 graphs and the guard's
+        threshold on them: they run instead of the learner's fp32 graphs."""
         self.graphs: list[str] = []
         """The ONNX graphs' file names beside `onnx_cache`: the answer's, then the guard's second pass's, if any."""
         if isinstance(learn, Served):
@@ -230,6 +240,8 @@ class Predictor:
             # into the network as a second output, the ImageNet classes that count as in domain, and the input
             # size it was calibrated at (the learner's own by default: then one forward pass gives both).
             self.guard = Guard.from_state(getattr(learn, "ood_state", None))
+            if self.guard is not None and int8 is not None:
+                self.guard.threshold = int8.threshold
 
             def make(size: int, guard: bool, spin: bool) -> TorchNetwork | OnnxNetwork:
                 imagenet = (self.guard.imagenet_weight, self.guard.imagenet_bias) if guard else None
@@ -237,7 +249,7 @@ class Predictor:
                 cache = self._graph(onnx_cache, size, guard, precision) if onnx_cache is not None else None
                 if int8 is None:
                     return network(self.model, size, backend, imagenet, spin, cache)
-                graph = (int8 / int8_name(size, guard)).read_bytes()
+                graph = (int8.folder / int8_name(size, guard)).read_bytes()
                 if cache is not None:
                     keep(cache, graph)  # the served record names it like an exported graph
                 return OnnxNetwork(graph, spin)

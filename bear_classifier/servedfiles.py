@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import card, modelfile, served
+from .predictor import Int8Graphs
 
 FOLDER = "served"
 """Beside model.pkl: `served/<its SHA-256>-served.json` and the graphs it names."""
@@ -47,19 +48,19 @@ def key(sha: str, opset: int | None, int8: dict[str, str]) -> dict[str, Any]:
     return {"format": served.FORMAT, "sha256": sha, "opset": opset, "onnxruntime": onnxruntime_version(), "int8": int8}
 
 
-def int8_folder(model: Path, int8: dict[str, str]) -> Path | None:
-    """The folder holding the int8 graphs that the model card names (`int8`: file name -> SHA-256; `quantize`)
-    beside `model`, each checked; None when the card names none (the fp32 graphs serve)."""
-    for name, digest in int8.items():
+def int8_graphs(model: Path, facts: card.TrainingFacts) -> Int8Graphs | None:
+    """The int8 graphs that `model`'s card (`facts`) names (`quantize`), beside it, each checked against its SHA-256,
+    with the guard's threshold on them; None when the card names none (the fp32 graphs serve)."""
+    for name, digest in facts.graphs.items():
         graph = Path(model).parent / name
         if not graph.is_file():
             raise modelfile.ModelFileError(
                 f"The model card says {name} serves, and it is not beside {model}: copy the training run's "
-                f"{name} there too (python -m bear_classifier.promote copies every file of a run)."
+                f"{name} there too (python -m bear_classifier.promote copies every file the card names)."
             )
         if hashlib.sha256(graph.read_bytes()).hexdigest() != digest:
             raise modelfile.ModelFileError(f"{graph} does not match the SHA-256 its model card records: refusing it.")
-    return Path(model).parent if int8 else None
+    return Int8Graphs(Path(model).parent, facts.int8["int8"]["threshold"]) if facts.graphs else None
 
 
 def load(model: Path, sha: str, int8: dict[str, str]) -> served.Served | None:
@@ -81,14 +82,14 @@ def load(model: Path, sha: str, int8: dict[str, str]) -> served.Served | None:
     return served.load(onnx_cache, record["key"])
 
 
-def make(model: Path, int8: dict[str, str]) -> Path:
-    """(Re)make `model`'s served files (fastai loads the trusted file here, the graphs are exported, or its int8
-    graphs `int8` are copied) and remove those of any other model; returns the record's path."""
+def make(model: Path, facts: card.TrainingFacts) -> Path:
+    """(Re)make `model`'s served files (fastai loads the trusted file here, the graphs are exported, or the int8
+    graphs its card `facts` names are copied) and remove those of any other model; returns the record's path."""
     from .predictor import Predictor  # the training side's imports: fastai comes with it
 
     model = Path(model)
     sha = modelfile.sha256(model)
-    if load(model, sha, int8) is not None:
+    if load(model, sha, facts.graphs) is not None:
         return served.path(prefix(model, sha))
     folder = model.parent / FOLDER
     folder.mkdir(exist_ok=True)
@@ -96,12 +97,12 @@ def make(model: Path, int8: dict[str, str]) -> Path:
         old.unlink()
     onnx_cache = prefix(model, sha)
     learn = modelfile.load(model, expected_sha256=sha)
-    predictor = Predictor(learn, backend="onnx", onnx_cache=onnx_cache, int8=int8_folder(model, int8))
+    predictor = Predictor(learn, backend="onnx", onnx_cache=onnx_cache, int8=int8_graphs(model, facts))
     record = predictor.served({})
     if record is None:
         raise RuntimeError(f"{model} cannot be served from ONNX graphs (a learner without the standard transforms)")
     graphs = {name: hashlib.sha256(onnx_cache.with_name(name).read_bytes()).hexdigest() for name in record.graphs}
-    record_key = {**key(sha, _opset(onnx_cache.with_name(record.graphs[0])), int8), "graphs": graphs}
+    record_key = {**key(sha, _opset(onnx_cache.with_name(record.graphs[0])), facts.graphs), "graphs": graphs}
     served.save(onnx_cache, served.Served(record_key, record.vocab, record.plain, record.guard, record.graphs))
     return served.path(onnx_cache)
 
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", type=Path, nargs="?", default=Path("model.pkl"))
     parser.add_argument("--card", type=Path, help="its model card (default: model_card.md beside it)")
     args = parser.parse_args(argv)
-    record = make(args.model, card.read(args.card or args.model.parent / "model_card.md").graphs)
+    record = make(args.model, card.read(args.card or args.model.parent / "model_card.md"))
     print(f"Served files for {args.model} ({modelfile.sha256(args.model)[:12]}): {record.parent}")
     return 0
 

@@ -59,7 +59,7 @@ def load(settings: Settings, learner: bool = False) -> tuple[Predictor, card.Tra
         print(warning, file=sys.stderr, flush=True)  # loud, at every start, until someone fixes it
     note = SERVED_NOTE if expected else "no SHA-256 was given to check it against, and it was not unpickled."
     # The ONNX graphs, too, are exported once per model (files named by its SHA-256), with the record beside them.
-    int8 = servedfiles.int8_folder(model_path, facts.graphs)  # the int8 graphs the card names, checked; None: fp32
+    int8 = servedfiles.int8_graphs(model_path, facts)  # the int8 graphs the card names, checked; None: fp32
     if not learner and settings.backend != "torch" and (record := servedfiles.load(model_path, sha, facts.graphs)):
         # Made from this very file where it was trusted (`servedfiles`, run by deploy): a Space's first start.
         beside = servedfiles.prefix(model_path, sha)

@@ -3,6 +3,7 @@ the fp32 graphs, named with their SHA-256s in the model card, and served only as
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import shutil
 
@@ -49,10 +50,16 @@ def fp32_bytes(learn, fp32: Predictor, name: str) -> bytes:
     return onnx_graph(learn.model, size, imagenet)
 
 
-def test_the_comparison_counts_every_photo_and_the_rule_decides(int8_run):
+@pytest.fixture(scope="module")
+def compared(int8_run):
     run, learn, _ = int8_run
     photos = sorted(FIXTURE_BEARS.rglob("*.jpg"))
-    comparison = quantize.compare(learn, run, Photos.of(photos[::2], photos[1::2], None))
+    return quantize.compare(learn, run, Photos.of(photos[::2], photos[1::2], None)), photos
+
+
+def test_the_comparison_counts_every_photo_and_the_rule_decides(int8_run, compared):
+    run, learn, _ = int8_run
+    comparison, photos = compared
     assert comparison.photos == 2 * len(photos[1::2])  # validation chooses: the same photos twice
     assert comparison.fp32.n == comparison.int8.n == len(photos[1::2])
     assert 0 < comparison.max_gap <= 1  # the int8 graphs ran: never the fp32 probabilities (a 64 px model on 8
@@ -60,17 +67,22 @@ def test_the_comparison_counts_every_photo_and_the_rule_decides(int8_run):
     assert (comparison.ships, comparison.reason) == choice.precision(comparison.fp32, comparison.int8, "validation")
     text = card.int8_text(comparison.to_dict(), {})
     assert f"Of {comparison.photos} photos compared" in text and f"**Serving {comparison.ships}**" in text
+    # The guard's threshold is fitted again on the int8 scores of the training photos, at the model's quantile.
+    assert comparison.int8.threshold == quantize.int8_threshold(learn, run, photos[::2])
+    assert comparison.int8.threshold != comparison.fp32.threshold
 
 
-def test_served_files_use_the_int8_graphs_the_card_names_and_refuse_altered_ones(int8_run, tmp_path):
+def test_served_files_use_the_int8_graphs_the_card_names_and_refuse_altered_ones(int8_run, compared, tmp_path):
     run, _, graphs = int8_run
-    for name in ("model.pkl", *graphs):
+    for name in ("model.pkl", "model_card.md", *graphs):
         shutil.copy(run / name, tmp_path / name)
     model = tmp_path / "model.pkl"
     sha = modelfile.sha256(model)
-    servedfiles.make(model, graphs)
+    facts = dataclasses.replace(card.read(tmp_path / "model_card.md"), graphs=graphs, int8=compared[0].to_dict())
+    servedfiles.make(model, facts)
     record = servedfiles.load(model, sha, graphs)
     assert record is not None and all(name.endswith("-int8.onnx") for name in record.graphs)
+    assert record.guard.threshold == compared[0].int8.threshold  # the int8 graphs' own threshold serves with them
     assert servedfiles.load(model, sha, {}) is None  # made for the int8 graphs: not what an fp32 card serves
     served = Predictor(record, onnx_cache=servedfiles.prefix(model, sha))
     assert served.predict(sorted(FIXTURE_BEARS.rglob("*.jpg"))[0]).label in served.vocab
@@ -79,8 +91,8 @@ def test_served_files_use_the_int8_graphs_the_card_names_and_refuse_altered_ones
     graph = tmp_path / name
     graph.write_bytes(graph.read_bytes() + b"\0")
     with pytest.raises(modelfile.ModelFileError, match="SHA-256"):
-        servedfiles.int8_folder(model, graphs)
+        servedfiles.int8_graphs(model, facts)
     graph.unlink()
     with pytest.raises(modelfile.ModelFileError, match="copy the training run"):
-        servedfiles.int8_folder(model, graphs)
-    assert servedfiles.int8_folder(model, {}) is None
+        servedfiles.int8_graphs(model, facts)
+    assert servedfiles.int8_graphs(model, dataclasses.replace(facts, graphs={})) is None

@@ -3,6 +3,7 @@ meaning, checked before use, and what is beside the committed model.pkl is for t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -17,7 +18,8 @@ from bear_classifier.settings import ROOT
 def made(tmp_path_factory):
     model = tmp_path_factory.mktemp("model") / "model.pkl"
     shutil.copy(ROOT / "model.pkl", model)
-    servedfiles.make(model, {})  # a copy without its card: the fp32 graphs
+    fp32 = dataclasses.replace(card.read(ROOT / "model_card.md"), graphs={}, int8={})
+    servedfiles.make(model, fp32)  # a copy without its int8 graphs: the fp32 ones
     return model
 
 
