@@ -52,6 +52,6 @@ def test_a_trained_model_is_compared_with_the_zero_shot_network():
         card.read(serving.CARD_PATH), learning_rate=0.002, recipe="linear probe", external_zero_shot_accuracy=0.976
     )
     text = " ".join(page.article(facts).split())
-    assert "trained further with fastai (linear probe) on 417 photos" in text
+    assert f"trained further with fastai (linear probe) on {facts.n_train} photos" in text
     assert "against 97.6% for the pretrained network read zero-shot and" in text
     assert "no weight was trained" not in text
