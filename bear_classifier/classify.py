@@ -73,11 +73,13 @@ def photo_paths(arguments: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-BATCH_SIZE = 1
-"""Photos per forward pass. On this machine's 2 cores the served graphs ran fastest one photo at a time: 19.4
-photos/s against 7.7 at a batch of 8 and 9.8 at 64 (`python -m bench.floor`, interleaved in one process, on a
-busy machine; BENCHMARKS.md, "The floor"): a batch's activations outgrow the caches, and ONNX Runtime's sessions
-run without a memory arena (`predictor.OnnxNetwork`), so a larger batch maps fresh pages for every pass."""
+BATCH_SIZE = 16
+"""Photos per forward pass at most: the predictor's inference thread takes whatever is decoded and waiting, up to
+this. Measured on 2 busy cores (BENCHMARKS.md, "The batch command at each batch size"; the quiet run of
+`python -m bench.batch_sizes` settles it): the whole command, interleaved in one process, ran 1.3x faster with up
+to 16 than with one photo per pass (up to 4: 1.2x, up to 64: 1.1x), although the forward passes alone were faster
+one photo at a time (`python -m bench.floor`): a pass of one photo waits for ONNX Runtime's second thread at every
+layer, and the decoder workers keep taking that thread's core."""
 ROWS_AT_ONCE = 16
 """Rows handed to the writer and the progress bar together (and finished by Ctrl-C before stopping)."""
 REMEMBERED = 100_000
@@ -87,7 +89,9 @@ REMEMBERED = 100_000
 class Answers:
     """Each photo's answer: decoded by a worker under the budgets, at the network's size, then classified; or, for
     bytes already answered in this run (a copy under another name), that same answer, without a decode or a
-    forward pass. Keeps count of both, and of the time the model had no decoded photo to work on."""
+    forward pass. Keeps count of both, and of the time the model had no decoded photo to work on. The app's
+    `serving.Answers` remembers uploads the same way, but as the page's answers (rounded, no quotas here); a row
+    keeps the prediction itself, and a copy met while its first is still being classified waits for that answer."""
 
     def __init__(self, predictor: Predictor, decoders: DecoderPool):
         self.predictor, self.decoders = predictor, decoders
@@ -146,6 +150,11 @@ class Answers:
                 self._in_model -= 1
                 if not self._in_model:
                     self._idle_since = time.perf_counter()
+
+
+def default_workers() -> int:
+    """Decoder processes when --workers is not given: one per core."""
+    return os.cpu_count() or 1
 
 
 def local_rows(
@@ -260,7 +269,7 @@ def run(
         rows = (
             classify_ray.ray_rows(todo, settings, workers, skip=frozenset(done))
             if engine == "ray"
-            else local_rows(todo, predictor, workers or os.cpu_count() or 1, settings.budget, summary)
+            else local_rows(todo, predictor, workers or default_workers(), settings.budget, summary)
         )
         total = None if any(is_uri(f) for f in todo) else len(todo)  # a prefix holds an unknown number
         with tqdm(total=total, unit="photo", disable=not progress, file=sys.stderr) as bar:
@@ -284,6 +293,13 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bear_classifier.classify",
         description="Classify every photo in folders, globs and files; one row per photo in --out.",
+        epilog="Each photo is decoded by a worker process at the size the network reads and handed to the model as "
+        f"soon as it is ready; a forward pass takes up to {BATCH_SIZE} photos, as many as are waiting (python -m "
+        "bench.batch_sizes measures the choice). A file whose bytes were already answered in this run (a copy under another name) gets the same "
+        "row without a decode. Photos are decoded in full, as the app decodes them, so a row is the app's answer: "
+        "JPEG draft decoding (decoding large JPEGs at a reduced size) changed no label and no out-of-domain flag, but "
+        "probabilities by up to 0.010 and guard scores by up to 0.022 on 4000x3000 JPEGs, and decoded none of the 619 "
+        "external photos smaller (BENCHMARKS.md, 'JPEG draft decoding in the batch command').",
     )
     parser.add_argument(
         "paths",

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from bear_classifier import classify, decoding, results
 from bear_classifier.settings import ROOT, Settings
@@ -123,6 +124,8 @@ def test_a_copy_is_answered_from_its_bytes_without_a_decode(model, tmp_path, mon
     assert first["label"] == "grizzly" and {**copy, "path": first["path"]} == first
     assert rows[str(folder / "sub" / "empty.jpg")]["error"] == "The file is empty."
     assert "1 answered from an earlier copy of the same bytes" in summary.text()
+    assert 0 < summary.model_waited_s < summary.seconds  # at least for the first decode; the summary says how long
+    assert "The model waited" in summary.text()
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
@@ -174,8 +177,10 @@ def test_cli_ctrl_c_then_resume(tmp_path):
     folder = tmp_path / "many"
     folder.mkdir()
     photos = sorted(FIXTURE_BEARS.rglob("*.jpg"))
-    for n in range(300):  # enough photos that the run is still going when interrupted (copies: a folder's
-        (folder / f"{n:03d}.jpg").write_bytes(photos[n % len(photos)].read_bytes())  # links out are not followed)
+    for n in range(300):  # enough photos that the run is still going when interrupted, each of other bytes (a copy
+        # would be answered from memory) and a file of its own (a folder's links out are not followed)
+        picture = Image.open(photos[n % len(photos)]).convert("RGB")
+        picture.save(folder / f"{n:03d}.jpg", quality=60 + n // len(photos))
     out = tmp_path / "r.csv"
     run = subprocess.Popen(
         [sys.executable, "-m", "bear_classifier.classify", str(folder), "--out", str(out), "--no-progress"],
