@@ -87,7 +87,15 @@ def load_header(loads: Sequence[Load]) -> list[str]:
             f"**BUSY machine (load {worst:.2f}, other processes {others:.2f} cores): not a result.** "
             f"Only ratios measured side by side in one process mean anything here."
         )
-    lines += [load.text() for load in loads] if len(loads) == 1 else []
+    if len(loads) == 1:
+        lines.append(loads[0].text())
+    elif loads:
+        highest = max(max(load.before[0], load.after[0] if load.after else 0.0) for load in loads)
+        others = max(load.others_cores or 0.0 for load in loads)
+        lines.append(
+            f"Each run's load is in its row: 1-minute load average before and after, up to {highest:.2f}; other "
+            f"processes up to {others:.2f} cores ({os.cpu_count()} cores)."
+        )
     return lines + [""]
 
 

@@ -8,7 +8,7 @@ sizes interleaved round by round so a change in load hits them alike. A photo's 
 it needs: no decoding, no resizing, no Python per photo. Whatever graphs the predictor loads are what is timed, and
 the table names their files (`Predictor.graphs`).
 
-    python -m bench.floor               # about 30 s on 2 idle cores; writes runs/floor.md
+    python -m bench.floor               # about a minute on 2 idle cores; writes runs/floor.md
     python -m bench.floor --rounds 8    # steadier
 """
 
@@ -30,8 +30,6 @@ from bench import Load, measured_load, write_table
 
 BATCH_SIZES = (1, 8, 32, 64)
 OUT = ROOT / "runs" / "floor.md"
-PHOTOS = [ROOT.parent / "shared" / "data" / "external", ROOT / "tests" / "fixtures" / "bears", ROOT / "examples"]
-"""Where the inputs come from: the first photos found, decoded once (the external set where this checkout has it)."""
 
 
 @dataclass
@@ -89,10 +87,10 @@ class Floor:
 
 
 def photos(n: int) -> list[str]:
-    from bear_classifier.classify import photo_paths
+    """`n` photos of `bench.collections`' collection (repeated where it holds fewer)."""
+    from bench.collections import collection
 
-    found = photo_paths([str(folder) for folder in PHOTOS if folder.is_dir()])
-    return list(islice(cycle(found), n))
+    return list(islice(cycle(collection()), n))
 
 
 def passes(predictor, paths: list[str]) -> list[Pass]:
