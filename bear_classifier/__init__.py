@@ -34,7 +34,8 @@ this file and environment wrote them):
     uploads.UploadFolder           running byte count, small evicting shares, leftovers, the lifetime sweep
 
 Batch side: `classify` (`python -m bear_classifier.classify`: folders, globs and files to a row per photo,
-decoded by the app's `decoding.DecoderPool` under its budgets, through the same `images.open_image` and `Predictor`), `results` (the rows
+decoded by the app's `decoding.DecoderPool` under its budgets, through the same `images.open_image` and `Predictor`; a copy
+of bytes already answered is answered from memory), `results` (the rows
 as CSV, JSON Lines or Parquet; --resume), `classify_ray` (the same rows on a Ray cluster, Ray Data),
 `classify_common` (what both engines share).
 """

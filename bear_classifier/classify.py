@@ -4,8 +4,10 @@ Folders (walked for image files), globs and files in; a row per photo out (`resu
 bar, and a summary at the end. Photos go through the app's own gate and model (`images.open_image`,
 `serving.load`, `Predictor.predict_batch`), so a row says what the app would answer for that photo.
 Locally, the app's decoder workers (`decoding.DecoderPool`: each photo under the app's CPU and memory budget,
-handed back at the network's size) decode while the predictor runs batched forward passes on the decoded
-pictures: a file too large or too slow to decode becomes an error row and the run goes on. `--engine ray`
+handed back at the network's size) decode while the predictor runs forward passes on the photos already decoded:
+a file too large or too slow to decode becomes an error row and the run goes on. A file whose bytes were already
+answered in this run (a copy under another name) gets that answer again, by its SHA-256, without a decode or a
+forward pass. `--engine ray`
 (`classify_ray`) does the same work on a Ray cluster.
 
 A folder is searched without following symlinks that lead out of it: a link to /etc/shadow in a collection
@@ -22,7 +24,7 @@ import signal
 import sys
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,13 +35,14 @@ from tqdm import tqdm
 
 from . import classify_ray
 from .classify_common import UsageError, is_uri, load_predictor
-from .decoding import Budget, Decoded, DecoderPool
-from .images import ImageError
+from .decoding import Budget, DecoderPool, NotThePhoto
+from .images import MAX_FILE_BYTES, ImageError
+from .modelfile import sha256
 from .results import ResultsError, ResultsFile, Row, check_out, done_paths, row
 from .settings import Settings, SettingsError
 
 if TYPE_CHECKING:
-    from .predictor import Predictor
+    from .predictor import Prediction, Predictor
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".mpo"}
 """What a folder is searched for; a file named on the command line is read whatever its name."""
@@ -70,41 +73,121 @@ def photo_paths(arguments: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def decode_photo(decoders: DecoderPool, path: str) -> Decoded | ImageError:
-    """The photo at `path` decoded by a worker under the app's budgets, at the network's size; or why not."""
-    try:
-        if os.stat(path).st_size == 0:
+BATCH_SIZE = 16
+"""Photos per forward pass at most: the predictor's inference thread takes whatever is decoded and waiting, up to
+this. Measured on 2 busy cores (BENCHMARKS.md, "The batch command at each batch size"; the quiet run of
+`python -m bench.batch_sizes` settles it): the whole command, interleaved in one process, ran 1.3x faster with up
+to 16 than with one photo per pass (up to 4: 1.2x, up to 64: 1.1x), although the forward passes alone were faster
+one photo at a time (`python -m bench.floor`): a pass of one photo waits for ONNX Runtime's second thread at every
+layer, and the decoder workers keep taking that thread's core."""
+ROWS_AT_ONCE = 16
+"""Rows handed to the writer and the progress bar together (and finished by Ctrl-C before stopping)."""
+REMEMBERED = 100_000
+"""Answers kept by the content's SHA-256 (under a KB each): a copy further back than this is classified again."""
+
+
+class Answers:
+    """Each photo's answer: decoded by a worker under the budgets, at the network's size, then classified; or, for
+    bytes already answered in this run (a copy under another name), that same answer, without a decode or a
+    forward pass. Keeps count of both, and of the time the model had no decoded photo to work on. The app's
+    `serving.Answers` remembers uploads the same way, but as the page's answers (rounded, no quotas here); a row
+    keeps the prediction itself, and a copy met while its first is still being classified waits for that answer."""
+
+    def __init__(self, predictor: Predictor, decoders: DecoderPool):
+        self.predictor, self.decoders = predictor, decoders
+        self.repeats = 0
+        self.model_waited_s = 0.0
+        """Seconds with no photo in the model while photos were still coming: what decoding did not hide."""
+        self._known: OrderedDict[str, Future] = OrderedDict()
+        self._lock = threading.Lock()
+        self._in_model = 0
+        self._idle_since = time.perf_counter()
+
+    def answer(self, path: str) -> Prediction | ImageError:
+        try:
+            size = os.stat(path).st_size
+        except OSError as e:
+            return ImageError(f"Could not read the file: {e.strerror}.")
+        if size == 0:
             return ImageError("The file is empty.")
-    except OSError as e:
-        return ImageError(f"Could not read the file: {e.strerror}.")
-    return decoders.decode(path, client=path)  # one client per file: the workers decode side by side
+        if size > MAX_FILE_BYTES:  # refused by the gate unread: not hashed either (a sparse 64 GB file)
+            return self._classified(path)
+        try:
+            digest = sha256(path)
+        except OSError as e:
+            return ImageError(f"Could not read the file: {e.strerror}.")
+        with self._lock:
+            if known := self._known.get(digest):
+                self._known.move_to_end(digest)
+                self.repeats += 1
+            else:
+                self._known[digest] = mine = Future()
+                if len(self._known) > REMEMBERED:
+                    self._known.popitem(last=False)
+        if known:
+            return known.result()  # the first copy's answer, once it has one
+        try:
+            result = self._classified(path)
+        except BaseException as e:
+            mine.set_exception(e)
+            raise
+        mine.set_result(result)
+        if isinstance(result, NotThePhoto):  # about the machine now (no decoder started), not about these bytes
+            with self._lock:
+                self._known.pop(digest, None)
+        return result
+
+    def _classified(self, path: str) -> Prediction | ImageError:
+        decoded = self.decoders.decode(path, client=path)  # one client per file: the workers decode side by side
+        with self._lock:
+            if not self._in_model:
+                self.model_waited_s += time.perf_counter() - self._idle_since
+            self._in_model += 1
+        try:
+            return self.predictor.predict_batch([decoded])[0]
+        finally:
+            with self._lock:
+                self._in_model -= 1
+                if not self._in_model:
+                    self._idle_since = time.perf_counter()
 
 
-def local_rows(files: Sequence[str], predictor: Predictor, workers: int, budget: Budget) -> Iterator[list[Row]]:
-    """Rows in input order, a batch (`predictor.max_batch_size` photos) at a time: `workers` decoder processes
-    decode ahead while the predictor runs the forward pass of the batch before."""
-    # Decoded photos waiting for the predictor, at most this many (each at the network's size, a few hundred
-    # KB) while keeping every worker busy during a forward pass.
-    ahead = 2 * predictor.max_batch_size + workers
-    decoders = predictor.decoder_pool(workers, budget)
-    with ThreadPoolExecutor(workers) as pool:
+def default_workers() -> int:
+    """Decoder processes when --workers is not given: one per core."""
+    return os.cpu_count() or 1
+
+
+def local_rows(
+    files: Sequence[str], predictor: Predictor, workers: int, budget: Budget, summary: Summary | None = None
+) -> Iterator[list[Row]]:
+    """Rows in input order, `ROWS_AT_ONCE` at a time. Each photo is decoded by one of `workers` decoder processes and
+    handed to the predictor as soon as it is ready (its inference thread batches what is waiting, up to
+    `predictor.max_batch_size`), so the model never waits for a whole batch to decode, nor for rows to be written.
+    `summary`: gets the repeats and the time the model waited for decoded photos."""
+    # Photos in flight at once, each on a thread of its own that waits for a worker, then for the model: enough that
+    # while the writer waits for the oldest rows, every worker keeps decoding and the model has a batch waiting.
+    # Decoded photos are a few hundred KB each, at the network's size.
+    ahead = 2 * max(ROWS_AT_ONCE, predictor.max_batch_size) + 2 * workers
+    answers = Answers(predictor, predictor.decoder_pool(workers, budget))
+    with ThreadPoolExecutor(ahead) as pool:
         pending: deque[tuple[str, Future]] = deque()
         todo = iter(files)
         try:
             while True:
                 for path in todo:
-                    pending.append((path, pool.submit(decode_photo, decoders, path)))
+                    pending.append((path, pool.submit(answers.answer, path)))
                     if len(pending) >= ahead:
                         break
                 if not pending:
                     return
-                batch = [pending.popleft() for _ in range(min(predictor.max_batch_size, len(pending)))]
-                decoded = [done.result() for _, done in batch]
-                results = predictor.predict_batch(decoded)
-                yield [row(path, result, predictor.vocab) for (path, _), result in zip(batch, results)]
+                chunk = [pending.popleft() for _ in range(min(ROWS_AT_ONCE, len(pending)))]
+                rows = [row(path, done.result(), predictor.vocab) for path, done in chunk]
+                if summary is not None:
+                    summary.repeats, summary.model_waited_s = answers.repeats, answers.model_waited_s
+                yield rows
         finally:
             pool.shutdown(cancel_futures=True)
-            decoders.close()
+            answers.decoders.close()
 
 
 @dataclass
@@ -115,6 +198,10 @@ class Summary:
     flagged: int = 0
     refused: int = 0
     skipped: int = 0
+    repeats: int = 0
+    """Photos whose bytes were already answered in this run: the same row, without a decode or a forward pass."""
+    model_waited_s: float = 0.0
+    """Seconds the model had no decoded photo to work on (local engine)."""
     seconds: float = 0.0
     """From the first photo handed to the engine to the last row written (model loading excluded)."""
     first_rows_s: float = 0.0
@@ -141,8 +228,10 @@ class Summary:
     def text(self) -> str:
         labels = ", ".join(f"{label} {n}" for label, n in sorted(self.labels.items())) or "none"
         skipped = f"; {self.skipped} skipped (already in the output)" if self.skipped else ""
+        repeats = f"; {self.repeats} answered from an earlier copy of the same bytes" if self.repeats else ""
+        waited = f" The model waited {self.model_waited_s:.1f} s for decoded photos." if self.model_waited_s else ""
         return (
-            f"{self.photos} photos in {self.seconds:.1f} s ({self.rate:.3g} photos/s){skipped}.\n"
+            f"{self.photos} photos in {self.seconds:.1f} s ({self.rate:.3g} photos/s){skipped}{repeats}.{waited}\n"
             f"Per label: {labels}. Flagged as unlike the training photos: {self.flagged}. "
             f"Refused (not readable as an image): {self.refused}."
         )
@@ -166,6 +255,7 @@ def run(
         raise UsageError("Reading from object storage (a URI) needs --engine ray.")
     else:
         predictor = load_predictor(settings)
+        predictor.max_batch_size = BATCH_SIZE  # its own predictor: the app's batches are for concurrent visitors
         vocab = predictor.vocab
     summary = Summary()
     done = done_paths(out, vocab) if resume else set()
@@ -179,7 +269,7 @@ def run(
         rows = (
             classify_ray.ray_rows(todo, settings, workers, skip=frozenset(done))
             if engine == "ray"
-            else local_rows(todo, predictor, workers or os.cpu_count() or 1, settings.budget)
+            else local_rows(todo, predictor, workers or default_workers(), settings.budget, summary)
         )
         total = None if any(is_uri(f) for f in todo) else len(todo)  # a prefix holds an unknown number
         with tqdm(total=total, unit="photo", disable=not progress, file=sys.stderr) as bar:
@@ -203,6 +293,13 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bear_classifier.classify",
         description="Classify every photo in folders, globs and files; one row per photo in --out.",
+        epilog="Each photo is decoded by a worker process at the size the network reads and handed to the model as "
+        f"soon as it is ready; a forward pass takes up to {BATCH_SIZE} photos, as many as are waiting (python -m "
+        "bench.batch_sizes measures the choice). A file whose bytes were already answered in this run (a copy under another name) gets the same "
+        "row without a decode. Photos are decoded in full, as the app decodes them, so a row is the app's answer: "
+        "JPEG draft decoding (decoding large JPEGs at a reduced size) changed no label and no out-of-domain flag, but "
+        "probabilities by up to 0.010 and guard scores by up to 0.022 on 4000x3000 JPEGs, and decoded none of the 619 "
+        "external photos smaller (BENCHMARKS.md, 'JPEG draft decoding in the batch command').",
     )
     parser.add_argument(
         "paths",

@@ -1,8 +1,9 @@
 """Single-image CPU latency: our predict vs the course's `learn.predict` vs the bare network.
 
-All variants are timed in the same process, interleaved image by image, so their ratios are fair.
+All variants are timed in the same process, interleaved image by image, so their ratios are fair. The load
+around the run (`bench.measured_load`) heads the table; a busy machine's run says so there.
 
-    python -m bench.latency
+    python -m bench.latency      # about 5 minutes on 2 idle cores; writes runs/latency.md
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from PIL import Image
 
 from bear_classifier import data, serving
 from bear_classifier.predictor import Predictor
-from bear_classifier.settings import Settings
-from bench import p95
+from bear_classifier.settings import ROOT, Settings
+from bench import Load, load_header, measured_load, p95, write_table
 
 EXAMPLES = [Path(p) for p in serving.EXAMPLES]  # the app's example photos
+OUT = ROOT / "runs" / "latency.md"
 
 
 @dataclass
@@ -150,9 +152,11 @@ def cheap_wins(predictor: Predictor, rounds: int) -> list[Timing]:
     return timings + one_thread
 
 
-def measure(rounds: int = 10) -> dict[str, list[Timing]]:
-    with contextlib.redirect_stdout(io.StringIO()):  # learn.predict draws a progress bar per call
-        return _measure(rounds)
+def measure(rounds: int = 10) -> tuple[dict[str, list[Timing]], Load]:
+    """Every table's timings, and the load around the whole run."""
+    with measured_load() as load, contextlib.redirect_stdout(io.StringIO()):  # learn.predict: a progress bar per call
+        results = _measure(rounds)
+    return results, load
 
 
 def _measure(rounds: int) -> dict[str, list[Timing]]:
@@ -188,8 +192,8 @@ def draft_difference() -> float:
     return worst
 
 
-def table(results: dict[str, list[Timing]]) -> str:
-    lines = []
+def table(results: dict[str, list[Timing]], load: Load) -> str:
+    lines = load_header([load])
     for title, timings in results.items():
         ours = timings[0].p50
         lines += [
@@ -202,5 +206,5 @@ def table(results: dict[str, list[Timing]]) -> str:
 
 
 if __name__ == "__main__":
-    print(table(measure()))
-    print(f"\nJPEG draft decoding changes probabilities by at most {draft_difference():.4f}")
+    drafts = f"\nJPEG draft decoding changes probabilities by at most {draft_difference():.4f}"
+    write_table([table(*measure()), drafts], OUT)

@@ -77,7 +77,7 @@ def main() -> None:
         "percent between runs; ratios come from one process, with the variants interleaved.",
         "## Model\n\n" + "\n".join(f"- {name}: {value:.1f}" for name, value in sizes.items()),
         "## Single-image latency (CPU, batch of one, decode to probabilities)\n"
-        + latency.table(latency.measure())
+        + latency.table(*latency.measure())
         + f"\n\nJPEG draft decoding (`BEAR_DRAFT_JPEG=1`) changes probabilities by up to "
         f"{latency.draft_difference():.4f} on 4000x3000 versions of the example photos; it is off by default so "
         "that answers equal `learn.predict`'s (within 1e-4).",

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from bear_classifier import classify, decoding, results
 from bear_classifier.settings import ROOT, Settings
@@ -36,8 +37,10 @@ def bad_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def model(monkeypatch, predictor):
-    """The in-process runs share the session's predictor instead of loading the model again."""
+    """The in-process runs share the session's predictor instead of loading the model again (and its batch size
+    is the app's again after each: `classify.run` sets its own)."""
     monkeypatch.setattr(classify, "load_predictor", lambda settings: predictor)
+    monkeypatch.setattr(predictor, "max_batch_size", predictor.max_batch_size)
     return predictor
 
 
@@ -94,6 +97,37 @@ def test_rows_are_the_apps_answers_and_bad_files_are_rows(model, bad_folder, tmp
     assert summary.labels.total() + summary.flagged == len(files) - 3
 
 
+def test_a_copy_is_answered_from_its_bytes_without_a_decode(model, tmp_path, monkeypatch):
+    """Two copies of one photo under other names: one decode and one forward pass, the same row for both; the
+    empty files, equal bytes too, each get the empty file's error."""
+    folder = tmp_path / "copies"
+    (folder / "sub").mkdir(parents=True)
+    grizzly = (EXAMPLES_DIR / "grizzly_bear.jpg").read_bytes()
+    (folder / "a.jpg").write_bytes(grizzly)
+    (folder / "sub" / "a copy.jpg").write_bytes(grizzly)
+    (folder / "black.jpg").write_bytes((EXAMPLES_DIR / "black_bear.jpg").read_bytes())
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "sub" / "empty.jpg").write_bytes(b"")
+    decoded: list[str] = []
+    decode = decoding.DecoderPool.decode
+
+    def counted(pool, path, client=""):
+        decoded.append(path)
+        return decode(pool, path, client)
+
+    monkeypatch.setattr(decoding.DecoderPool, "decode", counted)
+    files = classify.photo_paths([str(folder)])
+    summary = classify.run(files, tmp_path / "r.csv", Settings(), workers=2, progress=False)
+    rows = by_path(results.read_rows(tmp_path / "r.csv", model.vocab))
+    assert len(decoded) == 2 and summary.repeats == 1 and summary.photos == 5
+    first, copy = rows[str(folder / "a.jpg")], rows[str(folder / "sub" / "a copy.jpg")]
+    assert first["label"] == "grizzly" and {**copy, "path": first["path"]} == first
+    assert rows[str(folder / "sub" / "empty.jpg")]["error"] == "The file is empty."
+    assert "1 answered from an earlier copy of the same bytes" in summary.text()
+    assert 0 < summary.model_waited_s < summary.seconds  # at least for the first decode; the summary says how long
+    assert "The model waited" in summary.text()
+
+
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
 def test_every_format_holds_the_same_rows(model, bad_folder, tmp_path, suffix):
     files = inputs(bad_folder)
@@ -132,7 +166,7 @@ def test_ctrl_c_leaves_a_complete_parquet_file(model, bad_folder, tmp_path, monk
     monkeypatch.setattr(classify, "local_rows", interrupted_after_one_batch)
     files, out = inputs(bad_folder), tmp_path / "r.parquet"
     summary = classify.run(files, out, Settings(), workers=1, progress=False)
-    assert summary.interrupted and summary.photos == 2 * model.max_batch_size < len(files)
+    assert summary.interrupted and summary.photos == 2 * classify.ROWS_AT_ONCE < len(files)
     assert [r["path"] for r in results.read_rows(out, model.vocab)] == files[: summary.photos]
     assert not out.with_name("r.parquet.partial").exists()
 
@@ -143,8 +177,10 @@ def test_cli_ctrl_c_then_resume(tmp_path):
     folder = tmp_path / "many"
     folder.mkdir()
     photos = sorted(FIXTURE_BEARS.rglob("*.jpg"))
-    for n in range(300):  # enough photos that the run is still going when interrupted (copies: a folder's
-        (folder / f"{n:03d}.jpg").write_bytes(photos[n % len(photos)].read_bytes())  # links out are not followed)
+    for n in range(300):  # enough photos that the run is still going when interrupted, each of other bytes (a copy
+        # would be answered from memory) and a file of its own (a folder's links out are not followed)
+        picture = Image.open(photos[n % len(photos)]).convert("RGB")
+        picture.save(folder / f"{n:03d}.jpg", quality=60 + n // len(photos))
     out = tmp_path / "r.csv"
     run = subprocess.Popen(
         [sys.executable, "-m", "bear_classifier.classify", str(folder), "--out", str(out), "--no-progress"],

@@ -1,0 +1,148 @@
+"""The floor: how many photos per second the served graphs classify when nothing else is in the way.
+
+The Predictor that `python -m bear_classifier.classify` loads (`classify_common.load_predictor`, as the app loads
+it) runs one or two passes per photo: its `network` (the answer) and, when the guard reads another size, its guard
+network. Here each pass is fed inputs already in memory, made once from real photos through the predictor's own
+transforms, at batch sizes 1, 8, 32 and 64, on the threads the predictor gives them (one per core), the batch
+sizes interleaved round by round so a change in load hits them alike. A photo's floor is the time of every pass
+it needs: no decoding, no resizing, no Python per photo. Whatever graphs the predictor loads are what is timed, and
+the table names their files (`Predictor.graphs`).
+
+    python -m bench.floor               # about a minute on 2 idle cores; writes runs/floor.md
+    python -m bench.floor --rounds 8    # steadier
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import cycle, islice
+from pathlib import Path
+
+import torch
+
+from bear_classifier.settings import ROOT, Settings
+from bench import Load, measured_load, write_table
+
+BATCH_SIZES = (1, 8, 32, 64)
+OUT = ROOT / "runs" / "floor.md"
+
+
+@dataclass
+class Pass:
+    graph: str
+    """The graph file's name (`Predictor.graphs`), or what runs where there is none (the PyTorch backend)."""
+    side: int
+    run: Callable[[torch.Tensor], object]
+    inputs: torch.Tensor
+
+
+@dataclass
+class Floor:
+    passes: list[Pass]
+    ms: dict[int, list[list[float]]]
+    """Per batch size, per pass: the milliseconds of each call."""
+    load: Load
+    threads: int
+
+    def pass_ms(self, batch: int) -> list[float]:
+        return [statistics.median(calls) for calls in self.ms[batch]]
+
+    def rate(self, batch: int) -> float:
+        """Photos per second at `batch`: every pass a photo needs, at the median time of each."""
+        return batch * 1000 / sum(self.pass_ms(batch))
+
+    @property
+    def best(self) -> int:
+        return max(self.ms, key=self.rate)
+
+    def table(self) -> list[str]:
+        names = [f"{n}. `{p.graph}` ({p.side} px)" for n, p in enumerate(self.passes, 1)]
+        lines = [
+            f"**Floor: forward passes only, inputs in memory, {self.threads} threads per pass.** A photo needs "
+            f"{len(self.passes)} pass(es): {'; '.join(names)}.",
+            "",
+            "| batch | "
+            + " | ".join(f"pass {n} ms per batch" for n in range(1, len(self.passes) + 1))
+            + " | ms per photo | photos/s | calls per pass |",
+            "|---|" + "---|" * (len(self.passes) + 3),
+        ]
+        for batch in self.ms:
+            ms = self.pass_ms(batch)
+            mark = " (best)" if batch == self.best else ""
+            lines.append(
+                f"| {batch}{mark} | "
+                + " | ".join(f"{m:.1f}" for m in ms)
+                + f" | {sum(ms) / batch:.2f} | {self.rate(batch):.1f} | {len(self.ms[batch][0])} |"
+            )
+        return lines
+
+    def as_dict(self) -> dict:
+        rates = {str(b): self.rate(b) for b in self.ms}
+        return {"best_batch": self.best, "photos_per_s": self.rate(self.best), "rates": rates, **self.load.as_dict()}
+
+
+def photos(n: int) -> list[str]:
+    """`n` photos of `bench.collections`' collection (repeated where it holds fewer)."""
+    from bench.collections import collection
+
+    return list(islice(cycle(collection()), n))
+
+
+def passes(predictor, paths: list[str]) -> list[Pass]:
+    """Each pass the predictor runs per photo, with its inputs for `paths` made as the predictor makes them."""
+    from bear_classifier.images import ImageError, open_image
+
+    pictures = []
+    for path in paths:
+        try:
+            pictures.append(open_image(path))
+        except ImageError:
+            continue  # a file the gate refuses never reaches a pass
+    names = predictor.graphs or ["PyTorch network (no graph file)"] * 2
+    found = [Pass(names[0], predictor.transforms.size, predictor.network, predictor.transforms(pictures))]
+    if predictor._guard_network is not None:
+        guard = predictor._guard_transform
+        found.append(Pass(names[1], guard.size, predictor._guard_network, guard(pictures)))
+    return found
+
+
+def measure(rounds: int = 4, settings: Settings | None = None) -> Floor:
+    """The floor of the model the batch command loads, at every batch size of `BATCH_SIZES`."""
+    from bear_classifier.classify_common import load_predictor
+
+    predictor = load_predictor(settings or Settings.from_env())
+    found = passes(predictor, photos(max(BATCH_SIZES)))
+    ms: dict[int, list[list[float]]] = {b: [[] for _ in found] for b in BATCH_SIZES}
+    with measured_load() as load, torch.inference_mode():
+        for round_ in range(rounds + 1):  # the first round warms up (allocations, kernel choice): not kept
+            for batch in BATCH_SIZES:
+                for _ in range(max(BATCH_SIZES) // batch):  # every batch size classifies as many photos per round
+                    for n, step in enumerate(found):
+                        inputs = step.inputs[:batch]
+                        start = time.perf_counter()
+                        step.run(inputs)
+                        if round_:
+                            ms[batch][n].append((time.perf_counter() - start) * 1000)
+    return Floor(found, ms, load, torch.get_num_threads())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=4, help="rounds kept (each: 64 photos at every batch size)")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--json", action="store_true", help="also print the result as one JSON line")
+    args = parser.parse_args(argv)
+    floor = measure(args.rounds)
+    write_table(floor.table(), args.out, [floor.load])
+    if args.json:
+        print("RESULT " + json.dumps(floor.as_dict()))
+    return floor.best
+
+
+if __name__ == "__main__":
+    print(f"best batch size: {main()}")
