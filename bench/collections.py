@@ -184,7 +184,7 @@ def floor(files: list[str]) -> dict:
     """The floor, measured as `python -m bench.floor` does (and written to runs/floor.md as it would)."""
     from bench import floor as floor_bench
 
-    measured = floor_bench.measure()
+    measured = floor_bench.measure()[0]
     write_table(measured.table(), floor_bench.OUT, [measured.load])
     return {"photos_per_s": measured.rate(measured.best), "best_batch": measured.best}
 

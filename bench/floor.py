@@ -10,6 +10,7 @@ the table names their files (`Predictor.graphs`).
 
     python -m bench.floor               # about a minute on 2 idle cores; writes runs/floor.md
     python -m bench.floor --rounds 8    # steadier
+    python -m bench.floor --int8 runs/latest   # and the int8 graphs `quantize` made there, interleaved with it
 """
 
 from __future__ import annotations
@@ -104,31 +105,44 @@ def passes(predictor, paths: list[str]) -> list[Pass]:
         except ImageError:
             continue  # a file the gate refuses never reaches a pass
     names = predictor.graphs or ["PyTorch network (no graph file)"] * 2
-    found = [Pass(names[0], predictor.transforms.size, predictor.network, predictor.transforms(pictures))]
-    if predictor._guard_network is not None:
-        guard = predictor._guard_transform
-        found.append(Pass(names[1], guard.size, predictor._guard_network, guard(pictures)))
-    return found
+    return [
+        Pass(name, size, network, transform(pictures))
+        for name, (size, _, transform, network) in zip(names, predictor.passes())
+    ]
 
 
-def measure(rounds: int = 4, settings: Settings | None = None) -> Floor:
-    """The floor of the model the batch command loads, at every batch size of `BATCH_SIZES`."""
+def int8_predictor(run: Path):
+    """The Predictor of `run`'s model.pkl with the int8 graphs beside it (`quantize`, made whether or not they serve)
+    and the guard's threshold its card's comparison fitted for them."""
+    from bear_classifier import card, modelfile
+    from bear_classifier.predictor import Int8Graphs, Predictor
+
+    facts = card.read(run / "model_card.md")
+    learn = modelfile.load(run / "model.pkl", expected_sha256=facts.sha256)
+    return Predictor(learn, int8=Int8Graphs(run, facts.int8["int8"]["threshold"]))
+
+
+def measure(rounds: int = 4, settings: Settings | None = None, int8: Path | None = None) -> list[Floor]:
+    """The floor of the model the batch command loads, at every batch size of `BATCH_SIZES`; with `int8` (a training
+    run's folder), that of its int8 graphs too, interleaved with it call by call."""
     from bear_classifier.classify_common import load_predictor
 
-    predictor = load_predictor(settings or Settings.from_env())
-    found = passes(predictor, photos(max(BATCH_SIZES)))
-    ms: dict[int, list[list[float]]] = {b: [[] for _ in found] for b in BATCH_SIZES}
+    predictors = [load_predictor(settings or Settings.from_env())] + ([int8_predictor(int8)] if int8 else [])
+    paths = photos(max(BATCH_SIZES))
+    found = [passes(predictor, paths) for predictor in predictors]
+    ms = [{b: [[] for _ in steps] for b in BATCH_SIZES} for steps in found]
     with measured_load() as load, torch.inference_mode():
         for round_ in range(rounds + 1):  # the first round warms up (allocations, kernel choice): not kept
             for batch in BATCH_SIZES:
                 for _ in range(max(BATCH_SIZES) // batch):  # every batch size classifies as many photos per round
-                    for n, step in enumerate(found):
-                        inputs = step.inputs[:batch]
-                        start = time.perf_counter()
-                        step.run(inputs)
-                        if round_:
-                            ms[batch][n].append((time.perf_counter() - start) * 1000)
-    return Floor(found, ms, load, torch.get_num_threads())
+                    for steps, kept in zip(found, ms):
+                        for n, step in enumerate(steps):
+                            inputs = step.inputs[:batch]
+                            start = time.perf_counter()
+                            step.run(inputs)
+                            if round_:
+                                kept[batch][n].append((time.perf_counter() - start) * 1000)
+    return [Floor(steps, kept, load, torch.get_num_threads()) for steps, kept in zip(found, ms)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,12 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=4, help="rounds kept (each: 64 photos at every batch size)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--json", action="store_true", help="also print the result as one JSON line")
+    parser.add_argument("--int8", type=Path, help="a training run's folder: its int8 graphs' floor too, interleaved")
     args = parser.parse_args(argv)
-    floor = measure(args.rounds)
-    write_table(floor.table(), args.out, [floor.load])
+    floors = measure(args.rounds, int8=args.int8)
+    write_table([line for floor in floors for line in [*floor.table(), ""]], args.out, [floors[0].load])
     if args.json:
-        print("RESULT " + json.dumps(floor.as_dict()))
-    return floor.best
+        print("RESULT " + json.dumps(floors[0].as_dict()))
+    return floors[0].best
 
 
 if __name__ == "__main__":
