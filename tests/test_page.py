@@ -49,6 +49,7 @@ def test_the_space_gets_a_short_description_the_hub_accepts():
 def test_the_article_names_what_the_guard_was_measured_to_flag():
     facts = card.read(serving.CARD_PATH)
     text = " ".join(page.article(facts).split())
-    assert "100% of 16 photos in `google_mugs`" in text  # the card's own measured folder, not a fixed list
+    mugs = f"{facts.not_bears_flagged['google_mugs']:.0%} of {facts.n_not_bears['google_mugs']} photos in `google_mugs`"
+    assert mugs in text  # the card's own measured folder, not a fixed list
     unmeasured = " ".join(page.article(dataclasses.replace(facts, not_bears_flagged={}, n_not_bears={})).split())
     assert "was not measured" in unmeasured and "google_mugs" not in unmeasured
