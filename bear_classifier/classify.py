@@ -73,13 +73,12 @@ def photo_paths(arguments: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-BATCH_SIZE = 16
-"""Photos per forward pass at most: the predictor's inference thread takes whatever is decoded and waiting, up to
-this. Measured on 2 busy cores (BENCHMARKS.md, "The batch command at each batch size"; the quiet run of
-`python -m bench.batch_sizes` settles it): the whole command, interleaved in one process, ran 1.3x faster with up
-to 16 than with one photo per pass (up to 4: 1.2x, up to 64: 1.1x), although the forward passes alone were faster
-one photo at a time (`python -m bench.floor`): a pass of one photo waits for ONNX Runtime's second thread at every
-layer, and the decoder workers keep taking that thread's core."""
+BATCH_SIZE = 1
+"""Photos per forward pass. Measured on 2 idle cores with the shipped model (BENCHMARKS.md, "The batch command at
+each batch size", `python -m bench.batch_sizes`, the whole command's pipeline interleaved in one process): one photo
+per pass is the fastest, and more are slower per photo (up to 4: 7% slower, 16: 14%, 64: 30%), as the forward
+passes alone are (`python -m bench.floor`: batches of 8 to 64 cost 30-40% more per photo than one at a time). On
+2 busy cores it went the other way (16 was 1.3x faster than 1), so measure again on other hardware."""
 ROWS_AT_ONCE = 16
 """Rows handed to the writer and the progress bar together (and finished by Ctrl-C before stopping)."""
 REMEMBERED = 100_000

@@ -104,7 +104,14 @@ def passes(predictor, paths: list[str]) -> list[Pass]:
             pictures.append(open_image(path))
         except ImageError:
             continue  # a file the gate refuses never reaches a pass
-    names = predictor.graphs or ["PyTorch network (no graph file)"] * 2
+    from bear_classifier.predictor import OnnxNetwork, int8_name
+
+    def name(size: int, guard: bool, network) -> str:
+        if not isinstance(network, OnnxNetwork):
+            return "PyTorch network (no graph file)"
+        return int8_name(size, guard)  # a graph kept nowhere: the int8 one beside model.pkl (`int8_predictor`)
+
+    names = predictor.graphs or [name(size, guard, network) for size, guard, _, network in predictor.passes()]
     return [
         Pass(name, size, network, transform(pictures))
         for name, (size, _, transform, network) in zip(names, predictor.passes())
