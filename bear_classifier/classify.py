@@ -76,9 +76,9 @@ def photo_paths(arguments: Iterable[str]) -> list[str]:
 BATCH_SIZE = 1
 """Photos per forward pass. Measured on 2 idle cores with the shipped model (BENCHMARKS.md, "The batch command at
 each batch size", `python -m bench.batch_sizes`, the whole command's pipeline interleaved in one process): one photo
-per pass is the fastest, and more are slower per photo (up to 4: 7% slower, 16: 14%, 64: 30%), as the forward
-passes alone are (`python -m bench.floor`: batches of 8 to 64 cost 30-40% more per photo than one at a time). On
-2 busy cores it went the other way (16 was 1.3x faster than 1), so measure again on other hardware."""
+per pass is the fastest, and more are slower per photo (25.3 photos/s; up to 4: 20.4, 16: 20.3, 64: 16.4), as the
+forward passes alone are (`python -m bench.floor`: batches of 8 to 64 cost 55-60% more per photo than one at a time).
+On 2 busy cores it went the other way (16 was 1.3x faster than 1), so measure again on other hardware."""
 ROWS_AT_ONCE = 16
 """Rows handed to the writer and the progress bar together (and finished by Ctrl-C before stopping)."""
 REMEMBERED = 100_000

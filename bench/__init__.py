@@ -63,6 +63,14 @@ def _cpu_seconds() -> tuple[float, float, float | None]:
     return time.perf_counter(), ours, busy
 
 
+def wait_until_quiet(below: float = 0.9, longest_s: float = 300.0) -> None:
+    """Wait (up to `longest_s`) until the 1-minute load average is below `below`: a run right after another starts
+    at that one's load (it decays by about e each minute), and would read as busy."""
+    deadline = time.monotonic() + longest_s
+    while os.getloadavg()[0] >= below and time.monotonic() < deadline:
+        time.sleep(5)
+
+
 @contextmanager
 def measured_load() -> Iterator[Load]:
     """The `Load` around the block: filled in when the block ends."""

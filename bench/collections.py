@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bear_classifier.settings import ROOT
-from bench import Load, load_header, measured_load, write_table
+from bench import Load, load_header, measured_load, wait_until_quiet, write_table
 
 SOURCES = [ROOT.parent / "shared" / "data", ROOT / "tests" / "fixtures" / "bears", ROOT / "examples"]
 OUT = ROOT / "runs" / "collections.md"
@@ -296,6 +296,7 @@ def main() -> None:
     saved = OUT.with_suffix(".json")
     results = json.loads(saved.read_text()) if saved.exists() else {}
     for name in args.variants:
+        wait_until_quiet()  # each variant starts at an idle machine's load, not at the previous variant's
         results[name] = measure(name, args.size)
         print(name, {k: v for k, v in results[name].items() if k != "summary"}, file=sys.stderr)
         saved.parent.mkdir(parents=True, exist_ok=True)
