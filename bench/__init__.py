@@ -89,8 +89,7 @@ def load_header(loads: Sequence[Load]) -> list[str]:
     busy = [load for load in loads if load.busy]
     lines = []
     if busy:
-        worst = max(max(load.before[0], load.after[0] if load.after else 0.0) for load in busy)
-        others = max(load.others_cores or 0.0 for load in busy)
+        worst, others = _highest(busy)
         lines.append(
             f"**BUSY machine (load {worst:.2f}, other processes {others:.2f} cores): not a result.** "
             f"Only ratios measured side by side in one process mean anything here."
@@ -98,13 +97,18 @@ def load_header(loads: Sequence[Load]) -> list[str]:
     if len(loads) == 1:
         lines.append(loads[0].text())
     elif loads:
-        highest = max(max(load.before[0], load.after[0] if load.after else 0.0) for load in loads)
-        others = max(load.others_cores or 0.0 for load in loads)
+        highest, others = _highest(loads)
         lines.append(
             f"Each run's load is in its row: 1-minute load average before and after, up to {highest:.2f}; other "
             f"processes up to {others:.2f} cores ({os.cpu_count()} cores)."
         )
     return lines + [""]
+
+
+def _highest(loads: Sequence[Load]) -> tuple[float, float]:
+    """The highest 1-minute load average (before or after) of `loads`, and the most cores other processes used."""
+    highest = max(max(run.before[0], run.after[0] if run.after else 0.0) for run in loads)
+    return highest, max(run.others_cores or 0.0 for run in loads)
 
 
 def write_table(lines: Sequence[str], out: Path, loads: Sequence[Load] = ()) -> None:
