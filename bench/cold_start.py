@@ -85,9 +85,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     parser = argparse.ArgumentParser(prog="python -m bench.cold_start", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
-    servedfiles.make(
-        ROOT / "model.pkl", card.read(ROOT / "model_card.md").graphs
-    )  # what deploy ships beside it; not timed
+    servedfiles.make(ROOT / "model.pkl", card.read(ROOT / "model_card.md"))  # what deploy ships beside it; not timed
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         course = tmp / "course_app.py"

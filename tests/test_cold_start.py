@@ -90,9 +90,8 @@ def test_a_warm_start_serves_without_fastai_or_timm_and_answers_the_same(predict
 def test_a_space_s_first_start_serves_from_the_files_beside_the_model(predictor, tmp_path):
     """A Space starts on a fresh disk: with the served files deploy ships beside model.pkl (`servedfiles`) and an
     empty cache, nothing is unpickled and neither fastai nor timm is imported, and the answers are the learner's."""
-    servedfiles.make(
-        serving.MODEL_PATH, card.read(serving.CARD_PATH).graphs
-    )  # what deploy does (a no-op when they are there for this model.pkl)
+    # What deploy does (a no-op when they are there for this model.pkl).
+    servedfiles.make(serving.MODEL_PATH, card.read(serving.CARD_PATH))
     script = (
         "import json, sys\n"
         "import app\n"
@@ -117,7 +116,7 @@ def test_a_space_s_first_start_serves_from_the_files_beside_the_model(predictor,
 def test_the_record_is_not_trusted_when_its_key_differs_or_a_graph_is_missing(tmp_path, monkeypatch):
     """A record written under other versions (here: a tampered one) or beside a missing graph sends the start the
     long way (the learner is loaded, the graph exported again), which writes the record again."""
-    monkeypatch.setattr(servedfiles, "load", lambda model, sha: None)  # a model without them (a Hub repo's)
+    monkeypatch.setattr(servedfiles, "load", lambda model, sha, int8: None)  # a model without them (a Hub repo's)
     settings = Settings(cache=tmp_path)
     first = serving.load(settings)[0]
     assert first.learn is not None  # an empty cache: the long way
