@@ -61,7 +61,7 @@ demo = Interface(
     description=page.description(card),
     article=page.article(card),
     # Production extras: requests handled at once (they share forward passes), "Wrong?" flags kept for review.
-    concurrency_limit=settings.max_batch_size,
+    concurrency_limit=settings.requests_at_once,
     flagging_mode="manual",
     flagging_options=page.flag_options(categories),
     flagging_dir=str(settings.review_dir),

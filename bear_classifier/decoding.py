@@ -12,13 +12,19 @@ back the photo already resized to what the network reads (a few hundred KB, not 
 50 MP photo), so the server's own memory never holds a full-size photo; a worker that grew large retires.
 Each client decodes one photo at a time, so one caller never holds more than one worker.
 
+Costly photos cannot keep a visitor with ordinary photos waiting. Every address's first crafted photo is taken
+(nothing tells it from an honest one before it is decoded), and eight of them at once held both workers at their
+budget for 12 s (`python -m bench.hostile crowd`). So, with `quotas`, the pool keeps one more worker, the express
+lane, for clients whose photos have decoded quickly (`EXPRESS_SECONDS`): there a photo that turns out heavier is
+stopped early and goes on in the ordinary lane, and its client leaves the express lane. The ordinary workers run at
+a lower CPU priority than the server, so the photos they burn do not slow its forward passes either.
+
 Protocol on the worker's stdin/stdout: a JSON line per request; the answer is a JSON line, then the bytes
 it announces.
 """
 
 from __future__ import annotations
 
-import heapq
 import io
 import itertools
 import json
@@ -30,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -72,9 +79,19 @@ class Budget:
     """Above the worker's own footprint: a decoded 50 MP photo is 150 MB, resizing and converting add a copy or two."""
 
 
+EXPRESS_SECONDS = 0.5
+"""The express lane's CPU budget a photo: 8 times the slowest of the 1,140 photos in ../shared/data (0.06 s), and
+room for a 12 MP phone photo. A client whose last photo took longer waits in the ordinary lane."""
+EXPRESS_MEMORY = 1024
+"""Clients the express lane remembers at once (the most recent ones)."""
+ORDINARY_NICENESS = 10
+"""The ordinary workers' niceness: under a storm of costly photos the server's own threads go first."""
+
+
 class DecoderPool:
     """`workers` decoder processes; `sizes`: the (width, height) each photo is resized to (with `resample`),
-    in the order the network's transforms read them; `draft_size`: see `images.open_image`."""
+    in the order the network's transforms read them; `draft_size`: see `images.open_image`. With `quotas`
+    (clients to tell apart), one more worker: the express lane (module docstring)."""
 
     def __init__(
         self,
@@ -84,14 +101,22 @@ class DecoderPool:
         resample: int = Image.Resampling.BILINEAR,
         draft_size: int | None = None,
         quotas: Quotas | None = None,
+        express_seconds: float = EXPRESS_SECONDS,
     ):
         self.budget = budget
         self.quotas = quotas
         self.options = {"sizes": sizes or [], "resample": int(resample), "draft_size": draft_size}
-        self._idle: list[_Worker] = [self._fresh() for _ in range(workers)]
-        self._turns = _Turns(workers)
+        self.express_seconds = min(express_seconds, budget.cpu_seconds)
+        express_budget = Budget(self.express_seconds, budget.memory_mb)
+        self._lanes = {ORDINARY: (budget, ORDINARY_NICENESS), EXPRESS: (express_budget, 0)}  # budget, niceness
+        self._idle: dict[str, list[_Worker]] = {
+            ORDINARY: [self._fresh(ORDINARY) for _ in range(workers)],
+            EXPRESS: [self._fresh(EXPRESS)] if quotas else [],
+        }
+        self._turns = _Turns(workers, express=1 if quotas else 0)
         self._lock = threading.Lock()
         self._clients: dict[str, list[Any]] = {}  # client -> [its lock, threads using it]
+        self._quick: OrderedDict[str, None] = OrderedDict()  # clients whose last photo decoded within EXPRESS_SECONDS
 
     def decode(self, path: str, client: str = "") -> Decoded | ImageError:
         """The photo at `path`, resized to `sizes`; or the `ImageError` to answer with."""
@@ -112,26 +137,54 @@ class DecoderPool:
 
     def close(self) -> None:
         with self._lock:
-            for worker in self._idle:
+            for worker in itertools.chain(*self._idle.values()):
                 worker.stop()
-            self._idle.clear()
+            for idle in self._idle.values():
+                idle.clear()
 
     def _run(self, client: str, request: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
         with self._turn(client):
             if self.quotas and (refusal := self.quotas.decode_refusal(client)):
                 raise NotThePhoto(refusal)  # its photos cost too much: no worker for this client for a while
-            spent = self.quotas.decode_spent(client) if self.quotas else 0.0
-            with self._worker(spent) as worker:
-                try:
+            try:
+                with self._decoding(client, express=self._is_quick(client)) as worker:
                     return worker.ask(request)
-                finally:
-                    if self.quotas:
-                        self.quotas.charge_decode(client, worker.spent, over_budget=worker.over_budget)
+            except _TooSlowForExpress:
+                with self._decoding(client, express=False) as worker:
+                    return worker.ask(request)
 
-    def _fresh(self) -> _Worker:
+    @contextmanager
+    def _decoding(self, client: str, express: bool) -> Iterator[_Worker]:
+        """A worker for one of `client`'s photos, its CPU time charged to the client afterwards."""
+        spent = self.quotas.decode_spent(client) if self.quotas else 0.0
+        with self._worker(spent, express) as worker:
+            try:
+                yield worker
+            finally:
+                stopped_early = worker.lane == EXPRESS and worker.over_budget
+                if self.quotas:  # stopped in the express lane: not over its budget yet, it goes on in the other
+                    over_budget = worker.over_budget and not stopped_early
+                    self.quotas.charge_decode(client, worker.spent, over_budget=over_budget)
+                self._remember_speed(client, quick=worker.spent <= self.express_seconds and not worker.over_budget)
+                if stopped_early:
+                    raise _TooSlowForExpress from None
+
+    def _is_quick(self, client: str) -> bool:
+        with self._lock:
+            return bool(self.quotas) and client in self._quick
+
+    def _remember_speed(self, client: str, quick: bool) -> None:
+        with self._lock:
+            self._quick.pop(client, None)
+            if quick:
+                self._quick[client] = None
+                if len(self._quick) > EXPRESS_MEMORY:
+                    self._quick.popitem(last=False)
+
+    def _fresh(self, lane: str) -> _Worker:
         """A started worker, or where starting one fails (EMFILE, ENOMEM, EAGAIN) a placeholder that is started
         on next use: a fault never takes a worker out of the pool."""
-        worker = _Worker(self.budget)
+        worker = _Worker(*self._lanes[lane], lane)
         try:
             worker.start()
         except OSError:
@@ -154,10 +207,10 @@ class DecoderPool:
                     del self._clients[client]
 
     @contextmanager
-    def _worker(self, spent: float) -> Iterator[_Worker]:
-        with self._turns.turn(spent):
+    def _worker(self, spent: float, express: bool) -> Iterator[_Worker]:
+        with self._turns.turn(spent, express) as lane:
             with self._lock:
-                worker = self._idle.pop()
+                worker = self._idle[lane].pop()
             try:
                 try:
                     worker.start()  # a placeholder starts now
@@ -167,45 +220,65 @@ class DecoderPool:
             finally:
                 if worker.started and not worker.alive():  # over budget, retired or crashed: replaced
                     worker.stop()
-                    worker = self._fresh()
+                    worker = self._fresh(lane)
                 with self._lock:
-                    self._idle.append(worker)
+                    self._idle[lane].append(worker)
+
+
+ORDINARY, EXPRESS = "ordinary", "express"
+
+
+class _TooSlowForExpress(Exception):
+    """A photo stopped at the express lane's budget: it goes on in the ordinary lane."""
 
 
 class _Turns:
-    """Free workers handed out to the waiting decode whose client has spent the least decoding time lately (then
+    """Free workers handed out to the waiting decodes whose clients have spent the least decoding time lately (then
     first come, first served): while addresses keep both workers at their budget, a visitor who sends one photo
-    now and then waits for the next free worker, not behind every costly photo in line."""
+    now and then waits for the next free worker, not behind every costly photo in line. A decode that may use the
+    express lane takes its worker when that one is free, and an ordinary one otherwise."""
 
-    def __init__(self, workers: int):
-        self._free = workers
-        self._waiting: list[tuple[float, int]] = []  # a heap of (client's CPU seconds lately, arrival)
+    def __init__(self, workers: int, express: int = 0):
+        self._free = {ORDINARY: workers, EXPRESS: express}
+        self._waiting: list[tuple[float, int, bool]] = []  # (client's CPU seconds lately, arrival, may use express)
         self._arrivals = itertools.count()
         self._changed = threading.Condition()
 
     @contextmanager
-    def turn(self, spent: float) -> Iterator[None]:
-        ticket = (spent, next(self._arrivals))
+    def turn(self, spent: float, express: bool = False) -> Iterator[str]:
+        """Wait for a worker; the lane it is in."""
+        ticket = (spent, next(self._arrivals), express)
         with self._changed:
-            heapq.heappush(self._waiting, ticket)
-            while not (self._free and self._waiting[0] == ticket):
+            self._waiting.append(ticket)
+            while (lane := self._lane_for(ticket)) is None:
                 self._changed.wait()
-            heapq.heappop(self._waiting)
-            self._free -= 1
+            self._waiting.remove(ticket)
+            self._free[lane] -= 1
             self._changed.notify_all()  # the next in line may have a worker too
         try:
-            yield
+            yield lane
         finally:
             with self._changed:
-                self._free += 1
+                self._free[lane] += 1
                 self._changed.notify_all()
+
+    def _lane_for(self, ticket: tuple[float, int, bool]) -> str | None:
+        """The lane whose free worker goes to `ticket` now, when the free workers go out in the waiting order."""
+        free = dict(self._free)
+        for waiting in sorted(self._waiting):
+            lane = EXPRESS if waiting[2] and free[EXPRESS] else ORDINARY if free[ORDINARY] else None
+            if waiting == ticket:
+                return lane
+            if lane:
+                free[lane] -= 1
+        return None
 
 
 class _Worker:
-    """A decoder process, started on first use (`start`)."""
+    """A decoder process of `lane`, started on first use (`start`), at `niceness`."""
 
-    def __init__(self, budget: Budget):
-        self.budget = budget
+    def __init__(self, budget: Budget, niceness: int, lane: str):
+        self.budget, self.niceness, self.lane = budget, niceness, lane
         self.process: subprocess.Popen | None = None
         self.retiring = False
         self.spent = 0.0
@@ -222,7 +295,12 @@ class _Worker:
         # One thread each: the workers run beside the inference thread on a few cores.
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": _PACKAGE_ROOT}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", __name__, str(self.budget.cpu_seconds), str(self.budget.memory_mb)],
+            [
+                sys.executable,
+                "-m",
+                __name__,
+                *map(str, (self.budget.cpu_seconds, self.budget.memory_mb, self.niceness)),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -266,7 +344,8 @@ class _Worker:
 
 
 # The worker process.
-def _serve(cpu_seconds: float, memory_mb: int, requests: BinaryIO, answers: BinaryIO) -> None:
+def _serve(cpu_seconds: float, memory_mb: int, niceness: int, requests: BinaryIO, answers: BinaryIO) -> None:
+    os.nice(niceness)
     # No core dumps: SIGXCPU's default action writes one (about 112 MB) wherever containers allow them.
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     # Ctrl-C reaches the whole process group: the parent decides what stops (the worker ends when its stdin does).
@@ -343,4 +422,4 @@ def _status_kb(field: str) -> int:
 
 
 if __name__ == "__main__":
-    _serve(float(sys.argv[1]), int(sys.argv[2]), sys.stdin.buffer, sys.stdout.buffer)
+    _serve(float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.stdin.buffer, sys.stdout.buffer)

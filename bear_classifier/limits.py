@@ -273,6 +273,8 @@ class BodyLimits:
             upload_id = _query(scope).get("upload_id", "")
             if len(upload_id) > 64:  # Gradio tracks the whole id for good: never let one be a memory sink
                 return await _refuse(send, 400, "upload_id is too long.")
+            if paused := self.quotas.decode_refusal(client):  # it could not use the photo: neither disk nor CPU
+                return await _refuse(send, 429, paused)
             # Each upload costs at least UPLOAD_FLOOR: tiny uploads each leave Gradio state and a file behind.
             if not self.quotas.spend("upload_kb", client, max(size, UPLOAD_FLOOR) // 1024):
                 return await _refuse(send, 429, wait("upload_kb"))
@@ -305,6 +307,8 @@ class BodyLimits:
         if kind in ("join", "call"):
             if self._queued(client) >= self.at_once.queued_per_client:
                 return await _refuse(send, 429, QUEUED)
+            if paused := self.quotas.decode_refusal(client):  # refused here, its events never wait in the queue
+                return await _refuse(send, 429, paused)
             if not self.quotas.spend("join", client):
                 return await _refuse(send, 429, wait("join"))
             for path in paths:  # a queued photo keeps its full lifetime, however long its turn takes

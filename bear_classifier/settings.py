@@ -155,6 +155,14 @@ class Settings:
         return 16 if self.batch else 1
 
     @property
+    def requests_at_once(self) -> int:
+        """Gradio's concurrency limit: requests inside `classify_image` at once (decodes wait for the decoder pool,
+        forward passes share batches). Each address may have `queued_per_client` events waiting on its decodes:
+        with 16 slots, eight addresses' costly photos held them all and an honest photo waited in Gradio's queue
+        (`python -m bench.hostile crowd`). Within Gradio's 40 worker threads."""
+        return 32
+
+    @property
     def rates(self) -> Rates:
         """Each client's shares (of the upload folder: `uploads.UploadFolder`)."""
         return Rates(

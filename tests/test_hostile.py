@@ -2,6 +2,8 @@
 `python app.py` on loopback (tests/support/rawcaller.py), at a size CI can afford (`python -m bench.hostile`
 runs the full sizes)."""
 
+import json
+import os
 import resource
 import subprocess
 import sys
@@ -16,7 +18,7 @@ import httpx
 import pytest
 
 from bear_classifier import decoding, page
-from bear_classifier.clients import DECODE_PAUSED, wait
+from bear_classifier.clients import DECODE_PAUSED, Quotas, Rates, wait
 from bear_classifier.limits import (
     BUSY,
     NO_UPLOAD,
@@ -568,27 +570,34 @@ def test_unbounded_decoders_are_refused_before_decoding(budget_server, name):
 
 
 def test_a_photo_stopped_at_its_budget_pauses_that_clients_decodes(budget_server):
-    """32 scans at 50 MP pass the scan limit and cost over 0.5 s: stopped, and that address's next
-    photos are refused for a while; another address is answered."""
-    attacker = "127.0.3.2"
-    slow = hard_inputs.many_scans_jpeg(scans=27)
-    assert error_of(answer_from(budget_server, attacker, "slow.jpg", slow)) == decoding.TOO_SLOW
+    """27 scans at 50 MP pass the scan limit and cost over 0.5 s: stopped, and that address's next photos are
+    refused for a while, at the door: neither its uploads nor its queue joins are taken (eight addresses' paused
+    events and uploads kept an honest photo waiting in Gradio's queue). Another address is answered."""
+    attacker = rawcaller.RawCaller(budget_server.url, source="127.0.3.2")
     photo = fresh(example("black").read_bytes())
-    paused = error_of(answer_from(budget_server, attacker, "b.jpg", photo))
-    assert paused == DECODE_PAUSED and "BEAR_DECODE_CPU_SECONDS" in paused
+    uploaded_before = attacker.uploaded("b.jpg", photo)
+    slow = hard_inputs.many_scans_jpeg(scans=27)
+    assert error_of(attacker.predict(attacker.uploaded("slow.jpg", slow))) == decoding.TOO_SLOW
+    upload = attacker.upload(("b.jpg", photo))
+    assert (upload.status_code, upload.json()["detail"]) == (429, DECODE_PAUSED)
+    assert "BEAR_DECODE_CPU_SECONDS" in DECODE_PAUSED
+    assert attacker.predict(uploaded_before).error == f"429 {json.dumps({'detail': DECODE_PAUSED})}"
     assert (
         label_of(answer_from(budget_server, "127.0.3.3", "b.jpg", photo)) == "black"
     )  # the refusal is not the photo's
 
 
 def test_a_clients_decoding_time_a_minute_is_its_share(budget_server):
-    """Photos each within the per-photo budget, new each time: past 1 s of CPU a minute the address is paused."""
+    """Photos each within the per-photo budget, new each time: past 1 s of CPU a minute the address is paused
+    (its next upload is refused)."""
     photo = hard_inputs.phone_photo(3000, 2000)  # 6 MP: about 0.1 s of CPU each
-    errors = []
+    caller, errors = rawcaller.RawCaller(budget_server.url, source="127.0.3.4"), []
     for i in range(20):
-        errors.append(error_of(answer_from(budget_server, "127.0.3.4", f"p{i}.jpg", fresh(photo))))
-        if errors[-1] == DECODE_PAUSED:
+        upload = caller.upload((f"p{i}.jpg", fresh(photo)))
+        if upload.status_code == 429:
+            errors.append(upload.json()["detail"])
             break
+        errors.append(error_of(caller.predict({"path": upload.json()[0], "meta": rawcaller.FILE_DATA})))
     assert errors[-1] == DECODE_PAUSED and decoding.TOO_SLOW not in errors, errors
     assert errors[0] is None
 
@@ -701,7 +710,7 @@ try:
         hog.append(os.open("/dev/null", os.O_RDONLY))
 except OSError:
     pass
-os.kill(pool._idle[0].process.pid, signal.SIGKILL)  # the fault: a worker dies while no descriptor is free
+os.kill(pool._idle["ordinary"][0].process.pid, signal.SIGKILL)  # the fault: a worker dies while no descriptor is free
 print("killed", type(pool.decode({str(photo)!r})).__name__)
 print("starved", str(pool.decode({str(photo)!r})) == NO_DECODER)
 for fd in hog:
@@ -752,3 +761,91 @@ def test_a_free_decoder_goes_to_the_client_that_spent_least_lately():
     for thread in threads:
         thread.join(30)
     assert order == ["honest", "busy", "attacker", "again"]
+
+
+def test_the_express_worker_goes_to_quick_clients_only():
+    """With the ordinary worker busy, a client whose photos decoded quickly takes the express worker at once,
+    ahead of a client with no such record that came first and spent less."""
+    turns, lanes, release = decoding._Turns(1, express=1), {}, threading.Event()
+
+    def holder() -> None:
+        with turns.turn(0.0):
+            release.wait(30)
+
+    def waiter(name: str, spent: float, quick: bool) -> None:
+        with turns.turn(spent, quick) as lane:
+            lanes[name] = lane
+
+    threads = [threading.Thread(target=holder)]
+    threads[0].start()
+    wait_until(lambda: turns._free[decoding.ORDINARY] == 0, 10, "the holder got no worker")
+    threads.append(threading.Thread(target=waiter, args=("new", 0.0, False)))
+    threads[-1].start()
+    wait_until(lambda: len(turns._waiting) == 1, 10, "the new client did not queue")
+    threads.append(threading.Thread(target=waiter, args=("quick", 0.2, True)))
+    threads[-1].start()
+    wait_until(lambda: "quick" in lanes, 10, "the quick client waited behind the ordinary worker")
+    assert lanes == {"quick": decoding.EXPRESS}
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    assert lanes == {"quick": decoding.EXPRESS, "new": decoding.ORDINARY}
+
+
+@pytest.fixture
+def express_pool():
+    """One ordinary worker (3 s a photo) and the express one; shares that never pause anybody."""
+    quotas = Quotas(Rates(decode_cpu_seconds_per_minute=1000.0, decode_pause_s=0))
+    pool = decoding.DecoderPool(1, decoding.Budget(3.0), quotas=quotas, express_seconds=0.05)
+    yield pool
+    pool.close()
+
+
+def test_costly_photos_do_not_keep_a_quick_visitor_waiting(express_pool, tmp_path):
+    """Eight addresses each sending one costly photo held both workers at their budget for 12 s, and the honest
+    visitor's photos waited behind them (`python -m bench.hostile crowd`). A visitor whose photos decoded quickly
+    now gets the express worker: answered while the costly photo still holds the ordinary one."""
+    photo, slow = tmp_path / "b.jpg", tmp_path / "slow.jpg"
+    photo.write_bytes(example("black").read_bytes())
+    slow.write_bytes(hard_inputs.many_scans_jpeg(scans=27))
+    assert isinstance(express_pool.decode(str(photo), "honest"), decoding.Decoded)  # now a quick client
+    finished = []
+
+    def attack() -> None:
+        express_pool.decode(str(slow), "attacker")
+        finished.append("attacker")
+
+    attacker = threading.Thread(target=attack)
+    attacker.start()
+    wait_until(lambda: express_pool._turns._free[decoding.ORDINARY] == 0, 10, "the costly photo got no worker")
+    assert isinstance(express_pool.decode(str(photo), "honest"), decoding.Decoded)
+    finished.append("honest")
+    attacker.join(60)
+    assert finished == ["honest", "attacker"]
+
+
+def test_a_quick_clients_heavier_photo_goes_on_in_the_ordinary_lane(express_pool, tmp_path):
+    """A 12 MP photo passes the express lane's 0.05 s: stopped there, decoded in the ordinary lane, and its client
+    waits in the ordinary lane from then on."""
+    photo, big = tmp_path / "b.jpg", tmp_path / "big.jpg"
+    photo.write_bytes(example("black").read_bytes())
+    big.write_bytes(hard_inputs.phone_photo(4000, 3000))
+    express_pool.decode(str(photo), "visitor")
+    assert express_pool._is_quick("visitor")
+    assert isinstance(express_pool.decode(str(big), "visitor"), decoding.Decoded)
+    assert not express_pool._is_quick("visitor")
+
+
+def test_ordinary_decoders_run_below_the_servers_priority(express_pool, tmp_path):
+    """Both cores burning costly photos slowed the server's forward passes 3 to 10 times; the ordinary workers now
+    yield to it, and the express one (quick photos only) does not."""
+    photo = tmp_path / "b.jpg"
+    photo.write_bytes(example("black").read_bytes())
+    express_pool.decode(str(photo), "visitor")  # a new client: the ordinary worker, which has set its priority
+    express_pool.decode(str(photo), "visitor")  # a quick client now: the express worker
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    niceness = {
+        lane: [os.getpriority(os.PRIO_PROCESS, worker.process.pid) for worker in workers]
+        for lane, workers in express_pool._idle.items()
+    }
+    assert niceness == {decoding.ORDINARY: [own + decoding.ORDINARY_NICENESS], decoding.EXPRESS: [own]}
