@@ -22,6 +22,7 @@ model, card = serving.load(settings)  # after checking model.pkl against its car
 categories = model.vocab
 subject = page.Subject.of(card)  # what the photos show, the title and description: the card's, as trained
 host = machine.read()  # ZeroGPU documents neither its CPUs nor its memory: say what this one allows
+machine.share_malloc_arenas()  # before Gradio's request threads: each would keep a heap of its own
 workers = settings.decode_workers or host.decoders(settings.decode_memory_mb)
 print(f"{host.describe()}; {workers} decoder workers", file=sys.stderr, flush=True)
 quotas = clients.Quotas(settings.rates)  # each client address's share

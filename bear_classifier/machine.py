@@ -8,6 +8,7 @@ or the machine's. app.py logs both at start and sizes the decoder workers from t
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 from dataclasses import dataclass
@@ -16,6 +17,19 @@ from pathlib import Path
 CGROUP = Path("/sys/fs/cgroup")
 MAX_DECODERS = 8
 """Beyond this, more decoder processes only queue for the same inference thread."""
+MALLOC_ARENAS = 2
+"""glibc's malloc gives each thread that allocates under contention an arena of its own (up to 8 per core), and
+each arena keeps what its requests freed: the server's memory grew photo after photo (`python -m bench.soak`)."""
+_M_ARENA_MAX = -8  # mallopt's parameter number (glibc malloc.h)
+
+
+def share_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Let this process's threads share `arenas` malloc arenas (glibc's `mallopt`), before the request threads
+    start; False where the C library is not glibc (nothing changed)."""
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, arenas))
+    except (OSError, AttributeError):
+        return False
 
 
 @dataclass(frozen=True)

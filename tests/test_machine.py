@@ -4,8 +4,14 @@ temporary folder laid out as /sys/fs/cgroup: v2, v1, none)."""
 from __future__ import annotations
 
 import os
+import platform
+import subprocess
+import sys
+
+import pytest
 
 from bear_classifier import machine
+from tests.conftest import ROOT
 
 AFFINITY = len(os.sched_getaffinity(0))
 
@@ -38,3 +44,35 @@ def test_no_quota_no_limit_is_the_affinity_and_the_machine_s_memory(tmp_path):
     assert found.quota is None and found.cpus == AFFINITY
     assert found.memory_source == "the machine's RAM, no cgroup limit"
     assert 1 <= found.decoders(768) <= machine.MAX_DECODERS
+
+
+ARENAS_SCRIPT = """
+import ctypes, sys, threading
+from bear_classifier import machine
+from tests.conftest import ROOT
+if sys.argv[1] == "shared":
+    machine.share_malloc_arenas()
+held = []
+def allocate():
+    held.append([bytearray(64 * 1024) for _ in range(16)])  # above pymalloc's sizes: from malloc
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+ctypes.CDLL("libc.so.6").malloc_stats()  # one "Arena N:" block per arena, on stderr
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc arenas are glibc's")
+def test_request_threads_share_two_malloc_arenas():
+    """Each thread that allocates gets an arena of its own, which keeps what it freed; the app's request threads
+    share two (`machine.share_malloc_arenas`)."""
+
+    def arenas(mode: str) -> int:
+        run = subprocess.run(
+            [sys.executable, "-c", ARENAS_SCRIPT, mode], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        return run.stderr.count("Arena ")
+
+    assert arenas("shared") == machine.MALLOC_ARENAS < arenas("own")
