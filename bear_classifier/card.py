@@ -416,7 +416,7 @@ def choice_text(facts: TrainingFacts) -> str:
     text = (
         f"\n### How this model was chosen\n\nEvery candidate was measured on the same photos: {made.on}. The rule "
         "(`bear_classifier.choice`, written before anything was measured): of the candidates whose guard meets its "
-        f"targets there (at most {MAX_IN_DOMAIN_FLAGGED:.0%} of in-domain photos flagged, at least "
+        f"targets there (at most {MAX_IN_DOMAIN_FLAGGED:.0%} of in-domain photos flagged, give or take one photo, at least "
         f"{MIN_OUT_OF_DOMAIN_FLAGGED:.0%} of every not-in-domain folder), none below the zero-shot reading, the most "
         f"photos right; within one photo, one forward pass first, then the higher WiSE-FT share.{external}"
         f"\n\n{table(made)}\n\n**Chosen: {made.chosen.name}**, "

@@ -9,11 +9,13 @@ Then `choose`:
 1. Never below the zero-shot reading: no candidate with fewer photos right than the best zero-shot reading. When a
    class maps onto no ImageNet class (or no size was tried) there is no zero-shot reading, and the reason says so.
 2. The most photos right. Candidates within `TIE` photos of the best are tied.
-3. The guard's targets, among the tied only: at most `MAX_IN_DOMAIN_FLAGGED` of the in-domain photos flagged and at
-   least `MIN_OUT_OF_DOMAIN_FLAGGED` of every not-in-domain folder. The tied ones that miss them are left out, unless
-   all do (then all stay, and the reason says so). The guard never costs more than `TIE` photos of accuracy: on a
-   few dozen photos one flag is already over 2%, and a guard is fitted apart from the answer (its figures and a
-   miss are reported), while a less accurate model is wrong for every visitor.
+3. The guard's targets, among the tied only: at most `MAX_IN_DOMAIN_FLAGGED` of the in-domain photos flagged, give
+   or take `TIE` photos (an in-domain photo flagged is a visitor not answered, counted like a photo wrong: on 39
+   photos 2% allows no flag at all, and the fork of issue 31 shipped a model 10 points less accurate on its test
+   photos for one flag), and at least `MIN_OUT_OF_DOMAIN_FLAGGED` of every not-in-domain folder. The tied ones that
+   miss them are left out, unless all do (then all stay, and the reason says so). The guard never costs more than
+   `TIE` photos of accuracy: a guard is fitted apart from the answer (its figures and a miss are reported), while a
+   less accurate model is wrong for every visitor.
 4. Of those, the one-pass candidate, then the higher WiSE-FT share (the course's recipe counts as share 1), then the
    more photos right, then the earlier in the table.
 
@@ -89,8 +91,10 @@ class Candidate:
     def guard_misses(self) -> list[str]:
         """The guard targets this candidate misses, in words (empty: it meets them)."""
         misses = []
-        if self.flagged_rate > MAX_IN_DOMAIN_FLAGGED:
-            misses.append(f"flags {self.flagged}/{self.n} in-domain photos (at most {MAX_IN_DOMAIN_FLAGGED:.0%})")
+        if self.flagged > MAX_IN_DOMAIN_FLAGGED * self.n + TIE:
+            misses.append(
+                f"flags {self.flagged}/{self.n} in-domain photos (at most {MAX_IN_DOMAIN_FLAGGED:.0%}, and {TIE} more)"
+            )
         for name, (k, n) in self.out_of_domain.items():
             if n and k / n < MIN_OUT_OF_DOMAIN_FLAGGED:
                 misses.append(f"flags {k}/{n} of `{name}` (at least {MIN_OUT_OF_DOMAIN_FLAGGED:.0%})")

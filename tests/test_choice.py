@@ -60,20 +60,21 @@ def test_more_photos_right_wins_outside_a_tie():
 
 def test_a_tied_candidate_whose_guard_misses_its_targets_is_left_out():
     leaky = fine_tune(1.0, 169, out_of_domain={**FOLDERS, "polar_bears": (4, 5)})  # 80% < 98%
-    jumpy = replace(COURSE, right=169, flagged=4)  # 4/170 = 2.4% > 2%
+    jumpy = replace(COURSE, right=169, flagged=5)  # 5/170 = 2.9%: over 2% (3.4 photos) by more than one photo
     assert leaky.guard_misses() == ["flags 4/5 of `polar_bears` (at least 98%)"]
-    assert jumpy.guard_misses() == ["flags 4/170 in-domain photos (at most 2%)"]
+    assert jumpy.guard_misses() == ["flags 5/170 in-domain photos (at most 2%, and 1 more)"]
+    assert not replace(jumpy, flagged=4).guard_misses()  # within one photo of 2%
     made = choice.choose([ZS224, ZS320, leaky, jumpy], "v")
     assert made.chosen is ZS320  # within one photo of them: the guard decides
     assert "WiSE-FT share 1.0 has 169 but its guard misses its targets (flags 4/5 of `polar_bears`" in made.reason
 
 
 def test_the_guard_never_costs_more_than_one_photo_of_accuracy():
-    leaky = [replace(c, flagged=4) for c in (ZS224, ZS320)]  # 2.4%: both zero-shot readings miss the guard's target
+    leaky = [replace(c, flagged=5) for c in (ZS224, ZS320)]  # 2.9%: both zero-shot readings miss the guard's target
     made = choice.choose([*leaky, fine_tune(1.0, 167), COURSE], "v")
     assert made.chosen is leaky[1] and "no candidate within 1 photo of the best met the guard's" in made.reason
     # Two photos better than every candidate whose guard meets its targets: the accurate one ships, and says so.
-    better = fine_tune(1.0, 170, flagged=5)
+    better = fine_tune(1.0, 170, flagged=6)
     made = choice.choose([ZS224, ZS320, better], "v")
     assert made.chosen is better and "no candidate within 1 photo of the best met the guard's" in made.reason
     # The fork of issue 31: on 39 photos one flag is 2.6%, and the course's recipe is 5 photos ahead of the rest.
@@ -81,6 +82,11 @@ def test_the_guard_never_costs_more_than_one_photo_of_accuracy():
     course = replace(COURSE, right=32, flagged=1, **small)
     reading = replace(ZS224, right=24, flagged=0, **small)
     assert choice.choose([reading, replace(fine_tune(1.0, 27), **small), course], "v").chosen is course
+    # As it happened there: the fine-tune one photo behind with no flag. One flag on 39 photos is within one photo of
+    # the 2% target, so both meet it, and the more accurate course recipe ships (the fine-tune shipped before got
+    # 78.4% of the test photos, the course recipe run alone 88.2%).
+    tuned = replace(fine_tune(1.0, 31), flagged=0, **small)
+    assert choice.choose([reading, tuned, course], "v").chosen is course
 
 
 def test_when_no_guard_meets_its_targets_the_most_accurate_ships():
@@ -96,11 +102,11 @@ def test_without_a_zero_shot_reading_the_best_trained_candidate_ships_and_the_re
 
 
 def test_the_first_guard_that_meets_the_targets_is_kept_else_the_nearest():
-    strict = replace(ZS224, guard="shares, 99th percentile", flagged=5)
+    strict = replace(ZS224, guard="shares, 99th percentile", flagged=6)
     loose = replace(ZS224, guard="shares, highest", flagged=1)
     looser = replace(ZS224, guard="mass, highest", flagged=0)
     assert choice.best_guard([strict, loose, looser]) is loose
-    nearly = replace(loose, flagged=4)  # 2.4% flagged: 0.4 points over
+    nearly = replace(loose, flagged=5)  # 2.9% flagged: 0.9 points over
     leaky = replace(looser, out_of_domain={"imagenet_sample": (60, 73)})  # 82%: 16 points under
     assert choice.best_guard([strict, nearly, leaky]) is nearly
     blind = [replace(c, out_of_domain={}) for c in (strict, loose, looser)]  # no photo says what to flag
