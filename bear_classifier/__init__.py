@@ -11,6 +11,7 @@ shipped one) -> `hub` (publish) -> `deploy` (the Space); `notebook` runs trainin
 caller or a reader of the Space or the card reads, written from the card's subject and classes.
 `transforms` (the learner's validation-time transforms, decoded photo to network input; `pixels`: the standard
 ones without fastai) is shared by both sides.
+Both sides write and hash files through `files` (a file's SHA-256; a new version renamed into place whole).
 Imports point one way: the serving side never imports a training module (tests/test_imports.py).
 
 Serving side, one request (`settings` read once by app.py, `zerogpu` imports `spaces` on ZeroGPU only, `machine` the

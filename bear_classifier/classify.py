@@ -36,8 +36,8 @@ from tqdm import tqdm
 from . import classify_ray
 from .classify_common import UsageError, is_uri, load_predictor
 from .decoding import Budget, DecoderPool, NotThePhoto
+from .files import sha256
 from .images import MAX_FILE_BYTES, ImageError
-from .modelfile import sha256
 from .results import ResultsError, ResultsFile, Row, check_out, done_paths, row
 from .settings import Settings, SettingsError
 

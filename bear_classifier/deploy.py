@@ -31,18 +31,13 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, Vo
 from huggingface_hub.errors import HfHubHTTPError
 
 from . import card, modelfile, servedfiles, spacecheck, spacetree
-from .hub import COMMIT_SHA
+from .hub import COMMIT_SHA, NO_TOKEN_HELP
 from .settings import ROOT
 from .spacecheck import SpaceCheckError
 from .spacetree import HARDWARE, Hardware, SpaceTreeError
 
 REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 MODEL_VARIABLES = ("BEAR_MODEL_REPO", "BEAR_MODEL_REVISION")
-NO_TOKEN_HELP = (
-    "No Hugging Face token found. Log in once with `hf auth login` (or `huggingface_hub.login()`, "
-    "`notebook_login()` in Jupyter/Colab), set HF_TOKEN, or pass --token. It needs write access: "
-    "https://huggingface.co/settings/tokens"
-)
 PAYMENT_HELP = (
     "The Hub answered 402 Payment Required: since July 2026 a Gradio Space on {flavor} needs a PRO account (or a "
     "Team/Enterprise organisation); free accounts may host up to 2 Gradio Spaces on ZeroGPU. Deploy with "

@@ -16,7 +16,9 @@ from pathlib import Path
 
 from fastai.learner import Learner
 
-from .modelfile import ModelFileError, by_value_code, load, sha256
+from . import files
+from .files import sha256
+from .modelfile import ModelFileError, by_value_code, load
 
 
 def save(learn: Learner, path: Path, portable: bool = True) -> str:
@@ -158,7 +160,6 @@ def reexport(path: Path, target: Path | None = None) -> str:
     path = Path(path)
     learn = load(path)
     target = Path(target or path)
-    tmp = target.with_suffix(".portable.tmp")
-    sha = save(learn, tmp)
-    tmp.replace(target)
+    with files.replacing(target) as partial:
+        sha = save(learn, partial)
     return sha

@@ -19,7 +19,6 @@ on restart. `train.fine_tune_on_reviews` then continues training the shipped mod
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -32,7 +31,7 @@ from typing import Any
 import gradio as gr
 from gradio.context import LocalContext
 
-from . import clients, modelfile, page
+from . import clients, files, page
 from .decoding import review_jpeg
 from .images import ImageError
 
@@ -104,7 +103,7 @@ class ReviewLog(gr.FlaggingCallback):
                 folder_path=self.folder,
                 every=5,
                 private=True,
-                ignore_patterns=[f"*{PARTIAL}"],  # a file being written is never synced
+                ignore_patterns=[f"*{files.PARTIAL}"],  # a file being written is never synced
             )
 
     def remember(
@@ -143,7 +142,7 @@ class ReviewLog(gr.FlaggingCallback):
         if not correction:
             raise FlagRefused(page.FLAG_NO_CORRECTION)
         try:
-            digest = modelfile.sha256(answered.path)
+            digest = files.sha256(answered.path)
         except OSError:
             raise FlagRefused(page.FLAG_GONE) from None
         if digest in self._stored:
@@ -189,12 +188,9 @@ class ReviewLog(gr.FlaggingCallback):
 
 
 def _write_new(path: Path, content: bytes) -> None:
-    """`content` as a new file at `path`: written whole under a temporary name, then renamed into place (on
-    hf-mount a rename is how a finished file appears; nothing is ever reopened or appended to)."""
-    partial = path.with_name(path.name + PARTIAL)
-    with open(partial, "wb") as f:
-        f.write(content)
-    os.replace(partial, path)
+    """`content` as a new file at `path` (on hf-mount a rename is how a finished file appears)."""
+    with files.replacing(path) as partial:
+        partial.write_bytes(content)
 
 
 def flags(folder: Path) -> list[dict[str, Any]]:

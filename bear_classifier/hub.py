@@ -16,9 +16,10 @@ from huggingface_hub.utils import get_fastai_version, get_fastcore_version, get_
 COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 
 NO_TOKEN_HELP = (
-    "No Hugging Face token found. Log in with `huggingface_hub.login()` (or `notebook_login()` in Jupyter/Colab, "
-    "`hf auth login` in a shell), set the HF_TOKEN environment variable (a Colab secret named HF_TOKEN works too), "
-    "or pass token=... . It needs write access: https://huggingface.co/settings/tokens"
+    "No Hugging Face token found. Log in once with `hf auth login` in a shell (or `huggingface_hub.login()`, "
+    "`notebook_login()` in Jupyter/Colab), set the HF_TOKEN environment variable (a Colab secret named HF_TOKEN works "
+    "too), or pass one (`token=...`, or `--token` to `python -m bear_classifier.deploy`). It needs write access: "
+    "https://huggingface.co/settings/tokens"
 )
 
 

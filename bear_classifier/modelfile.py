@@ -9,7 +9,6 @@ serve here stops the start-up with a message that says what to do.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -28,6 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import files
+
 if TYPE_CHECKING:
     from fastai.learner import Learner
 
@@ -45,21 +46,12 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def sha256(path: str | Path) -> str:
-    """The file's SHA-256, hex: what model cards record and what the app remembers answers by."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify(path: Path, expected_sha256: str | None = None, file_sha256: str | None = None) -> str:
     """Before unpickling `path`: check that the file is there and, when `expected_sha256` is given, that its
     SHA-256 matches; returns its SHA-256. `file_sha256`: that SHA-256 when the caller has already computed
     it, so the file is not read again (the app's start-up computes it once for all its checks)."""
     _require_file(path)
-    sha = file_sha256 or sha256(path)
+    sha = file_sha256 or files.sha256(path)
     if expected_sha256 and sha != expected_sha256.lower():
         raise ModelFileError(f"{path} does not match the expected SHA-256 {expected_sha256}: refusing to unpickle it.")
     return sha
@@ -202,7 +194,8 @@ def _importable(module: str) -> bool:
         return False
 
 
-def _minor(version: str) -> str:
+def minor(version: str) -> str:
+    """"3.11" of "3.11.9", "2.14" of "2.14.1+cpu": what a model file (or a Space) must match."""
     return ".".join(str(version).split(".")[:2])
 
 
@@ -224,18 +217,18 @@ def check_servable(path: Path, recorded: Mapping[str, str]) -> None:
             f"wrote it, or re-export it there with this package's `export.reexport`"
         )
     py_recorded = recorded.get("python")
-    if py_recorded and code and _minor(py_recorded) != _minor(here["python"]):
+    if py_recorded and code and minor(py_recorded) != minor(here["python"]):
         problems.append(
             f"it was exported under Python {py_recorded} and carries bytecode for {', '.join(code)}, which only "
-            f"runs on Python {_minor(py_recorded)} (this is Python {here['python']}). Run the app on Python "
-            f'{_minor(py_recorded)} (on a Space: `python_version: "{_minor(py_recorded)}"` in README.md\'s front '
-            f"matter), or re-export it portably under Python {_minor(py_recorded)}: "
+            f"runs on Python {minor(py_recorded)} (this is Python {here['python']}). Run the app on Python "
+            f'{minor(py_recorded)} (on a Space: `python_version: "{minor(py_recorded)}"` in README.md\'s front '
+            f"matter), or re-export it portably under Python {minor(py_recorded)}: "
             f"`python -c \"from bear_classifier import export; export.reexport('{path}')\"`"
         )
     wrong = {
         name: (want, here[name])
         for name, want in recorded.items()
-        if name in here and name != "python" and _minor(want) != _minor(here[name])
+        if name in here and name != "python" and minor(want) != minor(here[name])
     }
     if wrong:
         problems.append(
@@ -343,7 +336,7 @@ def startup_check(
     path = Path(path)
     sha = verify(path, expected_sha256, file_sha256)
     check_servable(path, recorded)
-    key = {"sha256": sha, "versions": library_versions(), "image_sha256": sha256(image)}
+    key = {"sha256": sha, "versions": library_versions(), "image_sha256": files.sha256(image)}
     remembered = verdict_path(cache, sha) if cache else None
     if remembered and remembered.is_file():
         try:

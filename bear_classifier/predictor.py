@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
 import queue
 import threading
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from . import files
 from .decoding import Budget, Decoded, DecoderPool
 from .guard import Guard
 from .images import ImageError, ImageInput, open_image
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from fastai.learner import Learner
 
     from .clients import Quotas
+    from .settings import Backend
 
 # Running the exported network: our class probabilities and (with the guard) the pretrained ImageNet
 # classifier's, from one forward pass. Two interchangeable backends: PyTorch runs fastai's model as it is;
@@ -100,9 +101,8 @@ def keep(cache: Path, graph: bytes) -> None:
     the next start the export."""
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(graph)
-        tmp.replace(cache)
+        with files.replacing(cache) as partial:
+            partial.write_bytes(graph)
     except OSError:
         pass
 
@@ -148,7 +148,7 @@ class OnnxNetwork:
 def network(
     model: nn.Module,
     size: int,
-    backend: str | None = None,
+    backend: Backend | None = None,
     imagenet: ImageNetHead | None = None,
     spin: bool = True,
     cache: Path | None = None,
@@ -157,8 +157,6 @@ def network(
     are installed. `spin`: False when two networks take turns (ONNX Runtime only). `cache`: the ONNX
     graph's file (ONNX Runtime only)."""
     backend = backend or ("onnx" if _has_onnxruntime() else "torch")
-    if backend not in ("onnx", "torch"):
-        raise ValueError(f"BEAR_BACKEND must be 'onnx' or 'torch', not {backend!r}")
     if backend == "onnx":
         return OnnxNetwork(onnx_graph(model, size, imagenet, cache), spin)
     return TorchNetwork(model, imagenet)
@@ -203,7 +201,7 @@ class Predictor:
         self,
         learn: Learner | Served,
         draft: bool = False,
-        backend: str | None = None,
+        backend: Backend | None = None,
         max_batch_size: int = 16,
         onnx_cache: Path | None = None,
         int8: Int8Graphs | None = None,

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import card, modelfile
+from . import card, files
 from .predictor import INT8_GLOB
 from .settings import ROOT
 
@@ -35,7 +35,7 @@ def check_run(run: Path) -> None:
             f"{run} is not a finished training run ({', '.join(missing)} missing): give the output_dir "
             "of a training.ipynb run that ran to the end."
         )
-    if card.read(run / "model_card.md").sha256 != modelfile.sha256(run / "model.pkl"):
+    if card.read(run / "model_card.md").sha256 != files.sha256(run / "model.pkl"):
         raise PromoteError(f"{run}/model_card.md describes another model.pkl (SHA-256 differs): train again.")
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 import torch
 
-from . import modelfile
+from . import files, modelfile
 from .guard import Guard
 from .pixels import Affine, PlainTransform
 
@@ -85,9 +84,8 @@ def save(onnx_cache: Path, record: Served) -> None:
     target = path(onnx_cache)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(_to_json(record)))
-        tmp.replace(target)
+        with files.replacing(target) as partial:
+            partial.write_text(json.dumps(_to_json(record)))
     except (OSError, TypeError, ValueError):
         pass  # a read-only cache, or a guard state JSON cannot hold, only costs the next start the long way
 

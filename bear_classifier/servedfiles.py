@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import card, modelfile, served
+from . import card, files, modelfile, served
 from .predictor import Int8Graphs
 
 FOLDER = "served"
@@ -88,7 +88,7 @@ def make(model: Path, facts: card.TrainingFacts) -> Path:
     from .predictor import Predictor  # the training side's imports: fastai comes with it
 
     model = Path(model)
-    sha = modelfile.sha256(model)
+    sha = files.sha256(model)
     if load(model, sha, facts.graphs) is not None:
         return served.path(prefix(model, sha))
     folder = model.parent / FOLDER
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--card", type=Path, help="its model card (default: model_card.md beside it)")
     args = parser.parse_args(argv)
     record = make(args.model, card.read(args.card or args.model.parent / "model_card.md"))
-    print(f"Served files for {args.model} ({modelfile.sha256(args.model)[:12]}): {record.parent}")
+    print(f"Served files for {args.model} ({files.sha256(args.model)[:12]}): {record.parent}")
     return 0
 
 

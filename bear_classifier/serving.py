@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
-from . import card, hub, modelfile, page, served, servedfiles, spacetree
+from . import card, files, hub, modelfile, page, served, servedfiles, spacetree
 from .clients import Quotas, wait
 from .decoding import Decoded, DecoderPool, NotThePhoto
 from .images import ImageError, ImageInput
@@ -24,7 +24,7 @@ EXAMPLES = sorted(str(p) for p in EXAMPLES_DIR.glob("*.jpg"))
 UNSURE_MARGIN = 0.3
 """A lead of the top class over the second below this is a close call: the verdict names both classes. On the
 shipped model's own training photos, answers with a smaller lead are right 5 times in 12; with a larger one,
-404 of 405, and all 104 validation photos have a larger one (`python -m bench.margins`)."""
+404 of 405, and all 104 validation photos have a larger one (`python -m research.margins`)."""
 
 
 SERVED_NOTE = "its SHA-256 matched the expected one, and it was not unpickled."
@@ -138,7 +138,7 @@ class Answers:
         if isinstance(path, ImageError):
             return refusal(path)
         try:
-            digest = modelfile.sha256(path)
+            digest = files.sha256(path)
         except OSError:  # deleted since the upload (its lifetime, or the folder made room): not about the photo
             return refusal(ImageError(page.PHOTO_GONE))
         with self._lock:

@@ -1,8 +1,9 @@
 """Every BEAR_* environment variable (and SPACE_ID and SPACES_ZERO_GPU, which Spaces set), read in this one module with one parser per
 type; and where the app lives.
 
-app.py reads `Settings.from_env()` once and passes values down; library code takes arguments. README's
-configuration table lists the same variables.
+app.py reads `Settings.from_env()` once and passes values down; library code takes arguments, except
+`imagenet.cache_dir`, which fastai's weight loading calls with none to pass (it calls `Settings.from_env()` too).
+README's configuration table lists the same variables.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 from .clients import Rates
 from .decoding import Budget
@@ -19,6 +21,8 @@ from .decoding import Budget
 ROOT = Path(__file__).resolve().parent.parent
 """Where app.py, model.pkl and the examples live."""
 EXAMPLES_DIR = ROOT / "examples"
+Backend = Literal["onnx", "torch"]
+"""What runs the network: ONNX Runtime, or PyTorch as fastai's model is."""
 
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
@@ -138,7 +142,7 @@ class Settings:
     decode_pause_s: int = 60  # BEAR_DECODE_PAUSE_SECONDS: how long a client's decodes pause after its budget
     batch: bool = True  # BEAR_BATCH: share forward passes between concurrent requests
     draft_jpeg: bool = False  # BEAR_DRAFT_JPEG: decode large JPEGs at reduced size
-    backend: str | None = None  # BEAR_BACKEND: "onnx" or "torch" (default: ONNX Runtime when installed)
+    backend: Backend | None = None  # BEAR_BACKEND: "onnx" or "torch" (default: ONNX Runtime when installed)
     # BEAR_CACHE: pretrained weights, start-up verdicts, ONNX graphs; in the clone (gitignored), so that nothing of
     # the app's outlives the clone
     cache: Path = ROOT / ".cache"
@@ -183,7 +187,7 @@ class Settings:
         space_id = _text(env, "SPACE_ID")
         shares = SPACE_SHARES if space_id else LOCAL_SHARES
         backend = _text(env, "BEAR_BACKEND")
-        if backend not in (None, "onnx", "torch"):
+        if backend not in (None, *get_args(Backend)):  # the one check: `predictor.network` takes it as it is
             raise SettingsError(f"BEAR_BACKEND={backend!r}: use 'onnx' or 'torch'.")
         return cls(
             model_repo=_text(env, "BEAR_MODEL_REPO"),

@@ -21,6 +21,7 @@ from pathlib import Path
 from huggingface_hub import SpaceCard
 
 from . import card, page
+from .modelfile import minor
 from .predictor import INT8_GLOB
 from .settings import ROOT
 
@@ -86,10 +87,6 @@ CPU_BASIC = Hardware(
 HARDWARE = {hw.flavor: hw for hw in (ZERO_GPU, CPU_BASIC)}
 # torch publishes wheels for a Python minor from these releases on (older torch has none to install).
 TORCH_FOR_PYTHON = {"3.10": (1, 11), "3.11": (1, 13), "3.12": (2, 2), "3.13": (2, 5)}
-
-
-def minor(version: str) -> str:
-    return ".".join(str(version).split(".")[:2])
 
 
 def _release(version: str) -> tuple[int, int]:

@@ -1,4 +1,5 @@
-"""Fine-tuning, error analysis and export: the training half of the lesson, as plain functions."""
+"""Training and error analysis: the recipes (zero-shot head, linear probe, fine-tunes, WiSE-FT), the confusion
+matrix and top losses, as plain functions (`export` writes the model file)."""
 
 from __future__ import annotations
 

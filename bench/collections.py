@@ -62,7 +62,7 @@ def fingerprint(files: list[str]) -> str:
 
 
 def distinct(files: list[str]) -> int:
-    from bear_classifier.modelfile import sha256
+    from bear_classifier.files import sha256
 
     return len({sha256(path) for path in files})
 

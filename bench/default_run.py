@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bear_classifier import candidates, data, evaluate, modelfile
+from bear_classifier import candidates, data, evaluate, files, modelfile
 from bear_classifier.predictor import Predictor
 from bear_classifier.settings import EXAMPLES_DIR, ROOT
 from bear_classifier.transforms import input_size
@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{photo}: {'; '.join(found)}")
     print(
         f"{len(photos) - differing}/{len(photos)} photos answered alike ({len(photos) - len(valid)} examples, "
-        f"{len(valid)} validation) by {args.model} ({modelfile.sha256(args.model)[:12]}) and "
-        f"{args.run / 'model.pkl'} ({modelfile.sha256(args.run / 'model.pkl')[:12]})"
+        f"{len(valid)} validation) by {args.model} ({files.sha256(args.model)[:12]}) and "
+        f"{args.run / 'model.pkl'} ({files.sha256(args.run / 'model.pkl')[:12]})"
     )
     return 1 if differing else 0
 

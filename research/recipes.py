@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from fastai.vision.all import Learner, set_seed
 
-from bear_classifier import data, evaluate, export, imagenet, modelfile, train
+from bear_classifier import data, evaluate, export, files, imagenet, modelfile, train
 from bear_classifier.evaluation import Entry, Evaluation
 
 DATA = evaluate.DEFAULT_DATA
@@ -58,7 +58,7 @@ def linear_probe(dls, epochs: int = LP_EPOCHS, path: Path | None = None) -> tupl
         learn.model.load_state_dict(modelfile.load(path).model.state_dict())
         return learn, {
             "epochs": epochs,
-            "source": f"{path}, sha256 {modelfile.sha256(path)[:12]}",
+            "source": f"{path}, sha256 {files.sha256(path)[:12]}",
             "body_is_pretrained": imagenet.body_is_pretrained(learn),
         }
     set_seed(data.SEED, reproducible=True)
@@ -84,9 +84,7 @@ def course_default(dls, retrain: bool, path: Path) -> tuple[Learner, dict]:
         result = train.fine_tune(learn, 8)
         return learn, {"lr": result.lr, "epochs": 8, "source": "retrained"}
     learn = modelfile.load(path)
-    return learn, {
-        "source": f"{path} (the committed model.pkl of the course recipe), sha256 {modelfile.sha256(path)[:12]}"
-    }
+    return learn, {"source": f"{path} (the committed model.pkl of the course recipe), sha256 {files.sha256(path)[:12]}"}
 
 
 def wise_ft(fine_tuned: Learner, alpha: float) -> Learner:

@@ -2,7 +2,7 @@
 
 The input size, measured: at each size, the zero-shot reading's accuracy and the ImageNet guard's flag
 rates when both read the same single pass of the pretrained network. Mapping and guard are fitted on
-the training split at that size with the shipped settings (`imagenet.MIN_MASS`, `imagenet.GUARD_MIN_MASS`,
+the training split at that size with the shipped settings (`imagenet.MIN_MASS`, `choice.GUARD_MIN_MASS`,
 `imagenet.QUANTILE`); the validation split and the external sets only measure.
 
     python -m research.sizes [--sizes 224 256 288 320] [--guard-min-mass 0.003] [--out runs/sizes.md]   # 5 minutes
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from bear_classifier import data, evaluate, imagenet, train
+from bear_classifier import choice, data, evaluate, imagenet, train
 from bench import write_table
 
 
@@ -47,7 +47,7 @@ def row(size: int, network: torch.nn.Module, guard_min_mass: float) -> tuple[str
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m research.sizes")
     parser.add_argument("--sizes", type=int, nargs="+", default=[224, 256, 288, 320])
-    parser.add_argument("--guard-min-mass", type=float, default=imagenet.GUARD_MIN_MASS)
+    parser.add_argument("--guard-min-mass", type=float, default=choice.GUARD_MIN_MASS)
     parser.add_argument("--out", type=Path, default=Path("runs/sizes.md"))
     args = parser.parse_args()
     network = imagenet.pretrained_network(imagenet.DEFAULT_ARCH)

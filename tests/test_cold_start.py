@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bear_classifier import card, modelfile, served, servedfiles, serving
+from bear_classifier import card, files, served, servedfiles, serving
 from bear_classifier.predictor import OnnxNetwork, Predictor
 from bear_classifier.settings import Settings
 from tests.conftest import ROOT, example
@@ -23,19 +23,19 @@ def test_start_up_hashes_model_pkl_once(monkeypatch):
     """Its SHA-256 is computed once and passed on to the checks, the load and the ONNX cache's name (it was
     computed three times, about 0.1 s of every start). The wrapper counts and still hashes."""
     hashed = []
-    real = modelfile.sha256
+    real = files.sha256
 
     def counting(path) -> str:
         hashed.append(Path(path).resolve())
         return real(path)
 
-    monkeypatch.setattr(modelfile, "sha256", counting)
+    monkeypatch.setattr(files, "sha256", counting)
     serving.load(Settings())
     assert hashed.count(serving.MODEL_PATH.resolve()) == 1, hashed
 
 
 def test_onnx_graph_is_cached_and_reused(predictor, tmp_path):
-    prefix = tmp_path / "onnx" / modelfile.sha256(serving.MODEL_PATH)
+    prefix = tmp_path / "onnx" / files.sha256(serving.MODEL_PATH)
     first = Predictor(predictor.learn, onnx_cache=prefix)
     graphs = sorted(prefix.parent.glob("*.onnx"))
     assert isinstance(first.network, OnnxNetwork) and len(graphs) == 1 + (first._guard_network is not None)
@@ -79,7 +79,7 @@ def test_a_warm_start_serves_without_fastai_or_timm_and_answers_the_same(predict
     )
     started = _import_app(script, {"BEAR_REVIEW_DIR": str(tmp_path / "review"), "BEAR_CACHE": str(cache)})
     assert started["modules"] == [] and not started["learn"]
-    prefix = cache / "onnx" / modelfile.sha256(serving.MODEL_PATH)
+    prefix = cache / "onnx" / files.sha256(serving.MODEL_PATH)
     learners = Predictor(predictor.learn, onnx_cache=prefix)  # the same graph files, run from the learner's side
     for image, (probabilities, ood_score) in zip(serving.EXAMPLES, started["answers"], strict=True):
         expected = learners.predict(image)
@@ -105,7 +105,7 @@ def test_a_space_s_first_start_serves_from_the_files_beside_the_model(predictor,
     started = _import_app(script, env)
     assert started["modules"] == [] and not started["learn"]
     assert not (tmp_path / "empty" / "onnx").exists()  # nothing exported or recorded on the way
-    prefix = servedfiles.prefix(serving.MODEL_PATH, modelfile.sha256(serving.MODEL_PATH))
+    prefix = servedfiles.prefix(serving.MODEL_PATH, files.sha256(serving.MODEL_PATH))
     learners = Predictor(predictor.learn, onnx_cache=prefix)  # the same graph files, run from the learner's side
     for image, (probabilities, ood_score) in zip(serving.EXAMPLES, started["answers"], strict=True):
         expected = learners.predict(image)
@@ -120,7 +120,7 @@ def test_the_record_is_not_trusted_when_its_key_differs_or_a_graph_is_missing(tm
     settings = Settings(cache=tmp_path)
     first = serving.load(settings)[0]
     assert first.learn is not None  # an empty cache: the long way
-    prefix = tmp_path / "onnx" / modelfile.sha256(serving.MODEL_PATH)
+    prefix = tmp_path / "onnx" / files.sha256(serving.MODEL_PATH)
     assert serving.load(settings)[0].learn is None  # the record serves
 
     record = json.loads(served.path(prefix).read_text())

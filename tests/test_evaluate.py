@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bear_classifier import card, choice, data, evaluate, export, imagenet, modelfile, serving, train
+from bear_classifier import card, choice, data, evaluate, export, files, imagenet, modelfile, serving, train
 from bear_classifier.evaluation import Answers, Evaluation, wilson
 from bear_classifier.predictor import Predictor
 from bear_classifier.transforms import input_size
@@ -62,7 +62,7 @@ def test_evaluate_on_a_tiny_set_writes_the_json(measured):
     assert set(model.ood.not_bears) == {"mugs", "pets"}
     assert model.ood.not_bears["pets"].n == 2
     assert evaluation.guard.kind == "imagenet-mass"
-    assert evaluation.model_file.sha256 == modelfile.sha256(serving.MODEL_PATH)
+    assert evaluation.model_file.sha256 == files.sha256(serving.MODEL_PATH)
     assert "| model |" in printed and "pets" in printed
     # The JSON reads back as the same record.
     assert Evaluation.from_dict(json.loads(out.read_text())) == evaluation
@@ -118,7 +118,7 @@ def test_the_card_takes_its_numbers_from_the_evaluation(measured, tmp_path):
     )
     assert facts.valid_flagged == model.ood.valid.rate and facts.n_not_bears == {"mugs": 2, "pets": 2}
     assert facts.ood_threshold == evaluation.guard.threshold and facts.ood_classes == evaluation.guard.in_domain
-    assert facts.sha256 == modelfile.sha256(serving.MODEL_PATH) and facts.dropped == {"too small": 2}
+    assert facts.sha256 == files.sha256(serving.MODEL_PATH) and facts.dropped == {"too small": 2}
     assert "slice(3e-05, 1e-04)" in facts.recipe and "share of the fine-tuned 0.5," in facts.recipe
     written = card.write(facts, tmp_path / "README.md")
     assert card.read(written) == facts

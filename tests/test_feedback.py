@@ -7,7 +7,7 @@ import gradio as gr
 import pytest
 from PIL import Image, ImageOps
 
-from bear_classifier import clients, components, export, feedback, modelfile, page, train
+from bear_classifier import clients, components, export, feedback, files, modelfile, page, train
 from tests.conftest import VOCAB, example
 from tests.support import hfmount
 
@@ -72,7 +72,7 @@ def test_flags_are_stored_on_a_bucket_mount_that_refuses_appends(tmp_path):
     assert refused == []
     assert [label for _, label in feedback.reviewed_images(folder)] == list(VOCAB)
     assert len(again._stored) == len(VOCAB)
-    assert not list(folder.rglob(f"*{feedback.PARTIAL}"))  # nothing left half-written
+    assert not list(folder.rglob(f"*{files.PARTIAL}"))  # nothing left half-written
 
 
 def test_a_moved_review_folder_still_finds_its_images(tmp_path):

@@ -10,7 +10,7 @@ import shutil
 import onnx
 import pytest
 
-from bear_classifier import card, choice, modelfile, quantize, servedfiles
+from bear_classifier import card, choice, files, modelfile, quantize, servedfiles
 from bear_classifier.candidates import Photos
 from bear_classifier.predictor import Predictor, int8_name
 from tests.conftest import FIXTURE_BEARS
@@ -77,7 +77,7 @@ def test_served_files_use_the_int8_graphs_the_card_names_and_refuse_altered_ones
     for name in ("model.pkl", "model_card.md", *graphs):
         shutil.copy(run / name, tmp_path / name)
     model = tmp_path / "model.pkl"
-    sha = modelfile.sha256(model)
+    sha = files.sha256(model)
     facts = dataclasses.replace(card.read(tmp_path / "model_card.md"), graphs=graphs, int8=compared[0].to_dict())
     servedfiles.make(model, facts)
     record = servedfiles.load(model, sha, graphs)

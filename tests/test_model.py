@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bear_classifier import candidates, card, choice, modelfile, serving
+from bear_classifier import candidates, card, choice, files, modelfile, serving
 from bear_classifier.guard import Guard
 from bear_classifier.images import open_image
 from bear_classifier.predictor import Predictor
@@ -16,7 +16,7 @@ from tests.conftest import BEARS, EXAMPLES_DIR, FIXTURE_BEARS, VOCAB, example, n
 
 def test_card_matches_the_committed_model():
     facts = card.read(serving.CARD_PATH)
-    assert facts.sha256 == modelfile.sha256(serving.MODEL_PATH)
+    assert facts.sha256 == files.sha256(serving.MODEL_PATH)
     assert facts.vocab == VOCAB
     assert facts.valid_accuracy > facts.baseline_accuracy
     assert serving.MODEL_PATH.stat().st_size <= 45 * 2**20
@@ -151,13 +151,6 @@ def test_both_backends_agree(predictor):
         assert fast.probabilities == pytest.approx(reference.probabilities, abs=1e-5)
         assert fast.out_of_domain == reference.out_of_domain
         assert fast.ood_score == pytest.approx(reference.ood_score, abs=1e-5)
-
-
-def test_unknown_backend_is_refused(predictor):
-    from bear_classifier.predictor import Predictor
-
-    with pytest.raises(ValueError, match="BEAR_BACKEND"):
-        Predictor(predictor.learn, backend="tensorrt")
 
 
 def test_the_inference_thread_starts_with_the_first_prediction(predictor):

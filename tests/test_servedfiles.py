@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 
-from bear_classifier import card, modelfile, served, servedfiles
+from bear_classifier import card, files, served, servedfiles
 from bear_classifier.settings import ROOT
 
 
@@ -24,7 +24,7 @@ def made(tmp_path_factory):
 
 
 def test_made_from_the_model_file_alone_and_keyed_by_its_sha256(made):
-    sha = modelfile.sha256(made)
+    sha = files.sha256(made)
     record = servedfiles.load(made, sha, {})
     assert record is not None and record.key["sha256"] == sha
     assert {"format", "sha256", "opset", "onnxruntime", "graphs", "int8"} <= set(record.key)
@@ -34,7 +34,7 @@ def test_made_from_the_model_file_alone_and_keyed_by_its_sha256(made):
 
 
 def test_a_changed_graph_or_another_onnxruntime_is_not_used(made, monkeypatch):
-    sha = modelfile.sha256(made)
+    sha = files.sha256(made)
     monkeypatch.setattr(servedfiles, "onnxruntime_version", lambda: "0.0.1")
     assert servedfiles.load(made, sha, {}) is None
     monkeypatch.undo()
@@ -56,7 +56,7 @@ def test_served_files_beside_the_committed_model_are_for_it():
         pytest.skip(
             "no served files beside model.pkl yet: `python -m bear_classifier.servedfiles` (or deploy) makes them"
         )
-    sha = modelfile.sha256(ROOT / "model.pkl")
+    sha = files.sha256(ROOT / "model.pkl")
     assert [r.name for r in records] == [f"{sha}-served.json"], "made for another model.pkl: run the command again"
     assert servedfiles.load(ROOT / "model.pkl", sha, card.read(ROOT / "model_card.md").graphs) is not None
 
@@ -65,7 +65,7 @@ def test_graphs_made_under_another_torch_are_served(made, monkeypatch):
     """The Space may run another torch than the one that made the graphs (ZeroGPU's list): the record's names count."""
     from bear_classifier.predictor import Predictor
 
-    sha = modelfile.sha256(made)
+    sha = files.sha256(made)
     record = servedfiles.load(made, sha, {})
     monkeypatch.setattr(torch, "__version__", "2.11.0+cu130")
     served_model = Predictor(record, onnx_cache=servedfiles.prefix(made, sha))

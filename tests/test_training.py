@@ -10,7 +10,7 @@ import pytest
 import torch
 from fastai.vision.all import Callback
 
-from bear_classifier import card, choice, data, imagenet, modelfile, notebook, promote, train
+from bear_classifier import card, choice, data, files, imagenet, notebook, promote, train
 from bear_classifier.evaluation import Evaluation
 from tests.conftest import EXAMPLES_DIR, FIXTURE_BEARS, ROOT, VOCAB, example, plain_fastai_predict, variants
 
@@ -20,7 +20,7 @@ def test_smoke_training_writes_everything(smoke_run):
         assert (smoke_run / name).stat().st_size > 0, name
     facts = card.read(smoke_run / "model_card.md")
     assert facts.vocab == VOCAB
-    assert facts.n_train + facts.n_valid == 24 and facts.sha256 == modelfile.sha256(smoke_run / "model.pkl")
+    assert facts.n_train + facts.n_valid == 24 and facts.sha256 == files.sha256(smoke_run / "model.pkl")
     assert 0 <= facts.baseline_accuracy <= 1
     made = choice.Choice.from_dict(facts.choice)  # every candidate, measured on validation: no select_dir
     names = [
@@ -36,7 +36,7 @@ def test_smoke_training_writes_everything(smoke_run):
         and "### int8 or fp32 graphs" in (smoke_run / "model_card.md").read_text()
     )
     for name, digest in facts.graphs.items():  # the int8 graphs serve only as the card names them
-        assert modelfile.sha256(smoke_run / name) == digest
+        assert files.sha256(smoke_run / name) == digest
     assert bool(facts.graphs) == (facts.int8["ships"] == "int8")
     assert len(list(smoke_run.glob("model-int8-*.onnx"))) == facts.int8["fp32"]["passes"]  # made either way
     summary = (smoke_run / "run" / "summary.md").read_text()
