@@ -4,6 +4,7 @@ Screenshots land in test-artifacts/."""
 import hashlib
 import re
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -97,12 +98,15 @@ def test_out_of_domain_warning_is_shown(page, server, artifacts):
     page.screenshot(path=artifacts / "out_of_domain.png", full_page=True)
 
 
-def test_flag_a_wrong_answer_stores_it_for_review(page, server, artifacts):
+def test_flag_a_wrong_answer_stores_it_for_review(page, server, artifacts, tmp_path):
     def rows() -> list[dict]:
         return feedback.flags(server.review_dir)
 
+    # A photo no other test flagged (flags are de-duplicated by content): the teddy example, new bytes after its end.
+    photo = tmp_path / "teddy_bear.jpg"
+    photo.write_bytes(example("teddy").read_bytes() + uuid.uuid4().bytes)
     open_app(page, server)
-    upload(page, example("teddy"))
+    upload(page, photo)
     submit(page).click()
     expect(result_label(page)).to_contain_text("teddy")
     before = len(rows())  # other tests may have flagged on this server: this click must add exactly one row
@@ -115,7 +119,7 @@ def test_flag_a_wrong_answer_stores_it_for_review(page, server, artifacts):
     row = rows()[-1]
     assert row["correction"] == "black"  # the user's correction
     assert row["label"] == "teddy"  # the model's answer, as the server recorded it
-    assert row["sha256"] == hashlib.sha256(example("teddy").read_bytes()).hexdigest()  # the photo sent
+    assert row["sha256"] == hashlib.sha256(photo.read_bytes()).hexdigest()  # the photo sent
     assert (server.review_dir / row["image"]).is_file()
     assert feedback.reviewed_images(server.review_dir)[-1][1] == "black"
     expect(page.get_by_text("stored for review")).to_be_visible()  # the page says what happened, in words

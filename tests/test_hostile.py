@@ -286,7 +286,7 @@ def test_errors_tell_callers_nothing_about_the_server(caller):
 
 def test_monitoring_is_off(caller):
     assert caller.http.get(caller.api + "/monitoring/summary").status_code == 404
-    assert httpx.get(caller.url + "/monitoring").status_code in (403, 404)
+    assert httpx.get(caller.url + "/monitoring").status_code == 404
 
 
 # One visitor cannot stall, starve or fill the Space (issue 17): a server with the shipped per-client shares and
@@ -385,7 +385,7 @@ def test_no_temp_file_outlives_its_request(fair_server):
     extra = attacker.http.post(
         attacker.api + "/upload", files=[("files", ("a.jpg", content)), ("other", ("b.jpg", b"x" * 2**20))]
     )
-    assert extra.status_code in (200, 400)
+    assert extra.status_code == 200  # the one file under `files` is taken; the other part must leave nothing
     chunks = iter([b"--b\r\nContent-Disposition: form-data; name=files; filename=c.jpg\r\n\r\n"] + [b"x" * 2**20] * 12)
     over = attacker.http.post(
         attacker.api + "/upload", content=chunks, headers={"content-type": "multipart/form-data; boundary=b"}
@@ -500,11 +500,12 @@ def flag_note(caller: rawcaller.RawCaller, content: bytes) -> str | None:
 def test_one_client_cannot_fill_the_review_folder_with_new_sessions(small_server):
     """A new session per flag used to get past every per-session limit: one client filled the review folder and
     nobody else could flag. Now one client address stores at most a tenth of it; another can still flag."""
-    content = example("grizzly").read_bytes()  # about 75 KB once re-encoded: two fit in a client's 205 KB
+    content = example("grizzly").read_bytes()  # a few of its re-encoded copies fit in a client's 205 KB
     attacker = rawcaller.RawCaller(small_server.url, source=ATTACKER)
     images = small_server.review_dir / "images"
     stored = [flag_new_photo(attacker, content) for _ in range(8)]
-    assert stored[0] and stored.count(False) >= 5, stored
+    kept = stored.index(False)
+    assert kept >= 1 and stored == [True] * kept + [False] * (8 - kept), stored  # its tenth full: every flag refused
     assert sum(p.stat().st_size for p in images.iterdir()) <= 0.1 * 2 * 2**20
     assert flag_new_photo(rawcaller.RawCaller(small_server.url, source=HONEST), content)
 

@@ -11,13 +11,20 @@ from tests.conftest import ROOT
 
 PACKAGE = "bear_classifier"
 TRAINING = {
-    "bear_classifier.train",
-    "bear_classifier.imagenet",
-    "bear_classifier.evaluate",
+    "bear_classifier.search",
     "bear_classifier.data",
+    "bear_classifier.baseline",
+    "bear_classifier.imagenet",
+    "bear_classifier.train",
+    "bear_classifier.candidates",
+    "bear_classifier.evaluate",
     "bear_classifier.quantize",
+    "bear_classifier.examples",
+    "bear_classifier.promote",
+    "bear_classifier.notebook",
 }
-"""Modules that only training needs (matplotlib, pandas, the pretrained weights, the data folders)."""
+"""Modules that only training needs (matplotlib, pandas, papermill, the pretrained weights, the data folders, a
+run's folder)."""
 WRITING = {"bear_classifier.export"}
 """Writing model.pkl (cloudpickle and its portable pickler): the app only reads one (`modelfile`)."""
 

@@ -1,8 +1,10 @@
-"""Bears small in the frame: the external bears shrunk into a frame of the same size (the photo scaled by
+"""Found: the one-pass fine-tune's guard flags 10% of external bears shrunk to half the frame, where the shipped two-pass model flags none (BENCHMARKS.md, issue 18, from commit c9bb317): one reason the one-pass model did not ship.
+
+Bears small in the frame: the external bears shrunk into a frame of the same size (the photo scaled by
 `--scale` and centred on its own mean colour), measured with a model.pkl's own predictor: accuracy and the share
 the out-of-domain guard flags, beside the unshrunk photos. Evaluation only: nothing is fitted here.
 
-    python -m bench.small_bears --model model.pkl [--model runs/nb18/model.pkl] [--scale 0.5] [--per-class 40]
+    python -m research.small_bears --model model.pkl [--model runs/nb18/model.pkl] [--scale 0.5] [--per-class 40]
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image, ImageStat
 
-from bear_classifier import evaluate, modelfile
+from bear_classifier import evaluate, files, modelfile
 from bear_classifier.images import open_image
 from bear_classifier.predictor import Predictor
 
@@ -27,7 +29,7 @@ def shrink(path: Path, scale: float) -> Image.Image:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.small_bears")
+    parser = argparse.ArgumentParser(prog="python -m research.small_bears")
     parser.add_argument("--model", type=Path, action="append", required=True)
     parser.add_argument("--external", type=Path, default=evaluate.DEFAULT_EXTERNAL)
     parser.add_argument("--scale", type=float, default=0.5)
@@ -49,7 +51,7 @@ def main() -> None:
             rows.append(
                 f"{right / len(paths):.1%} ({right}/{len(paths)}) | {flagged / len(paths):.1%} ({flagged}/{len(paths)})"
             )
-        print(f"| {model} ({modelfile.sha256(model)[:8]}) | {len(paths)} | {rows[0]} | {rows[1]} |", flush=True)
+        print(f"| {model} ({files.sha256(model)[:8]}) | {len(paths)} | {rows[0]} | {rows[1]} |", flush=True)
 
 
 if __name__ == "__main__":
