@@ -97,6 +97,9 @@ if __name__ == "__main__":
             # needs Node 24+, and gives a one-page app nothing a visitor notices; the tests run the page as served.
             ssr_mode=False,
             run_history=False,  # its routes and footer link are nothing this page uses (the allow-list answers 404)
+            # Threads of Gradio's own for its functions (at 40 it shares anyio's 40 with Starlette's uploads): 32
+            # requests waiting on their decodes must not leave uploads and page files without a thread.
+            max_threads=settings.requests_at_once + 16,
             # Exact routes, body caps, one file per upload, no URL paths, each client's share.
             app_kwargs={
                 "middleware": [

@@ -82,8 +82,9 @@ class Budget:
 EXPRESS_SECONDS = 0.5
 """The express lane's CPU budget a photo: 8 times the slowest of the 1,140 photos in ../shared/data (0.06 s), and
 room for a 12 MP phone photo. A client whose last photo took longer waits in the ordinary lane."""
-EXPRESS_MEMORY = 1024
-"""Clients the express lane remembers at once (the most recent ones)."""
+EXPRESS_MEMORY = 65536
+"""Clients the express lane remembers at once, the most recent ones (a few MB): a thousand addresses sending one
+cheap photo each must not push the honest visitors out."""
 ORDINARY_NICENESS = 10
 """The ordinary workers' niceness: under a storm of costly photos the server's own threads go first."""
 
@@ -143,19 +144,25 @@ class DecoderPool:
                 idle.clear()
 
     def _run(self, client: str, request: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+        remember = "review_side" not in request  # a review copy (a "Wrong?" flag) says nothing of the next photo
         with self._turn(client):
-            if self.quotas and (refusal := self.quotas.decode_refusal(client)):
-                raise NotThePhoto(refusal)  # its photos cost too much: no worker for this client for a while
+            self._refuse_if_paused(client)
             try:
-                with self._decoding(client, express=self._is_quick(client)) as worker:
+                with self._decoding(client, self._is_quick(client), remember) as worker:
                     return worker.ask(request)
-            except _TooSlowForExpress:
-                with self._decoding(client, express=False) as worker:
+            except _NotForExpress:
+                self._refuse_if_paused(client)  # the express attempt's charge may have used up its share
+                with self._decoding(client, False, remember) as worker:
                     return worker.ask(request)
 
+    def _refuse_if_paused(self, client: str) -> None:
+        if self.quotas and (refusal := self.quotas.decode_refusal(client)):
+            raise NotThePhoto(refusal)  # its photos cost too much: no worker for this client for a while
+
     @contextmanager
-    def _decoding(self, client: str, express: bool) -> Iterator[_Worker]:
-        """A worker for one of `client`'s photos, its CPU time charged to the client afterwards."""
+    def _decoding(self, client: str, express: bool, remember: bool) -> Iterator[_Worker]:
+        """A worker for one of `client`'s photos, its CPU time charged to the client afterwards; with `remember`,
+        whether the photo decoded quickly decides the client's next lane."""
         spent = self.quotas.decode_spent(client) if self.quotas else 0.0
         with self._worker(spent, express) as worker:
             try:
@@ -165,9 +172,10 @@ class DecoderPool:
                 if self.quotas:  # stopped in the express lane: not over its budget yet, it goes on in the other
                     over_budget = worker.over_budget and not stopped_early
                     self.quotas.charge_decode(client, worker.spent, over_budget=over_budget)
-                self._remember_speed(client, quick=worker.spent <= self.express_seconds and not worker.over_budget)
+                if remember:
+                    self._remember_speed(client, quick=worker.spent <= self.express_seconds and not worker.over_budget)
                 if stopped_early:
-                    raise _TooSlowForExpress from None
+                    raise _NotForExpress from None
 
     def _is_quick(self, client: str) -> bool:
         with self._lock:
@@ -215,7 +223,7 @@ class DecoderPool:
                 try:
                     worker.start()  # a placeholder starts now
                 except OSError:  # EMFILE, ENOMEM, EAGAIN: the placeholder goes back, tried again next time
-                    raise NotThePhoto(NO_DECODER) from None
+                    raise (_NotForExpress if lane == EXPRESS else NotThePhoto(NO_DECODER)) from None
                 yield worker
             finally:
                 if worker.started and not worker.alive():  # over budget, retired or crashed: replaced
@@ -228,8 +236,9 @@ class DecoderPool:
 ORDINARY, EXPRESS = "ordinary", "express"
 
 
-class _TooSlowForExpress(Exception):
-    """A photo stopped at the express lane's budget: it goes on in the ordinary lane."""
+class _NotForExpress(Exception):
+    """A photo stopped at the express lane's budget, or an express worker that could not start: the photo goes on
+    in the ordinary lane."""
 
 
 class _Turns:

@@ -44,9 +44,10 @@ class Machine:
         return max(1, min(self.affinity, math.floor(self.quota) if self.quota else self.affinity))
 
     def decoders(self, budget_mb: int) -> int:
-        """Decoder processes: one per CPU, at most as many as half the memory holds at `budget_mb` each (the
-        rest is the model's, Gradio's and the uploads'), at least one."""
-        by_memory = int(self.memory_bytes / 2 // (max(1, budget_mb) * 2**20))
+        """Ordinary decoder processes: one per CPU, at most as many as half the memory holds at `budget_mb` each
+        beside the app's express worker (`decoding.DecoderPool`; the rest is the model's, Gradio's and the uploads'),
+        at least one."""
+        by_memory = int(self.memory_bytes / 2 // (max(1, budget_mb) * 2**20)) - 1
         return max(1, min(self.cpus, by_memory, MAX_DECODERS))
 
     def describe(self) -> str:

@@ -195,7 +195,7 @@ def _importable(module: str) -> bool:
 
 
 def minor(version: str) -> str:
-    """"3.11" of "3.11.9", "2.14" of "2.14.1+cpu": what a model file (or a Space) must match."""
+    """ "3.11" of "3.11.9", "2.14" of "2.14.1+cpu": what a model file (or a Space) must match."""
     return ".".join(str(version).split(".")[:2])
 
 

@@ -797,7 +797,7 @@ def test_the_express_worker_goes_to_quick_clients_only():
 def express_pool():
     """One ordinary worker (3 s a photo) and the express one; shares that never pause anybody."""
     quotas = Quotas(Rates(decode_cpu_seconds_per_minute=1000.0, decode_pause_s=0))
-    pool = decoding.DecoderPool(1, decoding.Budget(3.0), quotas=quotas, express_seconds=0.05)
+    pool = decoding.DecoderPool(1, decoding.Budget(3.0), quotas=quotas, express_seconds=0.2)
     yield pool
     pool.close()
 
@@ -826,15 +826,43 @@ def test_costly_photos_do_not_keep_a_quick_visitor_waiting(express_pool, tmp_pat
 
 
 def test_a_quick_clients_heavier_photo_goes_on_in_the_ordinary_lane(express_pool, tmp_path):
-    """A 12 MP photo passes the express lane's 0.05 s: stopped there, decoded in the ordinary lane, and its client
+    """A 48 MP photo passes the express lane's 0.2 s: stopped there, decoded in the ordinary lane, and its client
     waits in the ordinary lane from then on."""
     photo, big = tmp_path / "b.jpg", tmp_path / "big.jpg"
     photo.write_bytes(example("black").read_bytes())
-    big.write_bytes(hard_inputs.phone_photo(4000, 3000))
+    big.write_bytes(hard_inputs.phone_photo(8000, 6000))
     express_pool.decode(str(photo), "visitor")
     assert express_pool._is_quick("visitor")
     assert isinstance(express_pool.decode(str(big), "visitor"), decoding.Decoded)
     assert not express_pool._is_quick("visitor")
+
+
+def test_an_express_worker_that_cannot_start_leaves_the_photo_to_the_ordinary_lane(express_pool, tmp_path, monkeypatch):
+    """Out of file descriptors when the express worker was replaced: its placeholder cannot start, and a quick
+    client's photo goes to an ordinary worker instead of being refused."""
+    photo = tmp_path / "b.jpg"
+    photo.write_bytes(example("black").read_bytes())
+    express_pool.decode(str(photo), "visitor")  # a quick client now
+    placeholder = express_pool._idle[decoding.EXPRESS][0]
+    placeholder.stop()
+    placeholder.process = None  # as `_fresh` leaves it when the spawn fails
+
+    def out_of_descriptors() -> None:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(placeholder, "start", out_of_descriptors)
+    assert isinstance(express_pool.decode(str(photo), "visitor"), decoding.Decoded)
+
+
+def test_a_review_copy_does_not_take_a_client_out_of_the_express_lane(express_pool, tmp_path):
+    """A "Wrong?" flag re-encodes the photo (`review_copy`), which for a large photo passes the express budget:
+    that says nothing of the client's next photo."""
+    photo, big = tmp_path / "b.jpg", tmp_path / "big.jpg"
+    photo.write_bytes(example("black").read_bytes())
+    big.write_bytes(hard_inputs.phone_photo(8000, 6000))
+    express_pool.decode(str(photo), "visitor")
+    assert express_pool.review_copy(str(big), 1024, "visitor")  # stopped in the express lane, made in the other
+    assert express_pool._is_quick("visitor")
 
 
 def test_ordinary_decoders_run_below_the_servers_priority(express_pool, tmp_path):

@@ -21,8 +21,16 @@ def test_cgroup_v2_quota_and_memory_limit(tmp_path):
     (tmp_path / "memory.max").write_text(f"{2 * 2**30}\n")
     found = machine.read(tmp_path)
     assert found.quota == 1.5 and found.cpus == 1 and found.memory_bytes == 2 * 2**30
-    assert found.decoders(768) == 1  # half of 2 GiB holds one 768 MB decoder
+    assert found.decoders(768) == 1  # at least one ordinary worker, beside the express one
     assert "1.5 by the cgroup quota" in found.describe() and "cgroup memory.max" in found.describe()
+
+
+@pytest.mark.skipif(AFFINITY < 2, reason="needs two CPUs to tell the memory's cap from the CPUs'")
+def test_the_express_worker_counts_against_the_memory(tmp_path):
+    """Half of 3 GiB holds two 768 MB decoders: the express one and one ordinary."""
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    (tmp_path / "memory.max").write_text(f"{3 * 2**30}\n")
+    assert machine.read(tmp_path).decoders(768) == 1
 
 
 def test_cgroup_v1_files(tmp_path):
