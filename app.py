@@ -8,6 +8,9 @@ from bear_classifier import machine, uploads, zerogpu
 from bear_classifier.settings import Settings
 
 uploads.own_folder()  # before gradio is imported: a folder of the app's own, deleted when it stops
+# Gradio asks matplotlib for its backend at every request; resolving the default ("auto") imported pyplot into the
+# first visitor's request (1.5 s on a busy machine). This page draws nothing.
+os.environ.setdefault("MPLBACKEND", "agg")
 settings = Settings.from_env()  # every BEAR_* variable, read once
 zerogpu.prepare(settings)  # on ZeroGPU, `spaces` before gradio and torch, and the GPU function it requires
 
@@ -109,8 +112,12 @@ if __name__ == "__main__":
                         upload_folder,
                         trust_forwarded=settings.on_space,
                         at_once=limits.AtOnce(
-                            settings.streams_per_client, settings.streams_total, settings.queued_per_client
+                            settings.streams_per_client,
+                            settings.streams_total,
+                            settings.queued_per_client,
+                            settings.requests_for_new_clients,
                         ),
+                        quick=decoders.is_quick,
                     )
                 ]
             },

@@ -148,7 +148,7 @@ class DecoderPool:
         with self._turn(client):
             self._refuse_if_paused(client)
             try:
-                with self._decoding(client, self._is_quick(client), remember) as worker:
+                with self._decoding(client, self.is_quick(client), remember) as worker:
                     return worker.ask(request)
             except _NotForExpress:
                 self._refuse_if_paused(client)  # the express attempt's charge may have used up its share
@@ -177,7 +177,8 @@ class DecoderPool:
                 if stopped_early:
                     raise _NotForExpress from None
 
-    def _is_quick(self, client: str) -> bool:
+    def is_quick(self, client: str) -> bool:
+        """Whether `client`'s last photo decoded within the express lane's budget (its next one may use it)."""
         with self._lock:
             return bool(self.quotas) and client in self._quick
 

@@ -30,6 +30,7 @@ import asyncio
 import json
 import os
 import re
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
@@ -72,6 +73,7 @@ OPEN_REQUESTS = (
 SERVER_OPEN = "The server has too many requests open just now: please try again in a few seconds."
 UNKNOWN_SESSION = "Unknown session: join the queue first (POST /gradio_api/queue/join)."
 NO_UPLOAD = "No upload of yours is in flight under this upload_id."
+UPLOAD_NOT_KEPT = "The server could not keep this upload just now: please send it again."
 UPLOAD_FLOOR = 256 * 1024
 """What an upload costs of its client's upload share at least (bytes): a 16-byte upload leaves as much behind."""
 PROGRESS_AFTER_S = 10
@@ -172,6 +174,10 @@ class AtOnce:
     total: int = 256
     queued_per_client: int = 2
     """A visitor waits for one answer at a time: two leave room for a click while one is answered."""
+    for_new_clients: int = 24
+    """Events in the queue (waiting or running) of clients outside the decoders' express lane: the rest of the app's
+    requests at once stay free for visitors whose photos decoded quickly, however many addresses send costly photos
+    that stay within every share."""
 
 
 def middleware(
@@ -181,9 +187,11 @@ def middleware(
     trust_forwarded: bool = False,
     max_file_bytes: int = MAX_FILE_BYTES,
     at_once: AtOnce = AtOnce(),
+    quick: Callable[[str], bool] | None = None,
 ) -> Middleware:
     """The middleware entry for `launch(app_kwargs={"middleware": [...]})`; `trust_forwarded`: read the
-    client's address from X-Forwarded-For (only behind a Space's proxy)."""
+    client's address from X-Forwarded-For (only behind a Space's proxy); `quick`: whether a client is in the
+    decoders' express lane (`decoding.DecoderPool.is_quick`; None: no events are kept for such clients)."""
     return Middleware(
         BodyLimits,
         routes=Routes.of(demo),
@@ -193,6 +201,7 @@ def middleware(
         max_file_bytes=max_file_bytes,
         demo=demo,
         at_once=at_once,
+        quick=quick,
     )
 
 
@@ -207,6 +216,7 @@ class BodyLimits:
         max_file_bytes: int,
         demo: Any,
         at_once: AtOnce,
+        quick: Callable[[str], bool] | None,
     ):
         self.app = app
         self.routes = routes
@@ -216,6 +226,7 @@ class BodyLimits:
         self.upload_bytes = max_file_bytes + MULTIPART_OVERHEAD
         self.demo = demo
         self.at_once = at_once
+        self.quick = quick
         self._open: Counter[str] = Counter()  # client -> its requests open now (all on the event loop: no lock)
         self._progress: dict[str, tuple[str, float]] = {}  # upload_id -> (client, until when it may be read)
 
@@ -307,6 +318,8 @@ class BodyLimits:
         if kind in ("join", "call"):
             if self._queued(client) >= self.at_once.queued_per_client:
                 return await _refuse(send, 429, QUEUED)
+            if self.quick and not self.quick(client) and self._new_clients_events() >= self.at_once.for_new_clients:
+                return await _refuse(send, 503, BUSY)  # the other requests at once are kept for quick visitors
             if paused := self.quotas.decode_refusal(client):  # refused here, its events never wait in the queue
                 return await _refuse(send, 429, paused)
             if not self.quotas.spend("join", client):
@@ -348,8 +361,15 @@ class BodyLimits:
 
     def _queued(self, client: str) -> int:
         """Events of `client` in the queue, waiting or running."""
+        return sum(owner == client for owner in self._event_clients())
+
+    def _new_clients_events(self) -> int:
+        """Events in the queue, waiting or running, of clients outside the express lane."""
+        return sum(not self.quick(owner) for owner in self._event_clients())
+
+    def _event_clients(self) -> list[str]:
         events = list(self.demo._queue.event_ids_to_events.values())
-        return sum(of_request(event.request, self.trust_forwarded) == client for event in events)
+        return [of_request(event.request, self.trust_forwarded) for event in events]
 
     async def _upload(self, scope: Scope, receive: Receive, send: Send, cap: int, client: str) -> None:
         """AtOnce the upload to Gradio (counting bytes and time), then checks its answer: one file per request."""
@@ -380,11 +400,11 @@ class BodyLimits:
             return await _too_large(send, cap)
         except _TooSlow:
             return await _refuse(send, 408, f"An upload may take at most {UPLOAD_SECONDS} s.")
-        except (
-            ClientDisconnect,
-            OSError,
-        ):  # the caller went away mid-upload: nobody to answer; the leftovers go with `upload()`
+        except ClientDisconnect:  # the caller went away mid-upload: nobody to answer; the leftovers go with `upload()`
             return
+        except OSError as error:  # a reset connection, or the disk: answered in words (it was a bare 500)
+            print(f"upload not kept: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+            return await _refuse(send, 503, UPLOAD_NOT_KEPT)
         start = answer.get("start")
         if start and start["status"] == 200:
             paths = json.loads(answer["body"] or b"[]")

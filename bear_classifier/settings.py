@@ -167,6 +167,12 @@ class Settings:
         return 32
 
     @property
+    def requests_for_new_clients(self) -> int:
+        """Of `requests_at_once`, what clients outside the decoders' express lane may hold (`limits.AtOnce`): 8 stay
+        free for visitors whose photos decoded quickly, however many addresses keep costly photos queued."""
+        return self.requests_at_once - 8
+
+    @property
     def rates(self) -> Rates:
         """Each client's shares (of the upload folder: `uploads.UploadFolder`)."""
         return Rates(

@@ -14,7 +14,7 @@ import torch
 
 from bear_classifier import card, files, served, servedfiles, serving
 from bear_classifier.predictor import OnnxNetwork, Predictor
-from bear_classifier.settings import Settings
+from bear_classifier.settings import EXAMPLES_DIR, Settings
 from tests.conftest import ROOT, example
 from tests.test_imports import TRAINING, WRITING
 
@@ -161,3 +161,21 @@ def _env() -> dict[str, str]:
     import os
 
     return dict(os.environ)
+
+
+def test_the_first_request_imports_no_plotting_library(tmp_path):
+    """Gradio asks matplotlib for its backend at every request: resolving the default imported matplotlib.pyplot
+    into the first visitor's request (194 modules, 1.5 s). app.py names the backend."""
+    from tests.support.appserver import AppServer
+    from tests.support.rawcaller import RawCaller
+
+    server = AppServer(tmp_path, PYTHONPROFILEIMPORTTIME="1")
+    try:
+        started = len(server.output())
+        caller = RawCaller(server.url)
+        outcome = caller.predict(caller.uploaded("b.jpg", (EXAMPLES_DIR / "black_bear.jpg").read_bytes()))
+        assert outcome.success, outcome.error
+        imported = [line.rsplit("|", 1)[-1].strip() for line in server.output()[started:].splitlines()]
+        assert "matplotlib.pyplot" not in imported
+    finally:
+        server.stop()

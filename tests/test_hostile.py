@@ -832,9 +832,9 @@ def test_a_quick_clients_heavier_photo_goes_on_in_the_ordinary_lane(express_pool
     photo.write_bytes(example("black").read_bytes())
     big.write_bytes(hard_inputs.phone_photo(8000, 6000))
     express_pool.decode(str(photo), "visitor")
-    assert express_pool._is_quick("visitor")
+    assert express_pool.is_quick("visitor")
     assert isinstance(express_pool.decode(str(big), "visitor"), decoding.Decoded)
-    assert not express_pool._is_quick("visitor")
+    assert not express_pool.is_quick("visitor")
 
 
 def test_an_express_worker_that_cannot_start_leaves_the_photo_to_the_ordinary_lane(express_pool, tmp_path, monkeypatch):
@@ -862,7 +862,7 @@ def test_a_review_copy_does_not_take_a_client_out_of_the_express_lane(express_po
     big.write_bytes(hard_inputs.phone_photo(8000, 6000))
     express_pool.decode(str(photo), "visitor")
     assert express_pool.review_copy(str(big), 1024, "visitor")  # stopped in the express lane, made in the other
-    assert express_pool._is_quick("visitor")
+    assert express_pool.is_quick("visitor")
 
 
 def test_ordinary_decoders_run_below_the_servers_priority(express_pool, tmp_path):
@@ -878,3 +878,28 @@ def test_ordinary_decoders_run_below_the_servers_priority(express_pool, tmp_path
         for lane, workers in express_pool._idle.items()
     }
     assert niceness == {decoding.ORDINARY: [own + decoding.ORDINARY_NICENESS], decoding.EXPRESS: [own]}
+
+
+def test_requests_are_kept_for_quick_visitors_however_many_addresses_queue_costly_photos(tmp_path):
+    """Sixteen or more addresses, each with two photos queued that decode within every share (no budget kill, no
+    pause), held all of the app's requests at once, and Gradio's first-come queue kept an honest photo behind them.
+    Clients outside the express lane now hold at most `Settings.requests_for_new_clients` events; a visitor whose
+    photo decoded quickly is answered while they wait."""
+    server = AppServer(tmp_path, BEAR_DECODE_CPU_SECONDS="60")  # a slow photo runs to its end: nobody is paused
+    try:
+        honest = rawcaller.RawCaller(server.url, source="127.0.5.200")
+        assert label_of(honest.predict(honest.uploaded("b.jpg", fresh(example("black").read_bytes())))) == "black"
+        slow = hard_inputs.many_scans_jpeg(scans=27)
+        joined = []
+        for address in range(1, 14):
+            attacker = rawcaller.RawCaller(server.url, source=f"127.0.5.{address}")
+            for _ in range(2):
+                joined.append(attacker.join([attacker.uploaded("slow.jpg", fresh(slow))]))
+        statuses = [answer.status_code for answer in joined]
+        assert statuses == [200] * 24 + [503, 503], statuses  # 12 addresses' two events each, then no more
+        assert joined[-1].json()["detail"] == BUSY
+        assert label_of(honest.predict(honest.uploaded("b.jpg", fresh(example("black").read_bytes())))) == "black"
+        late = rawcaller.RawCaller(server.url, source="127.0.5.14")
+        assert late.join([late.uploaded("slow.jpg", fresh(slow))]).status_code == 503  # theirs are still waiting
+    finally:
+        server.stop()
