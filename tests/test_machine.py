@@ -60,9 +60,10 @@ from bear_classifier import machine
 from tests.conftest import ROOT
 if sys.argv[1] == "shared":
     machine.share_malloc_arenas()
-held = []
+held, together = [], threading.Barrier(8)
 def allocate():
     held.append([bytearray(64 * 1024) for _ in range(16)])  # above pymalloc's sizes: from malloc
+    together.wait()  # all eight alive at once: an ended thread's arena would go to the next one
 threads = [threading.Thread(target=allocate) for _ in range(8)]
 for thread in threads:
     thread.start()

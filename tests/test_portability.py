@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bear_classifier import export, modelfile
+from bear_classifier.files import sha256
 from bear_classifier.settings import EXAMPLES_DIR, ROOT
 from tests.support.minors import smoke_learner, venv_dir
 
@@ -69,7 +70,7 @@ def test_portable_export_predicts_like_fastai_export(files, probabilities):
 
 def test_reexport_makes_an_old_export_portable(files, probabilities, tmp_path):
     sha = export.reexport(files["fastai"], tmp_path / "model.pkl")
-    assert sha == files.sha256(tmp_path / "model.pkl")
+    assert sha == sha256(tmp_path / "model.pkl")
     assert modelfile.by_value_code(tmp_path / "model.pkl") == []
     assert close(modelfile.smoke_predict(tmp_path / "model.pkl", IMAGE)[0], probabilities)
 
@@ -97,7 +98,7 @@ def test_check_servable_says_what_to_set(files):
 
 def test_startup_check_runs_one_prediction_after_the_checks(files, probabilities, monkeypatch):
     here = modelfile.library_versions()
-    sha = files.sha256(files["portable"])
+    sha = sha256(files["portable"])
     assert close(modelfile.startup_check(files["portable"], here, IMAGE, expected_sha256=sha), probabilities)
     monkeypatch.setattr(modelfile, "smoke_predict", lambda *a, **k: pytest.fail("unpickled before the checks"))
     with pytest.raises(modelfile.ModelFileError, match="SHA-256"):
@@ -135,7 +136,7 @@ def test_exported_there_predicts_here(minor, tmp_path):
 
 def test_startup_verdict_is_remembered_by_sha256(files, probabilities, tmp_path, monkeypatch):
     """The child process runs once per model and environment: its verdict is kept under the SHA-256."""
-    here, sha = modelfile.library_versions(), files.sha256(files["portable"])
+    here, sha = modelfile.library_versions(), sha256(files["portable"])
     checked = modelfile.startup_check(files["portable"], here, IMAGE, cache=tmp_path)
     assert close(checked, probabilities)
     assert modelfile.verdict_path(tmp_path, sha).is_file()
@@ -149,7 +150,7 @@ def test_startup_verdict_is_remembered_by_sha256(files, probabilities, tmp_path,
         z.writestr("extra.txt", "changes the SHA-256 only")
     with pytest.raises(modelfile.ModelFileError, match="killed by signal"):
         modelfile.startup_check(other, here, IMAGE, cache=tmp_path)
-    assert not modelfile.verdict_path(tmp_path, files.sha256(other)).exists()
+    assert not modelfile.verdict_path(tmp_path, sha256(other)).exists()
     # A verdict from other library versions does not count.
     verdict = modelfile.verdict_path(tmp_path, sha)
     verdict.write_text(verdict.read_text().replace(here["torch"], "0.0.1"))
@@ -160,7 +161,7 @@ def test_startup_verdict_is_remembered_by_sha256(files, probabilities, tmp_path,
 def test_the_caller_works_while_the_child_checks(files, probabilities, tmp_path, monkeypatch):
     """`meanwhile` (the app's imports) runs while the child process is still checking, once, and after a failed
     check the failure still stops the start-up. A `meanwhile` that fails stops it too, the child killed."""
-    here, sha = modelfile.library_versions(), files.sha256(files["portable"])
+    here, sha = modelfile.library_versions(), sha256(files["portable"])
     seen = []
 
     def meanwhile() -> None:  # the verdict is written only after the child answered: not there yet
