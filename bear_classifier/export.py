@@ -17,7 +17,6 @@ from pathlib import Path
 from fastai.learner import Learner
 
 from . import files
-from .files import sha256
 from .modelfile import ModelFileError, by_value_code, load
 
 
@@ -33,7 +32,7 @@ def save(learn: Learner, path: Path, portable: bool = True) -> str:
     path = Path(path).absolute()
     if not portable:
         learn.export(path)
-        return sha256(path)
+        return files.sha256(path)
     learn.export(path, pickle_module=portable_pickle_module())
     return check_export(path)
 
@@ -51,7 +50,7 @@ def check_export(path: Path) -> str:
             f"module (not the notebook) and export again, or export with portable=False (and serve it on "
             f"this Python minor only)."
         )
-    return sha256(path)
+    return files.sha256(path)
 
 
 # --- Portability across Python minors -------------------------------------------------------------

@@ -316,9 +316,10 @@ class BodyLimits:
         if any(_is_url(path.strip()) for path in paths):  # Gradio would download it
             return await _refuse(send, 400, URL_PATH)
         if kind in ("join", "call"):
-            if self._queued(client) >= self.at_once.queued_per_client:
+            owners = self._event_clients()  # whose events are in the queue, waiting or running
+            if owners.count(client) >= self.at_once.queued_per_client:
                 return await _refuse(send, 429, QUEUED)
-            if self.quick and not self.quick(client) and self._new_clients_events() >= self.at_once.for_new_clients:
+            if self.quick and not self.quick(client) and self._new_clients(owners) >= self.at_once.for_new_clients:
                 return await _refuse(send, 503, BUSY)  # the other requests at once are kept for quick visitors
             if paused := self.quotas.decode_refusal(client):  # refused here, its events never wait in the queue
                 return await _refuse(send, 429, paused)
@@ -359,15 +360,12 @@ class BodyLimits:
         file_upload_statuses.stop_tracking(upload_id)
         file_upload_statuses._signals.pop(upload_id, None)
 
-    def _queued(self, client: str) -> int:
-        """Events of `client` in the queue, waiting or running."""
-        return sum(owner == client for owner in self._event_clients())
-
-    def _new_clients_events(self) -> int:
-        """Events in the queue, waiting or running, of clients outside the express lane."""
-        return sum(not self.quick(owner) for owner in self._event_clients())
+    def _new_clients(self, owners: list[str]) -> int:
+        """Of the events `owners` names, those of clients outside the express lane."""
+        return sum(not self.quick(owner) for owner in owners)
 
     def _event_clients(self) -> list[str]:
+        """The client of each event in the queue, waiting or running."""
         events = list(self.demo._queue.event_ids_to_events.values())
         return [of_request(event.request, self.trust_forwarded) for event in events]
 
