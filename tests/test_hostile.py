@@ -109,6 +109,13 @@ def hard_inputs_noise_png() -> bytes:
     return hard_inputs.encode(Image.effect_noise((1800, 1800), 128).convert("RGB"), "PNG")  # about 9 MB
 
 
+def small_photo(i: int) -> bytes:
+    """A 64 px PNG of its own colour: `i` up to 65,535 gives distinct bytes."""
+    from PIL import Image
+
+    return hard_inputs.encode(Image.new("RGB", (64, 64), (i % 256, i // 256, 128)), "PNG")
+
+
 def malformed_payloads() -> list:
     return [
         "a string instead of a FileData",
@@ -266,8 +273,9 @@ def test_unqueued_events_of_the_page_still_run(caller):
 
 def test_a_queue_flood_is_turned_away_and_the_queue_keeps_serving(server, caller):  # per-client shares: below
     """Gradio's unbounded queue stopped for good after ~2,500 unread joins; ours is bounded (the shared server
-    lifts the per-client shares: its callers all call from 127.0.0.1)."""
-    counts = rawcaller.flood_queue(server.url, 300)
+    lifts the per-client shares: its callers all call from 127.0.0.1). Each join carries its own photo: joins with
+    none end at once, and the app's 32 requests at once then drained them as fast as 16 threads joined."""
+    counts = rawcaller.flood_queue(server.url, 300, photos=[small_photo(i) for i in range(300)])
     assert counts.get(f"503 {BUSY}", 0) > 0 and set(counts) <= {"200", f"503 {BUSY}"}, counts
     photo = caller.uploaded("b.jpg", example("black").read_bytes())
     for _ in range(60):  # the flood's queued requests drain in seconds; then the queue takes ours again

@@ -101,18 +101,27 @@ def data_url(content: bytes, mime: str = "image/png") -> dict[str, Any]:
     return {"path": None, "url": f"data:{mime};base64,{base64.b64encode(content).decode()}", "meta": FILE_DATA}
 
 
-def flood_queue(url: str, joins: int, threads: int = 16, source: str | None = None) -> dict[str, int]:
+def flood_queue(
+    url: str, joins: int, threads: int = 16, source: str | None = None, photos: list[bytes] | None = None
+) -> dict[str, int]:
     """`joins` queue/join requests that never read their results; returns the count per answer: the HTTP
-    status, and for a refusal the detail the server gave ("503 The classifier is busy...")."""
+    status, and for a refusal the detail the server gave ("503 The classifier is busy...").
+
+    Without `photos` each join carries no photo, and the server ends it at once. With `photos` (distinct bytes, so
+    that no answer comes from the server's cache of answers), each is uploaded first and joined once: every event then
+    costs a decode and a forward pass, so the queue fills faster than any number of workers can drain it."""
     callers = [RawCaller(url, source=source) for _ in range(threads)]
-
-    def join(i: int) -> str:
-        response = callers[i % threads].join([None])
-        return (
-            str(response.status_code) if response.is_success else f"{response.status_code} {response.json()['detail']}"
-        )
-
     try:
+        payloads = [callers[i % threads].uploaded(f"{i}.png", photo) for i, photo in enumerate(photos or [])]
+
+        def join(i: int) -> str:
+            response = callers[i % threads].join([payloads[i % len(payloads)] if payloads else None])
+            return (
+                str(response.status_code)
+                if response.is_success
+                else f"{response.status_code} {response.json()['detail']}"
+            )
+
         with ThreadPoolExecutor(threads) as pool:
             answers = list(pool.map(join, range(joins)))
     finally:
