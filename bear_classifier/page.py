@@ -1,5 +1,7 @@
-"""Every word a visitor, an API caller or a reader of the Space reads, in one place (the model card's prose is
-`card.BODY`, with the data folders' own words).
+"""Every word a visitor, an API caller or a reader of the Space reads, in one place: the page, the refusals of the
+request path (web/), the "Wrong?" flags, the API page and the Space's README. Two kinds of words live elsewhere: the
+model card's prose (`training.card_writer.BODY`, with the data folders' own words), and the input gate's errors
+(`model.images`, `model.decoding`), which the app, the batch command and the notebook's data check share.
 
 The subject (what the photos show: "bear") is data, not code: training.ipynb's parameters `subject`, `title`,
 `description`, `emoji` and `data_source` travel in the model card's front matter (`card.Subject`), and
@@ -9,7 +11,7 @@ everything here is written from them and from the model's classes. A class name 
 
 from __future__ import annotations
 
-from .card import Subject, TrainingFacts
+from bear_classifier.model.card import Subject, TrainingFacts
 
 
 def a(noun: str) -> str:
@@ -20,6 +22,56 @@ def a(noun: str) -> str:
 def either(vocab: list[str], last: str = "or") -> str:
     """The classes as choices: "black, grizzly or teddy"."""
     return vocab[0] if len(vocab) == 1 else f"{', '.join(vocab[:-1])} {last} {vocab[-1]}"
+
+
+# Refusals: what a caller reads when the server turns a request away (web/: limits, clients, uploads) --------------
+
+BUSY = "The classifier is busy: please try again in a few seconds."
+URL_PATH = "Send the photo as an uploaded file: web addresses are not fetched."
+NOT_FOUND = "Not found."
+QUEUED = (
+    "You have photos waiting already: wait for their answers, then send the next. "
+    "(Running this app yourself? BEAR_QUEUED_PER_CLIENT raises this limit.)"
+)
+OPEN_REQUESTS = (
+    "Too many requests open at once from your address: close some tabs or wait, then try again. "
+    "(Running this app yourself? BEAR_STREAMS_PER_CLIENT raises this limit.)"
+)
+SERVER_OPEN = "The server has too many requests open just now: please try again in a few seconds."
+UNKNOWN_SESSION = "Unknown session: join the queue first (POST /gradio_api/queue/join)."
+NO_UPLOAD = "No upload of yours is in flight under this upload_id."
+UPLOAD_NOT_KEPT = "The server could not keep this upload just now: please send it again."
+UPLOADS_FULL = "The server holds too many uploads just now: please try again in a few minutes."
+MANY_AT_ONCE = "You are uploading several photos at once: wait until they are done, then try again."
+DECODE_PAUSED = (
+    "Your photos have used this server's decoding time for now (a photo over BEAR_DECODE_CPU_SECONDS, or more "
+    "than BEAR_DECODE_CPU_SECONDS_PER_MINUTE a minute): please wait a minute, and send ordinary JPEG or PNG photos."
+)
+METHOD_NOT_ALLOWED = "Method not allowed."
+LONG_UPLOAD_ID = "upload_id is too long."
+NOT_JSON = "The request body is not valid JSON."
+NO_SUCH_EVENT = "No such event."
+ONE_IMAGE = "Upload one image per request."
+
+
+def not_what_it_takes(path: str) -> str:
+    return f"The request body is not what {path} takes."
+
+
+def upload_too_slow(seconds: float) -> str:
+    return f"An upload may take at most {seconds:g} s."
+
+
+def too_large(cap_bytes: int) -> str:
+    return f"Request body over {cap_bytes // 1024} KB."
+
+
+def too_many_requests(setting: str) -> str:
+    """The refusal when a client's share is used up; `setting` raises it."""
+    return (
+        "You have sent many requests in a short time: please wait a minute and try again. "
+        f"(Running this app yourself? {setting} raises this limit.)"
+    )
 
 
 # The page --------------------------------------------------------------------------------------------------------

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
-from . import card, files, hub, modelfile, page, served, servedfiles, spacetree
-from .clients import Quotas, wait
-from .decoding import Decoded, DecoderPool, NotThePhoto
-from .images import ImageError, ImageInput
-from .predictor import Prediction, Predictor
-from .settings import EXAMPLES_DIR, ROOT, Settings
+from bear_classifier import files, page
+from bear_classifier.model import card, modelfile, served, servedfiles
+from bear_classifier.model.decoding import Decoded, DecoderPool, NotThePhoto
+from bear_classifier.model.images import ImageError, ImageInput
+from bear_classifier.model.predictor import Prediction, Predictor
+from bear_classifier.settings import EXAMPLES_DIR, ROOT, Settings
+from bear_classifier.ship import hub, spacetree
+from bear_classifier.web.clients import Quotas, wait
 
 MODEL_PATH = ROOT / "model.pkl"
 CARD_PATH = ROOT / "model_card.md"

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
-from .clients import Rates
-from .decoding import Budget
+from bear_classifier.model.decoding import Budget
 
 ROOT = Path(__file__).resolve().parent.parent
 """Where app.py, model.pkl and the examples live."""
@@ -108,6 +107,18 @@ use; a visitor's address is public, so it is never one of these."""
 def _default_review_dir() -> Path:
     """A Storage Bucket mounted at /data keeps flags across Space restarts; else ./review."""
     return Path("/data/review") if Path("/data").is_dir() else Path("review")
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Per client address. Defaults: what an honest visitor clicking through the page never reaches."""
+
+    joins_per_minute: int = 30
+    predictions_per_minute: int = 20  # decodes: a photo answered before (same content) costs nothing
+    upload_mb_per_minute: int = 100
+    flags_per_hour: int = 10
+    decode_cpu_seconds_per_minute: float = 10.0  # an honest visitor's 20 photos a minute take under 2 s
+    decode_pause_s: int = 60  # how long a client's decodes are refused after a budget kill or past its share (0: not)
 
 
 @dataclass(frozen=True)

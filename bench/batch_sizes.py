@@ -13,8 +13,8 @@ import argparse
 import statistics
 import time
 
-from bear_classifier import classify
-from bear_classifier.classify_common import load_predictor
+from bear_classifier.batch import classify
+from bear_classifier.batch.classify_common import load_predictor
 from bear_classifier.settings import ROOT, Settings
 from bench import measured_load, write_table
 from bench.collections import collection

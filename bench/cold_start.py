@@ -24,7 +24,7 @@ from pathlib import Path
 
 from gradio_client import Client, handle_file
 
-from bear_classifier import card, servedfiles
+from bear_classifier.model import card, servedfiles
 from bear_classifier.settings import EXAMPLES_DIR, ROOT
 from tests.support.appserver import free_port
 

@@ -9,7 +9,7 @@ settings and memory do not leak between them), one after the other, in one invoc
 - `floor`: forward passes only, inputs in memory (`bench.floor`, which it also writes to runs/floor.md),
 - a `learn.predict` loop (the course's way; torch on every core),
 - our predictor in a loop on one core (`Predictor.predict`, torch and ONNX Runtime on one thread),
-- `python -m bear_classifier.classify` on all cores, the real command in a process of its own, timed from its
+- `python -m bear_classifier.batch.classify` on all cores, the real command in a process of its own, timed from its
   start to its exit (start-up, model loading and writing the rows included),
 - `--engine ray` on a local Ray (2 CPUs) with 1 and 2 actors,
 - `/predict` through the API (`python app.py`, gradio_client; 1 caller, then 4 sharing one Client).
@@ -51,7 +51,7 @@ TARGET_RATIO, TARGET_SHARE = 4.0, 0.7
 
 def collection(size: int | None = None) -> list[str]:
     """The photos under `SOURCES`, as the batch command finds them in folders; the first `size` of them."""
-    from bear_classifier.classify import photo_paths
+    from bear_classifier.batch.classify import photo_paths
 
     return photo_paths([str(source) for source in SOURCES if source.is_dir()])[:size]
 
@@ -75,7 +75,8 @@ def timed(files: list[str], predict: Callable[[str], object]) -> float:
 
 
 def learn_predict(files: list[str]) -> dict:
-    from bear_classifier import modelfile, serving
+    from bear_classifier import serving
+    from bear_classifier.model import modelfile
 
     start = time.perf_counter()
     learn = modelfile.load(serving.MODEL_PATH)
@@ -92,7 +93,7 @@ def predictor_one_core(files: list[str]) -> dict:
     import torch
 
     from bear_classifier import serving
-    from bear_classifier.images import ImageError
+    from bear_classifier.model.images import ImageError
     from bear_classifier.settings import Settings
 
     torch.set_num_threads(1)  # the Predictor gives ONNX Runtime as many threads as torch has
@@ -108,14 +109,14 @@ def predictor_one_core(files: list[str]) -> dict:
 
 
 def command(files: list[str]) -> dict:
-    """`python -m bear_classifier.classify` as a user runs it, in a process of its own, from its start to its exit."""
+    """`python -m bear_classifier.batch.classify` as a user runs it, in a process of its own, from its start to its exit."""
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         done = subprocess.run(
             [
                 sys.executable,
                 "-m",
-                "bear_classifier.classify",
+                "bear_classifier.batch.classify",
                 *files,
                 "--out",
                 str(Path(tmp) / "r.csv"),
@@ -143,7 +144,7 @@ def command(files: list[str]) -> dict:
 def ray(files: list[str], workers: int) -> dict:
     import ray
 
-    from bear_classifier import classify
+    from bear_classifier.batch import classify
     from bear_classifier.settings import Settings
 
     start = time.perf_counter()
@@ -193,7 +194,7 @@ VARIANTS: dict[str, tuple[str, Callable[[list[str]], dict]]] = {
     "floor": ("floor: the served graphs' forward passes only, at their best batch size (`bench.floor`)", floor),
     "learn_predict": ("`learn.predict` loop (course), torch on 2 threads", learn_predict),
     "predictor_1core": ("our predictor in a loop, one core", predictor_one_core),
-    "cli": ("`python -m bear_classifier.classify`, all cores, its own process", command),
+    "cli": ("`python -m bear_classifier.batch.classify`, all cores, its own process", command),
     "ray_1": ("`--engine ray`, local Ray, 1 actor", lambda files: ray(files, 1)),
     "ray_2": ("`--engine ray`, local Ray, 2 actors", lambda files: ray(files, 2)),
     "api_1": ("`/predict` through the API, 1 caller", lambda files: api(files, 1)),

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bear_classifier.images import ImageError, open_image
+from bear_classifier.model.images import ImageError, open_image
 from bear_classifier.settings import EXAMPLES_DIR
 from tests.support.hard_inputs import encode
 

@@ -1,7 +1,7 @@
 """Does the notebook's default run make the committed model? (issue 31, item 2). Too slow for CI: it needs a default
 run first (20-60 minutes on a CPU), and the real photos.
 
-    python -m bear_classifier.notebook -p data_dir ../shared/data/bears -p select_dir ../shared/data/external
+    python -m bear_classifier.training.notebook -p data_dir ../shared/data/bears -p select_dir ../shared/data/external
     python -m bench.default_run runs/latest [--model model.pkl] [--data ../shared/data/bears]
 
 Both model.pkl files answer the examples (examples/*.jpg) and the validation split (re-made from the
@@ -15,10 +15,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from bear_classifier import candidates, data, evaluate, files, modelfile
-from bear_classifier.predictor import Predictor
+from bear_classifier import files
+from bear_classifier.model import modelfile
+from bear_classifier.model.predictor import Predictor
+from bear_classifier.model.transforms import input_size
 from bear_classifier.settings import EXAMPLES_DIR, ROOT
-from bear_classifier.transforms import input_size
+from bear_classifier.training import candidates, data, evaluate
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from bear_classifier import evaluate
 from bear_classifier.settings import ROOT, Settings
+from bear_classifier.training import evaluate
 from bench import write_table
 
 OUT = ROOT / "runs" / "draft.md"
@@ -56,7 +56,7 @@ def drafted(path: str, size: int) -> bool:
 
 
 def compare(name: str, paths: list[str], full, draft) -> Comparison:
-    from bear_classifier.images import ImageError
+    from bear_classifier.model.images import ImageError
 
     result = Comparison(name)
     for path in paths:
@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--external", type=Path, default=evaluate.DEFAULT_EXTERNAL)
     parser.add_argument("--enlarged", type=int, default=40, help="external photos also compared at 4000x3000")
     args = parser.parse_args(argv)
-    from bear_classifier.classify import photo_paths
-    from bear_classifier.classify_common import load_predictor
+    from bear_classifier.batch.classify import photo_paths
+    from bear_classifier.batch.classify_common import load_predictor
 
     settings = Settings.from_env()
     full = load_predictor(dataclasses.replace(settings, draft_jpeg=False))

@@ -1,6 +1,6 @@
 """The floor: how many photos per second the served graphs classify when nothing else is in the way.
 
-The Predictor that `python -m bear_classifier.classify` loads (`classify_common.load_predictor`, as the app loads
+The Predictor that `python -m bear_classifier.batch.classify` loads (`classify_common.load_predictor`, as the app loads
 it) runs one or two passes per photo: its `network` (the answer) and, when the guard reads another size, its guard
 network. Here each pass is fed inputs already in memory, made once from real photos through the predictor's own
 transforms, at batch sizes 1, 8, 32 and 64, on the threads the predictor gives them (one per core), the batch
@@ -96,7 +96,7 @@ def photos(n: int) -> list[str]:
 
 def passes(predictor, paths: list[str]) -> list[Pass]:
     """Each pass the predictor runs per photo, with its inputs for `paths` made as the predictor makes them."""
-    from bear_classifier.images import ImageError, open_image
+    from bear_classifier.model.images import ImageError, open_image
 
     pictures = []
     for path in paths:
@@ -104,7 +104,7 @@ def passes(predictor, paths: list[str]) -> list[Pass]:
             pictures.append(open_image(path))
         except ImageError:
             continue  # a file the gate refuses never reaches a pass
-    from bear_classifier.predictor import OnnxNetwork, int8_name
+    from bear_classifier.model.predictor import OnnxNetwork, int8_name
 
     def name(size: int, guard: bool, network) -> str:
         if not isinstance(network, OnnxNetwork):
@@ -121,8 +121,8 @@ def passes(predictor, paths: list[str]) -> list[Pass]:
 def int8_predictor(run: Path):
     """The Predictor of `run`'s model.pkl with the int8 graphs beside it (`quantize`, made whether or not they serve)
     and the guard's threshold its card's comparison fitted for them."""
-    from bear_classifier import card, modelfile
-    from bear_classifier.predictor import Int8Graphs, Predictor
+    from bear_classifier.model import card, modelfile
+    from bear_classifier.model.predictor import Int8Graphs, Predictor
 
     facts = card.read(run / "model_card.md")
     learn = modelfile.load(run / "model.pkl", expected_sha256=facts.sha256)
@@ -132,7 +132,7 @@ def int8_predictor(run: Path):
 def measure(rounds: int = 4, settings: Settings | None = None, int8: Path | None = None) -> list[Floor]:
     """The floor of the model the batch command loads, at every batch size of `BATCH_SIZES`; with `int8` (a training
     run's folder), that of its int8 graphs too, interleaved with it call by call."""
-    from bear_classifier.classify_common import load_predictor
+    from bear_classifier.batch.classify_common import load_predictor
 
     predictors = [load_predictor(settings or Settings.from_env())] + ([int8_predictor(int8)] if int8 else [])
     paths = photos(max(BATCH_SIZES))

@@ -21,9 +21,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from bear_classifier import data, serving
-from bear_classifier.predictor import Predictor
+from bear_classifier import serving
+from bear_classifier.model.predictor import Predictor
 from bear_classifier.settings import ROOT, Settings
+from bear_classifier.training import data
 from bench import Load, load_header, measured_load, p95, write_table
 
 EXAMPLES = [Path(p) for p in serving.EXAMPLES]  # the app's example photos

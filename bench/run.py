@@ -12,8 +12,10 @@ from pathlib import Path
 
 import torch
 
-from bear_classifier import evaluate, modelfile, serving
+from bear_classifier import serving
+from bear_classifier.model import modelfile
 from bear_classifier.settings import ROOT, Settings
+from bear_classifier.training import evaluate
 from bench import hostile, http, latency
 from tests.support import soak
 from tests.support.appserver import ONE_ADDRESS, AppServer
@@ -82,7 +84,7 @@ def main() -> None:
         f"{latency.draft_difference():.4f} on 4000x3000 versions of the example photos; it is off by default so "
         "that answers equal `learn.predict`'s (within 1e-4).",
         "## Through HTTP (`gradio_client`, loopback)\n\n" + http.table([http.measure(True), http.measure(False)]),
-        "## Model truth: baselines, validation and external photos (`python -m bear_classifier.evaluate`)\n\n"
+        "## Model truth: baselines, validation and external photos (`python -m bear_classifier.training.evaluate`)\n\n"
         + evaluate.markdown(evaluate.main(["--model", str(ROOT / "model.pkl")])),
         "## Hostile callers, full sizes (`python -m bench.hostile`)\n\n" + hostile.table(),
         "## Load/soak test (`python -m bench.soak`)\n\n" + soak_section(),

@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bear_classifier import card, notebook
+from bear_classifier.model import card
+from bear_classifier.training import card_writer, notebook
 from tests.fixtures.make_bears import variant
 
 STAMPS = Path("/usr/share/tuxpaint/stamps/symbols")
@@ -62,7 +63,7 @@ def main() -> None:
             for name, facts in (("default (the rule chooses)", chosen), ("the course's recipe alone", course))
         ),
     ]
-    table = "\n".join(rows) + "\n\nThe default run's candidates:\n\n" + card.choice_text(chosen)
+    table = "\n".join(rows) + "\n\nThe default run's candidates:\n\n" + card_writer.choice_text(chosen)
     (args.out / "table.md").write_text(table)
     print(table)
 

@@ -19,9 +19,10 @@ import torch
 from fastai.vision.all import AdaptiveConcatPool2d
 from PIL import Image, ImageOps
 
-from bear_classifier import evaluate, imagenet, modelfile
-from bear_classifier.images import open_image
-from bear_classifier.transforms import Transforms
+from bear_classifier.model import modelfile
+from bear_classifier.model.images import open_image
+from bear_classifier.model.transforms import Transforms
+from bear_classifier.training import evaluate, imagenet
 
 WEIGHTS = (0.25, 0.5, 0.75, 1.0)
 """Share of our head in the output ensemble `w * head + (1 - w) * zero-shot` (1.0: the head alone)."""

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import torch
 
-from bear_classifier import evaluate, modelfile
-from bear_classifier.predictor import Predictor
-from bear_classifier.transforms import input_size
+from bear_classifier.model import modelfile
+from bear_classifier.model.predictor import Predictor
+from bear_classifier.model.transforms import input_size
+from bear_classifier.training import evaluate
 
 
 def scores(predictor: Predictor, paths: list[Path]) -> torch.Tensor:

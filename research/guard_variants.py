@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bear_classifier import data, evaluate, imagenet, train
-from bear_classifier.images import open_image
-from bear_classifier.transforms import Transforms
+from bear_classifier.model.images import open_image
+from bear_classifier.model.transforms import Transforms
+from bear_classifier.training import data, evaluate, imagenet, train
 from bench import write_table
 
 MIN_MASSES = (0.003, 0.005, 0.01, 0.02)

@@ -19,8 +19,9 @@ Below a lead of 0.3 the answer is right 5 times in 12, a coin flip; above it 404
 import argparse
 from pathlib import Path
 
-from bear_classifier import evaluate, serving
+from bear_classifier import serving
 from bear_classifier.settings import Settings
+from bear_classifier.training import evaluate
 
 LEADS = (0.1, 0.2, 0.3, 0.4)
 

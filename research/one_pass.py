@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bear_classifier import data, evaluate, imagenet, train
-from bear_classifier.imagenet import ImageNetGuard, ZeroShotMapping, class_means
-from bear_classifier.images import open_image
-from bear_classifier.transforms import Transforms
+from bear_classifier.model.images import open_image
+from bear_classifier.model.transforms import Transforms
+from bear_classifier.training import data, evaluate, imagenet, train
+from bear_classifier.training.imagenet import ImageNetGuard, ZeroShotMapping, class_means
 from bench import write_table
 
 SIZE = 320

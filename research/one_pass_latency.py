@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bear_classifier import files, modelfile
-from bear_classifier.predictor import Predictor
+from bear_classifier import files
+from bear_classifier.model import modelfile
+from bear_classifier.model.predictor import Predictor
 from bench.latency import EXAMPLES, guard_steps, table, time_variants, variants_for
 
 

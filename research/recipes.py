@@ -34,8 +34,10 @@ from pathlib import Path
 import torch
 from fastai.vision.all import Learner, set_seed
 
-from bear_classifier import data, evaluate, export, files, imagenet, modelfile, train
-from bear_classifier.evaluation import Entry, Evaluation
+from bear_classifier import files
+from bear_classifier.model import modelfile
+from bear_classifier.training import data, evaluate, export, imagenet, train
+from bear_classifier.training.evaluation import Entry, Evaluation
 
 DATA = evaluate.DEFAULT_DATA
 EXTERNAL = evaluate.DEFAULT_EXTERNAL
@@ -154,7 +156,7 @@ def summary(entry: Entry) -> dict:
 
 def baselines(dls, evaluation: Path | None = None) -> list[dict]:
     """Pixel similarity and zero-shot, measured here or read from an evaluation JSON (`--json` of
-    `python -m bear_classifier.evaluate`, e.g. the notebook's runs/.../evaluation.json)."""
+    `python -m bear_classifier.training.evaluate`, e.g. the notebook's runs/.../evaluation.json)."""
     if evaluation:
         result = Evaluation.from_dict(json.loads(evaluation.read_text()))
     else:

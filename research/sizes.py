@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from bear_classifier import choice, data, evaluate, imagenet, train
+from bear_classifier.training import choice, data, evaluate, imagenet, train
 from bench import write_table
 
 

@@ -14,9 +14,11 @@ from pathlib import Path
 
 from PIL import Image, ImageStat
 
-from bear_classifier import evaluate, files, modelfile
-from bear_classifier.images import open_image
-from bear_classifier.predictor import Predictor
+from bear_classifier import files
+from bear_classifier.model import modelfile
+from bear_classifier.model.images import open_image
+from bear_classifier.model.predictor import Predictor
+from bear_classifier.training import evaluate
 
 
 def shrink(path: Path, scale: float) -> Image.Image:

@@ -6,7 +6,7 @@ Fine-tuning from the zero-shot reading (issue 18), one configuration per run, tr
 
 Prints validation accuracy and log-loss of the zero-shot start, the fine-tuned network and WiSE-FT
 interpolations between them (the share of the fine-tuned weights is chosen on validation log-loss), and
-keeps the zero-shot and fine-tuned weights in `<out>/` for `bear_classifier.evaluate`-style measurement.
+keeps the zero-shot and fine-tuned weights in `<out>/` for `bear_classifier.training.evaluate`-style measurement.
 The external photos are not read here.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from fastai.vision.all import set_seed
 
-from bear_classifier import data, evaluate, imagenet, train
+from bear_classifier.training import data, evaluate, imagenet, train
 
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 

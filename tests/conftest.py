@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageOps
 
-from bear_classifier.search import DEFAULT_TERMS
 from bear_classifier.settings import EXAMPLES_DIR, ROOT
+from bear_classifier.training.search import DEFAULT_TERMS
 from tests.support.appserver import ONE_ADDRESS, AppServer, CallerClients
 
 VOCAB = sorted(DEFAULT_TERMS)  # the shipped model's classes: the folders the notebook searches for, in fastai's order

@@ -1,7 +1,7 @@
 """A stand-in for the Hugging Face Hub endpoint, so the real huggingface_hub client code runs offline.
 
 It is a plain `http.server.ThreadingHTTPServer` on 127.0.0.1 (port 0: the OS picks a free one) that implements
-just enough of the Hub's HTTP API for `bear_classifier.hub` and `bear_classifier.deploy`, for model and Space repos:
+just enough of the Hub's HTTP API for `bear_classifier.ship.hub` and `bear_classifier.ship.deploy`, for model and Space repos:
 repo creation, README front-matter validation, preupload, commit (NDJSON, additions and deletions), repo info and
 file listing (`snapshot_download`, `list_repo_files`), Space variables, and `/resolve/` HEAD/GET for
 `hf_hub_download`; and what `deploy` needs of accounts and Spaces: `whoami` with the account's plan, the Hub's plan rules
@@ -484,7 +484,7 @@ def pointed_at_standin(tmp_path, monkeypatch) -> Iterator[HubStandIn]:
     """The stand-in, with huggingface_hub pointed at it and at a throw-away cache (for pytest fixtures).
 
     huggingface_hub reads HF_ENDPOINT, HF_HOME, HF_HUB_CACHE... once, in `huggingface_hub.constants`, at import
-    time, and it is already imported (bear_classifier.hub imports it). So setting the env vars now is not enough:
+    time, and it is already imported (bear_classifier.ship.hub imports it). So setting the env vars now is not enough:
     the code paths used here read the *module attributes* at call time, so those are what we patch:
     - `constants.ENDPOINT`: `HfApi()` copies it into `self.endpoint` when built, and hub/deploy build a new HfApi
       per call (create_repo, validate-yaml, preupload, commit, variables all use `self.endpoint`);

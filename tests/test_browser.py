@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from bear_classifier import feedback
-from bear_classifier.components import WRONG_ANSWER
+from bear_classifier.web import feedback
+from bear_classifier.web.components import WRONG_ANSWER
 from tests.conftest import EXAMPLES_DIR, example
 
 CHROMIUM_FLAGS = [

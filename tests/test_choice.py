@@ -1,11 +1,11 @@
-"""The model choice's rule (`bear_classifier.choice`) on constructed numbers: what ships, and why."""
+"""The model choice's rule (`bear_classifier.training.choice`) on constructed numbers: what ships, and why."""
 
 from dataclasses import replace
 
 import pytest
 
-from bear_classifier import choice
-from bear_classifier.choice import Candidate
+from bear_classifier.training import choice
+from bear_classifier.training.choice import Candidate
 
 N = 170  # in-domain choosing photos
 FOLDERS = {"imagenet_sample": (73, 73), "polar_bears": (5, 5)}  # every not-in-domain photo flagged
@@ -139,8 +139,8 @@ def test_there_is_something_to_choose_from():
 
 
 def test_two_models_answer_alike_only_with_equal_labels_flags_and_close_probabilities():
-    from bear_classifier.candidates import differences
-    from bear_classifier.predictor import Prediction
+    from bear_classifier.model.predictor import Prediction
+    from bear_classifier.training.candidates import differences
 
     one = Prediction("black", {"black": 0.9, "grizzly": 0.05, "teddy": 0.05}, False, 0.1)
     assert differences(one, replace(one, probabilities={"black": 0.90005, "grizzly": 0.04995, "teddy": 0.05})) == []

@@ -1,4 +1,4 @@
-"""`python -m bear_classifier.classify`: folders, globs and files in, a row per photo out, bad files as
+"""`python -m bear_classifier.batch.classify`: folders, globs and files in, a row per photo out, bad files as
 rows, --resume, Ctrl-C, every output format, and the Ray engine's rows equal to the local engine's."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bear_classifier import classify, decoding, results
+from bear_classifier.batch import classify, results
+from bear_classifier.model import decoding
 from bear_classifier.settings import ROOT, Settings
 from tests.conftest import EXAMPLES_DIR, FIXTURE_BEARS, VOCAB
 from tests.support import hard_inputs
@@ -183,7 +184,7 @@ def test_cli_ctrl_c_then_resume(tmp_path):
         picture.save(folder / f"{n:03d}.jpg", quality=60 + n // len(photos))
     out = tmp_path / "r.csv"
     run = subprocess.Popen(
-        [sys.executable, "-m", "bear_classifier.classify", str(folder), "--out", str(out), "--no-progress"],
+        [sys.executable, "-m", "bear_classifier.batch.classify", str(folder), "--out", str(out), "--no-progress"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -202,7 +203,7 @@ def test_cli_ctrl_c_then_resume(tmp_path):
     assert 16 <= len(written) < 300 and all(r["label"] for r in written)
 
     resumed = subprocess.run(
-        [sys.executable, "-m", "bear_classifier.classify", str(folder), "--out", str(out), "--resume"],
+        [sys.executable, "-m", "bear_classifier.batch.classify", str(folder), "--out", str(out), "--resume"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -232,7 +233,7 @@ def test_ray_engine_gives_the_local_rows(model, bad_folder, tmp_path):
 
 
 def test_ray_engine_without_ray_says_how_to_install(monkeypatch, tmp_path):
-    from bear_classifier import classify_ray
+    from bear_classifier.batch import classify_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where it is not installed
     with pytest.raises(classify.UsageError, match="requirements-scale.txt"):
@@ -265,6 +266,6 @@ def test_a_hostile_folder_gives_an_error_row_per_bad_file_and_reads_nothing_outs
     assert resumed.skipped == len(files) and resumed.photos == 0
     assert "symlinks that lead out of a folder are not followed" in " ".join(
         subprocess.run(
-            [sys.executable, "-m", "bear_classifier.classify", "--help"], capture_output=True, text=True, cwd=ROOT
+            [sys.executable, "-m", "bear_classifier.batch.classify", "--help"], capture_output=True, text=True, cwd=ROOT
         ).stdout.split()
     )

@@ -9,8 +9,8 @@ import asyncio
 import pytest
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from bear_classifier import clients
-from bear_classifier.settings import Settings, SettingsError
+from bear_classifier.settings import Rates, Settings, SettingsError
+from bear_classifier.web import clients
 
 ON_A_SPACE = Settings.from_env({"SPACE_ID": "bear-lab/bears"})
 LOCAL = Settings.from_env({})
@@ -99,7 +99,7 @@ def test_trusted_proxies_are_one_checked_setting():
 
 
 def test_every_refusal_names_the_setting_that_raises_it():
-    for kind in clients.Quotas(clients.Rates())._items:
+    for kind in clients.Quotas(Rates())._items:
         assert clients.SETTING_OF[kind] in clients.wait(kind)
 
 
@@ -117,7 +117,7 @@ def test_a_burst_at_a_window_s_edge_gets_one_share_not_two(monkeypatch):
             return now[0]
 
     monkeypatch.setattr(limits.storage.memory, "time", Clock)
-    quotas = clients.Quotas(clients.Rates(joins_per_minute=30))
+    quotas = clients.Quotas(Rates(joins_per_minute=30))
     assert quotas.spend("join", "127.0.0.9")  # a fixed window would start here
     now[0] += 59
     assert sum(quotas.spend("join", "127.0.0.9") for _ in range(30)) == 29

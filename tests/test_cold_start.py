@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from bear_classifier import card, files, served, servedfiles, serving
-from bear_classifier.predictor import OnnxNetwork, Predictor
+from bear_classifier import files, serving
+from bear_classifier.model import card, served, servedfiles
+from bear_classifier.model.predictor import OnnxNetwork, Predictor
 from bear_classifier.settings import EXAMPLES_DIR, Settings
 from tests.conftest import ROOT, example
-from tests.test_imports import TRAINING, WRITING
 
 
 def test_start_up_hashes_model_pkl_once(monkeypatch):
@@ -48,8 +48,8 @@ def test_onnx_graph_is_cached_and_reused(predictor, tmp_path):
 
 
 def test_the_app_imports_no_training_module(tmp_path):
-    """The serving side, as it runs: no training module (train: matplotlib's Agg backend, plots, pandas tables;
-    imagenet: the pretrained weights; data, evaluate), and not `export`, which writes model files. Nor `spaces`
+    """The serving side, as it runs: no training module (`bear_classifier.training`: matplotlib's Agg backend, plots,
+    pandas tables, the pretrained weights, the data folders, and `export`, which writes model files). Nor `spaces`
     outside ZeroGPU (0.3-0.7 s of every start). `test_imports` checks the same on the source."""
     script = (
         "import json, sys\n"
@@ -58,7 +58,7 @@ def test_the_app_imports_no_training_module(tmp_path):
     )
     modules = _import_app(script, {"BEAR_REVIEW_DIR": str(tmp_path / "review")})
     assert "bear_classifier.serving" in modules
-    assert not set(modules) & (TRAINING | WRITING)
+    assert not [m for m in modules if m.startswith("bear_classifier.training")]
     assert "spaces" not in modules
 
 
@@ -72,7 +72,7 @@ def test_a_warm_start_serves_without_fastai_or_timm_and_answers_the_same(predict
         "import json, sys\n"
         "import app\n"
         "from bear_classifier import serving\n"
-        "answers = [app.answers.answer(e, '127.0.0.1') for e in serving.EXAMPLES]\n"
+        "answers = [app.service.answers.answer(e, '127.0.0.1') for e in serving.EXAMPLES]\n"
         "print(json.dumps({'modules': sorted(m for m in ('fastai', 'timm') if m in sys.modules),\n"
         "                  'learn': app.model.learn is not None,\n"
         "                  'answers': [[a.probabilities[1], a.details['ood_score']] for a in answers]}))\n"
@@ -96,7 +96,7 @@ def test_a_space_s_first_start_serves_from_the_files_beside_the_model(predictor,
         "import json, sys\n"
         "import app\n"
         "from bear_classifier import serving\n"
-        "answers = [app.answers.answer(e, '127.0.0.1') for e in serving.EXAMPLES]\n"
+        "answers = [app.service.answers.answer(e, '127.0.0.1') for e in serving.EXAMPLES]\n"
         "print(json.dumps({'modules': sorted(m for m in ('fastai', 'timm') if m in sys.modules),\n"
         "                  'learn': app.model.learn is not None,\n"
         "                  'answers': [[a.probabilities[1], a.details['ood_score']] for a in answers]}))\n"

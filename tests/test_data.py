@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bear_classifier import baseline, data
+from bear_classifier.training import baseline, data
 from tests.support import hard_inputs
 
 EXTERNAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "external"

@@ -1,4 +1,4 @@
-"""bear_classifier.deploy against the local Hub stand-in (tests/hub_standin.py): the real huggingface_hub client
+"""bear_classifier.ship.deploy against the local Hub stand-in (tests/hub_standin.py): the real huggingface_hub client
 creates the Space on the hardware the account may use, validates its README, uploads one commit, sets variables,
 volumes and buckets, and follows the Space's runtime; only the server is ours. Also: the Space README's front
 matter against huggingface_hub's own SpaceCard code and the Hub's documented limits, and the tree per hardware.
@@ -19,8 +19,11 @@ import pytest
 from huggingface_hub import HfApi, SpaceCard, SpaceCardData, constants
 from packaging.requirements import Requirement
 
-from bear_classifier import card, deploy, page, spacetree
+from bear_classifier import page
+from bear_classifier.model import card
 from bear_classifier.settings import EXAMPLES_DIR, ROOT
+from bear_classifier.ship import deploy, spacetree
+from bear_classifier.training import card_writer
 from tests.conftest import VOCAB
 from tests.hub_standin import SHORT_DESCRIPTION_MAX, SPACE_COLORS, front_matter_errors, pointed_at_standin
 
@@ -41,7 +44,7 @@ def standin(tmp_path, monkeypatch):
 
 
 def expected_files(with_model: bool) -> set[str]:
-    code = {p.relative_to(ROOT).as_posix() for p in (ROOT / "bear_classifier").glob("*.py")}
+    code = {p.relative_to(ROOT).as_posix() for p in (ROOT / "bear_classifier").rglob("*.py")}
     examples = {p.relative_to(ROOT).as_posix() for p in EXAMPLES_DIR.iterdir() if p.is_file()}
     served = {f"served/{p.name}" for p in (ROOT / "served").glob("*")}  # made by deploy for the model.pkl
     return APP | code | examples | (MODEL | served if with_model else set())
@@ -76,7 +79,7 @@ def push_model(standin, versions: dict[str, str], pickle: bytes | None = None, p
     facts.versions = {**facts.versions, **versions}
     folder = Path(constants.HF_HOME) / "pushed"
     folder.mkdir(parents=True, exist_ok=True)
-    card.write(facts, folder / "README.md")
+    card_writer.write(facts, folder / "README.md")
     key = MODEL_REPO
     if private:
         standin.private.add(key)
@@ -156,7 +159,7 @@ def test_a_free_account_gets_a_zerogpu_space_in_one_commit(standin, capsys):
 
 def test_a_free_account_asking_for_cpu_basic_gets_the_402_explained_not_a_traceback(standin):
     run = subprocess.run(
-        [sys.executable, "-m", "bear_classifier.deploy", "--space", SPACE, "--hardware", "cpu-basic"],
+        [sys.executable, "-m", "bear_classifier.ship.deploy", "--space", SPACE, "--hardware", "cpu-basic"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -383,7 +386,7 @@ def test_the_command_line_writes_the_space_folder_for_git(tmp_path):
     """`--out` is the git way: the same files, written to a folder (no token, nothing sent)."""
     out = tmp_path / "space"
     run = subprocess.run(
-        [sys.executable, "-m", "bear_classifier.deploy", "--out", str(out)],
+        [sys.executable, "-m", "bear_classifier.ship.deploy", "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -394,7 +397,7 @@ def test_the_command_line_writes_the_space_folder_for_git(tmp_path):
     assert written == expected_files(with_model=True)
     assert (out / "requirements.txt").read_bytes() == deploy.space_files(spacetree.ZERO_GPU)["requirements.txt"]
     bad = subprocess.run(
-        [sys.executable, "-m", "bear_classifier.deploy", "--model-repo", MODEL_REPO],
+        [sys.executable, "-m", "bear_classifier.ship.deploy", "--model-repo", MODEL_REPO],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -1,4 +1,4 @@
-"""`python -m bear_classifier.evaluate` on tiny folders, and the zero-shot mapping on labels that are
+"""`python -m bear_classifier.training.evaluate` on tiny folders, and the zero-shot mapping on labels that are
 not ours: it maps them or says clearly why it cannot."""
 
 import contextlib
@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from bear_classifier import card, choice, data, evaluate, export, files, imagenet, modelfile, serving, train
-from bear_classifier.evaluation import Answers, Evaluation, wilson
-from bear_classifier.predictor import Predictor
-from bear_classifier.transforms import input_size
+from bear_classifier import files, serving
+from bear_classifier.model import card, modelfile
+from bear_classifier.model.predictor import Predictor
+from bear_classifier.model.transforms import input_size
+from bear_classifier.training import card_writer, choice, data, evaluate, export, imagenet, train
+from bear_classifier.training.evaluation import Answers, Evaluation, wilson
 from tests.conftest import EXAMPLES_DIR, FIXTURE_BEARS, VOCAB, example, plain_fastai_predict, variants
 
 
@@ -29,7 +31,7 @@ def tiny_external(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def measured(tiny_external, tmp_path_factory) -> tuple[Evaluation, Path, str]:
-    """`python -m bear_classifier.evaluate --json` on the shipped model: what it returned, its JSON, its printout."""
+    """`python -m bear_classifier.training.evaluate --json` on the shipped model: what it returned, its JSON, its printout."""
     out = tmp_path_factory.mktemp("evaluation") / "evaluation.json"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
@@ -73,7 +75,7 @@ def test_an_old_or_foreign_json_is_refused_with_a_way_out():
         Evaluation.from_dict({"vocab": VOCAB, "ladder": []})
 
 
-RUN = card.Run(
+RUN = card_writer.Run(
     arch="tf_efficientnet_lite0",
     image_size=224,
     recipe="zero_shot_fine_tune",
@@ -100,12 +102,12 @@ RUN = card.Run(
 
 
 def test_the_card_takes_its_numbers_from_the_evaluation(measured, tmp_path):
-    """`card.facts`: the measured numbers from the evaluation of the file (each entry in its own place), how it was
+    """`card_writer.facts`: the measured numbers from the evaluation of the file (each entry in its own place), how it was
     made from the run; the written card reads back as the same facts."""
     evaluation = measured[0]
     worse = Answers(n=6, k=1, confusion=evaluation.pixels.external_bears.confusion)  # tells pixels from zero-shot
     evaluation = replace(evaluation, pixels=replace(evaluation.pixels, external_bears=worse))
-    facts = card.facts(RUN, evaluation)
+    facts = card_writer.facts(RUN, evaluation)
     model, zero_shot = evaluation.model, evaluation.zero_shot
     assert facts.valid_accuracy == model.valid.rate and facts.external_accuracy == model.external_bears.rate
     assert facts.baseline_accuracy == evaluation.pixels.valid.rate and facts.external_baseline_accuracy == 1 / 6
@@ -120,7 +122,7 @@ def test_the_card_takes_its_numbers_from_the_evaluation(measured, tmp_path):
     assert facts.ood_threshold == evaluation.guard.threshold and facts.ood_classes == evaluation.guard.in_domain
     assert facts.sha256 == files.sha256(serving.MODEL_PATH) and facts.dropped == {"too small": 2}
     assert "slice(3e-05, 1e-04)" in facts.recipe and "share of the fine-tuned 0.5," in facts.recipe
-    written = card.write(facts, tmp_path / "README.md")
+    written = card_writer.write(facts, tmp_path / "README.md")
     assert card.read(written) == facts
     text = written.read_text()
     assert (
@@ -132,16 +134,18 @@ def test_the_card_takes_its_numbers_from_the_evaluation(measured, tmp_path):
 
 
 def test_a_card_renders_again_from_its_own_facts(measured, tmp_path):
-    written = card.write(card.facts(RUN, measured[0]), tmp_path / "README.md")
+    """Its prose anew, and the data folders' notes it was written with (the folders may not be here)."""
+    notes = "\n### What `bears/SOURCE.md` says\n\nPhotos from a web search.\n"
+    written = card_writer.write(card_writer.facts(RUN, measured[0]), tmp_path / "README.md", sources=notes)
     before = written.read_text()
     written.write_text(before.replace("## Results", "## Old heading"))
-    assert card.rewrite(written).read_text() == before
+    assert card_writer.rewrite(written).read_text() == before
 
 
 def test_a_card_needs_the_baselines_and_the_file(measured):
     for partial in (replace(measured[0], pixels=None), replace(measured[0], model_file=None)):
         with pytest.raises(ValueError, match="needs the evaluation of a model.pkl file with its baselines"):
-            card.facts(RUN, partial)
+            card_writer.facts(RUN, partial)
 
 
 def test_evaluate_without_external_folders_measures_validation_only(tmp_path, capsys):
@@ -263,7 +267,15 @@ def test_the_command_without_photos_says_where_they_go(tmp_path):
     from bear_classifier.settings import ROOT
 
     run = subprocess.run(
-        [sys.executable, "-m", "bear_classifier.evaluate", "--model", str(ROOT / "model.pkl"), "--json", "e.json"],
+        [
+            sys.executable,
+            "-m",
+            "bear_classifier.training.evaluate",
+            "--model",
+            str(ROOT / "model.pkl"),
+            "--json",
+            "e.json",
+        ],
         cwd=tmp_path,  # a fresh clone has no data/bears
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,

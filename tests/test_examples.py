@@ -3,7 +3,8 @@
 
 from PIL import Image
 
-from bear_classifier import deploy, examples
+from bear_classifier.ship import deploy
+from bear_classifier.training import examples
 from tests.conftest import FIXTURE_BEARS, VOCAB
 
 

@@ -7,7 +7,11 @@ import gradio as gr
 import pytest
 from PIL import Image, ImageOps
 
-from bear_classifier import clients, components, export, feedback, files, modelfile, page, train
+from bear_classifier import files, page
+from bear_classifier.model import modelfile
+from bear_classifier.settings import Rates
+from bear_classifier.training import export, train
+from bear_classifier.web import clients, components, feedback
 from tests.conftest import VOCAB, example
 from tests.support import hfmount
 
@@ -92,7 +96,7 @@ def test_only_an_answered_photo_of_the_same_session_can_be_flagged(tmp_path):
 
 
 def test_flags_are_deduplicated_limited_per_client_and_capped_in_bytes(tmp_path):
-    log = review_log(tmp_path / "review", quotas=clients.Quotas(clients.Rates(flags_per_hour=2)))
+    log = review_log(tmp_path / "review", quotas=clients.Quotas(Rates(flags_per_hour=2)))
     assert answered_and_flagged(log, example("black"), "grizzly", "s") == 1
     assert answered_and_flagged(log, example("black"), "grizzly", "s") == 1  # the same photo again: not stored twice
     assert answered_and_flagged(log, example("teddy"), "black", "t") == 2  # another session of the same client

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
-from bear_classifier.images import ImageError
+from bear_classifier.model.images import ImageError
 from tests.conftest import example
 from tests.support import hard_inputs
 

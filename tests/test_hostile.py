@@ -17,10 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bear_classifier import decoding, page
-from bear_classifier.clients import DECODE_PAUSED, Quotas, Rates, wait
-from bear_classifier.limits import (
+from bear_classifier import page
+from bear_classifier.model import decoding
+from bear_classifier.page import (
     BUSY,
+    DECODE_PAUSED,
     NO_UPLOAD,
     OPEN_REQUESTS,
     QUEUED,
@@ -28,6 +29,8 @@ from bear_classifier.limits import (
     UNKNOWN_SESSION,
     URL_PATH,
 )
+from bear_classifier.settings import Rates
+from bear_classifier.web.clients import Quotas, wait
 from tests.conftest import EXAMPLES_DIR, ROOT, example
 from tests.support import hard_inputs, rawcaller
 from tests.support.appserver import AS_ON_A_SPACE, AppServer, folder_bytes
@@ -630,7 +633,7 @@ def test_decoder_workers_never_dump_core(budget_server):
         for pid in subprocess.run(
             ["pgrep", "-P", str(budget_server.process.pid)], capture_output=True, text=True
         ).stdout.split()
-        if "bear_classifier.decoding" in Path(f"/proc/{pid}/cmdline").read_text()
+        if "bear_classifier.model.decoding" in Path(f"/proc/{pid}/cmdline").read_text()
     ]
     assert workers
     for pid in workers:
@@ -710,7 +713,7 @@ def test_a_failed_spawn_leaves_a_placeholder_that_starts_on_next_use(tmp_path):
     photo.write_bytes(example("black").read_bytes())
     script = f"""
 import os, signal
-from bear_classifier.decoding import Budget, DecoderPool, NO_DECODER
+from bear_classifier.model.decoding import Budget, DecoderPool, NO_DECODER
 pool = DecoderPool(1, Budget(1.0))
 print("first", type(pool.decode({str(photo)!r})).__name__)
 hog = []

@@ -1,4 +1,4 @@
-"""bear_classifier.hub against a local stand-in for the Hub (tests/hub_standin.py): the real huggingface_hub client
+"""bear_classifier.ship.hub against a local stand-in for the Hub (tests/hub_standin.py): the real huggingface_hub client
 code runs (create_repo, preupload, NDJSON commit, hf_hub_download's HEAD + GET and cache), only the server is ours.
 """
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bear_classifier import hub
 from bear_classifier.settings import Settings
+from bear_classifier.ship import hub
 from tests.conftest import VOCAB
 from tests.hub_standin import pointed_at_standin
 
@@ -135,7 +135,7 @@ def test_download_unpinned_when_allowed(standin):
 
 
 def test_downloaded_file_with_wrong_sha256_is_refused(standin):
-    from bear_classifier import modelfile
+    from bear_classifier.model import modelfile
 
     sha = standin.add_commit(REPO, {"model.pkl": b"not the model you expected"})
     path = hub.download(REPO, sha)
@@ -200,7 +200,8 @@ def test_the_app_explains_why_it_does_not_serve_a_push_to_hub_fastai_repo(standi
     pytest.importorskip("toml", reason="push_to_hub_fastai needs huggingface_hub[fastai] (toml): requirements-dev.txt")
     from huggingface_hub import push_to_hub_fastai
 
-    from bear_classifier import card, modelfile, serving
+    from bear_classifier import serving
+    from bear_classifier.model import card, modelfile
 
     learn = modelfile.load(serving.MODEL_PATH)
     push_to_hub_fastai(learn, repo_id=REPO, token=TOKEN)
@@ -211,7 +212,7 @@ def test_the_app_explains_why_it_does_not_serve_a_push_to_hub_fastai_repo(standi
 
     with pytest.raises(card.MissingFactsError, match="push_to_hub_fastai") as error:
         serving.load(Settings.from_env())
-    assert "bear_classifier.hub.push" in str(error.value) and "BEAR_MODEL_REPO" in str(error.value)
+    assert "bear_classifier.ship.hub.push" in str(error.value) and "BEAR_MODEL_REPO" in str(error.value)
 
 
 def test_a_public_place_for_flags_is_warned_about_at_start_up(standin):

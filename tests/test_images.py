@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bear_classifier.images import MAX_PIXELS, ImageError, open_image
+from bear_classifier.model.images import MAX_PIXELS, ImageError, open_image
 from tests.support import hard_inputs
 
 

@@ -10,9 +10,11 @@ import shutil
 import onnx
 import pytest
 
-from bear_classifier import card, choice, files, modelfile, quantize, servedfiles
-from bear_classifier.candidates import Photos
-from bear_classifier.predictor import Predictor, int8_name
+from bear_classifier import files
+from bear_classifier.model import card, modelfile, servedfiles
+from bear_classifier.model.predictor import Predictor, int8_name
+from bear_classifier.training import card_writer, choice, quantize
+from bear_classifier.training.candidates import Photos
 from tests.conftest import FIXTURE_BEARS
 
 
@@ -43,7 +45,7 @@ def test_each_pass_gets_an_int8_graph_with_int8_weights(int8_run):
 
 
 def fp32_bytes(learn, fp32: Predictor, name: str) -> bytes:
-    from bear_classifier.predictor import onnx_graph
+    from bear_classifier.model.predictor import onnx_graph
 
     size, guard = next((s, g) for s, g, _, _ in fp32.passes() if int8_name(s, g) == name)
     imagenet = (fp32.guard.imagenet_weight, fp32.guard.imagenet_bias) if guard else None
@@ -65,7 +67,7 @@ def test_the_comparison_counts_every_photo_and_the_rule_decides(int8_run, compar
     assert 0 < comparison.max_gap <= 1  # the int8 graphs ran: never the fp32 probabilities (a 64 px model on 8
     # calibration photos is far off: how far is what the comparison and the rule are for)
     assert (comparison.ships, comparison.reason) == choice.precision(comparison.fp32, comparison.int8, "validation")
-    text = card.int8_text(comparison.to_dict(), {})
+    text = card_writer.int8_text(comparison.to_dict(), {})
     assert f"Of {comparison.photos} photos compared" in text and f"**Serving {comparison.ships}**" in text
     # The guard's threshold is fitted again on the int8 scores of the training photos, at the model's quantile.
     assert comparison.int8.threshold == quantize.int8_threshold(learn, run, photos[::2])

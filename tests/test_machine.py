@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from bear_classifier import machine
+from bear_classifier.web import machine
 from tests.conftest import ROOT
 
 AFFINITY = len(os.sched_getaffinity(0))
@@ -56,7 +56,7 @@ def test_no_quota_no_limit_is_the_affinity_and_the_machine_s_memory(tmp_path):
 
 ARENAS_SCRIPT = """
 import ctypes, sys, threading
-from bear_classifier import machine
+from bear_classifier.web import machine
 from tests.conftest import ROOT
 if sys.argv[1] == "shared":
     machine.share_malloc_arenas()

@@ -21,8 +21,8 @@ import yaml
 from gradio_client import Client, handle_file
 from playwright.sync_api import expect, sync_playwright
 
-from bear_classifier import deploy
 from bear_classifier.settings import ROOT
+from bear_classifier.ship import deploy
 from tests.support.appserver import AppServer
 from tests.test_browser import CHROMIUM_FLAGS, TIMEOUT_MS, examples, input_preview, result_label, submit
 
@@ -81,12 +81,14 @@ def fork(tmp_path_factory) -> Path:
         "batch_size": 8,
         "write_examples": True,
     }
-    notebook = [sys.executable, "-m", "bear_classifier.notebook"]
+    notebook = [sys.executable, "-m", "bear_classifier.training.notebook"]
     for name, value in parameters.items():
         notebook += ["-p", name, str(value)]
     run(notebook, project)  # steps 2 and 3
-    run([sys.executable, "-m", "bear_classifier.promote", "runs/latest"], project)  # step 4
-    run([sys.executable, "-m", "bear_classifier.deploy", "--out", "build/space"], project)  # step 5, without sending
+    run([sys.executable, "-m", "bear_classifier.training.promote", "runs/latest"], project)  # step 4
+    run(
+        [sys.executable, "-m", "bear_classifier.ship.deploy", "--out", "build/space"], project
+    )  # step 5, without sending
     return project
 
 

@@ -7,10 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
-from bear_classifier import candidates, card, choice, files, modelfile, serving
-from bear_classifier.guard import Guard
-from bear_classifier.images import open_image
-from bear_classifier.predictor import Predictor
+from bear_classifier import files, serving
+from bear_classifier.model import card, modelfile
+from bear_classifier.model.guard import Guard
+from bear_classifier.model.images import open_image
+from bear_classifier.model.predictor import Predictor
+from bear_classifier.training import candidates, choice
 from tests.conftest import BEARS, EXAMPLES_DIR, FIXTURE_BEARS, VOCAB, example, needs_real_bears, plain_fastai_predict
 
 
@@ -50,7 +52,7 @@ def test_the_guard_state_round_trips(predictor):
 
 def test_the_body_is_the_pretrained_network(predictor):
     """The linear-probe recipe: the ImageNet classifier in the guard reads the pretrained features."""
-    from bear_classifier import imagenet
+    from bear_classifier.training import imagenet
 
     assert imagenet.body_is_pretrained(predictor.learn)
 
@@ -142,7 +144,7 @@ def test_fresh_process_loads_with_plain_fastai(tmp_path):
 
 
 def test_both_backends_agree(predictor):
-    from bear_classifier.predictor import OnnxNetwork, Predictor
+    from bear_classifier.model.predictor import OnnxNetwork, Predictor
 
     assert isinstance(predictor.network, OnnxNetwork)  # the default where onnxruntime is installed
     on_torch = Predictor(predictor.learn, backend="torch")

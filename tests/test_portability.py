@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from bear_classifier import export, modelfile
 from bear_classifier.files import sha256
+from bear_classifier.model import modelfile
 from bear_classifier.settings import EXAMPLES_DIR, ROOT
+from bear_classifier.training import export
 from tests.support.minors import smoke_learner, venv_dir
 
 IMAGE = EXAMPLES_DIR / "black_bear.jpg"

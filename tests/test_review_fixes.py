@@ -6,8 +6,9 @@ import time
 
 import httpx
 
-from bear_classifier import page, serving, uploads
-from bear_classifier.images import ImageError
+from bear_classifier import page, serving
+from bear_classifier.model.images import ImageError
+from bear_classifier.web import uploads
 from tests.conftest import example
 
 

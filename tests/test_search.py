@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from PIL import Image
 
-from bear_classifier import data, search
+from bear_classifier.training import data, search
 from tests.support import hard_inputs
 
 

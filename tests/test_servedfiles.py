@@ -10,7 +10,8 @@ import shutil
 import pytest
 import torch
 
-from bear_classifier import card, files, served, servedfiles
+from bear_classifier import files
+from bear_classifier.model import card, served, servedfiles
 from bear_classifier.settings import ROOT
 
 
@@ -50,11 +51,11 @@ def test_a_changed_graph_or_another_onnxruntime_is_not_used(made, monkeypatch):
 
 def test_served_files_beside_the_committed_model_are_for_it():
     """For whoever replaces model.pkl: files made for an older model are never served with the new one; rerun
-    `python -m bear_classifier.servedfiles model.pkl` (deploy does) after replacing it."""
+    `python -m bear_classifier.model.servedfiles model.pkl` (deploy does) after replacing it."""
     records = sorted((ROOT / servedfiles.FOLDER).glob("*-served.json"))
     if not records:
         pytest.skip(
-            "no served files beside model.pkl yet: `python -m bear_classifier.servedfiles` (or deploy) makes them"
+            "no served files beside model.pkl yet: `python -m bear_classifier.model.servedfiles` (or deploy) makes them"
         )
     sha = files.sha256(ROOT / "model.pkl")
     assert [r.name for r in records] == [f"{sha}-served.json"], "made for another model.pkl: run the command again"
@@ -63,7 +64,7 @@ def test_served_files_beside_the_committed_model_are_for_it():
 
 def test_graphs_made_under_another_torch_are_served(made, monkeypatch):
     """The Space may run another torch than the one that made the graphs (ZeroGPU's list): the record's names count."""
-    from bear_classifier.predictor import Predictor
+    from bear_classifier.model.predictor import Predictor
 
     sha = files.sha256(made)
     record = servedfiles.load(made, sha, {})

@@ -4,8 +4,9 @@ import dataclasses
 
 import pytest
 
-from bear_classifier import card, page, serving
-from bear_classifier.predictor import Prediction
+from bear_classifier import page, serving
+from bear_classifier.model import card
+from bear_classifier.model.predictor import Prediction
 
 
 def answer(probabilities: dict[str, float], out_of_domain: bool = False) -> serving.Answer:

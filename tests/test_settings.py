@@ -79,7 +79,7 @@ def test_no_other_module_reads_a_bear_variable():
     reads = re.compile(r"""(environ\.get\(|environ\[|getenv\()\s*["']BEAR_""")
     readers = [
         p.name
-        for p in [*root.joinpath("bear_classifier").glob("*.py"), root / "app.py"]
+        for p in [*root.joinpath("bear_classifier").rglob("*.py"), root / "app.py"]
         if reads.search(p.read_text()) and p.name != "settings.py"
     ]
     assert readers == []

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bear_classifier import deploy, spacecheck, spacetree
 from bear_classifier.settings import ROOT
+from bear_classifier.ship import deploy, spacecheck, spacetree
 from tests.hub_standin import pointed_at_standin
 
 # A Colab-like exporting environment: the same torch, other releases of timm, pillow and fastcore than ours.
@@ -25,7 +25,8 @@ import sys
 from pathlib import Path
 import torch
 from tests.support.minors import smoke_learner
-from bear_classifier import card, export, modelfile
+from bear_classifier.model import card, modelfile
+from bear_classifier.training import card_writer, export
 
 out, template = Path(sys.argv[1]), Path(sys.argv[2])
 torch.manual_seed(0)
@@ -34,7 +35,7 @@ facts = card.read(template)  # the shipped card's fields, this model's own facts
 facts.vocab, facts.versions = list(learn.dls.vocab), modelfile.library_versions()
 facts.recipe, facts.image_size = "smoke test: 1 epoch on synthetic pictures", 64
 facts.sha256 = export.save(learn, out / "model.pkl")
-card.write(facts, out / "README.md")
+card_writer.write(facts, out / "README.md")
 """
 
 

@@ -11,7 +11,8 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from bear_classifier import feedback, spacecheck
+from bear_classifier.ship import spacecheck
+from bear_classifier.web import feedback
 from tests.conftest import example
 from tests.support import rawcaller
 from tests.support.appserver import AppServer

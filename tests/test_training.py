@@ -10,8 +10,10 @@ import pytest
 import torch
 from fastai.vision.all import Callback
 
-from bear_classifier import card, choice, data, files, imagenet, notebook, promote, train
-from bear_classifier.evaluation import Evaluation
+from bear_classifier import files
+from bear_classifier.model import card
+from bear_classifier.training import choice, data, imagenet, notebook, promote, train
+from bear_classifier.training.evaluation import Evaluation
 from tests.conftest import EXAMPLES_DIR, FIXTURE_BEARS, ROOT, VOCAB, example, plain_fastai_predict, variants
 
 
@@ -40,7 +42,7 @@ def test_smoke_training_writes_everything(smoke_run):
     assert bool(facts.graphs) == (facts.int8["ships"] == "int8")
     assert len(list(smoke_run.glob("model-int8-*.onnx"))) == facts.int8["fp32"]["passes"]  # made either way
     summary = (smoke_run / "run" / "summary.md").read_text()
-    assert made.chosen.name in summary and f"python -m bear_classifier.promote {smoke_run}" in summary
+    assert made.chosen.name in summary and f"python -m bear_classifier.training.promote {smoke_run}" in summary
     # One source per number: the card's measured ones are those of the run's evaluation of the exported file.
     evaluation = Evaluation.from_dict(json.loads((smoke_run / "run" / "evaluation.json").read_text()))
     assert facts.valid_accuracy == evaluation.model.valid.rate and facts.counts == evaluation.data.counts
@@ -170,7 +172,7 @@ def test_papermill_reads_every_parameter_without_a_warning(caplog):
     import nbformat
     import papermill
 
-    from bear_classifier import notebook
+    from bear_classifier.training import notebook
 
     with caplog.at_level("WARNING"):
         parameters = papermill.inspect_notebook(str(notebook.NOTEBOOK))

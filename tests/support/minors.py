@@ -78,7 +78,7 @@ def smoke_learner(folder: Path, pretrained: bool = True, epochs: int = 1):
     )
     from PIL import Image, ImageDraw
 
-    from bear_classifier.imagenet import DEFAULT_ARCH, pretrained_overlay
+    from bear_classifier.training.imagenet import DEFAULT_ARCH, pretrained_overlay
 
     rng = random.Random(0)
     for label, colour in (("black", (20, 20, 20)), ("grizzly", (140, 90, 40)), ("teddy", (230, 190, 120))):
@@ -109,7 +109,7 @@ def export_worker(out: Path, quick: bool = False) -> None:
     `quick`: random weights, no training (the tests only compare one file across interpreters)."""
     import torch
 
-    from bear_classifier import export
+    from bear_classifier.training import export
 
     torch.manual_seed(0)
     minor = f"{sys.version_info.major}.{sys.version_info.minor}"
