@@ -46,6 +46,13 @@ FT_EPOCHS = 3
 ALPHAS = (0.25, 0.5, 0.75)
 
 
+def fine_tune(learn: Learner, epochs: int, lr: float | None = None, freeze_epochs: int = 1) -> train.TrainResult:
+    """fastai's `fine_tune` at `lr` (lr_find's when None)."""
+    lr = lr if lr is not None else train.find_lr(learn)
+    learn.fine_tune(epochs, base_lr=lr, freeze_epochs=freeze_epochs)
+    return train.TrainResult(learn, lr, train.validation_accuracy(learn))
+
+
 def dataloaders(size: int = 224):
     report = data.verify_folder(DATA)
     return data.dataloaders(DATA, report, size=size)
@@ -83,7 +90,7 @@ def course_default(dls, retrain: bool, path: Path) -> tuple[Learner, dict]:
     if retrain or not path.exists():
         set_seed(data.SEED, reproducible=True)
         learn = train.make_learner(dls)
-        result = train.fine_tune(learn, 8)
+        result = fine_tune(learn, 8)
         return learn, {"lr": result.lr, "epochs": 8, "source": "retrained"}
     learn = modelfile.load(path)
     return learn, {"source": f"{path} (the committed model.pkl of the course recipe), sha256 {files.sha256(path)[:12]}"}

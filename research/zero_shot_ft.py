@@ -19,11 +19,30 @@ import time
 from pathlib import Path
 
 import torch
-from fastai.vision.all import set_seed
+from fastai.vision.all import Learner, set_seed
 
 from bear_classifier.training import data, evaluate, imagenet, train
 
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def zero_shot_fine_tune(
+    learn: Learner,
+    mapping,
+    epochs: int = 3,
+    lr: float = 1e-4,
+    body_divisor: float = 3.0,
+    lwf: float = 1.0,
+) -> train.TrainResult:
+    """Fine-tune from what the network knows: the head starts as the zero-shot reading (`zero_shot`), then
+    the whole network is trained, gently (low learning rates, BatchNorm statistics frozen), with the loss on
+    the mapped classes plus the distillation of the pretrained 1000-class output (`DistilImageNet`).
+    `learn`: from `make_learner(..., frozen_body=True)`. Interpolate with `train.wise_ft` afterwards. (training.ipynb's cell holds the same recipe.)"""
+    train.zero_shot(learn, mapping)
+    teacher = imagenet.pretrained_network(imagenet.arch_of(learn))
+    learn.unfreeze()
+    learn.fit_one_cycle(epochs, lr_max=slice(lr / body_divisor, lr), cbs=[train.DistilImageNet(teacher, lwf)])
+    return train.TrainResult(learn, lr, train.validation_accuracy(learn))
 
 
 def main() -> None:
@@ -45,7 +64,7 @@ def main() -> None:
     start = copy.deepcopy(learn.model.state_dict())
     rows = [{"alpha": "zero-shot", "loss": train.validation_loss(learn), "accuracy": train.validation_accuracy(learn)}]
     began = time.perf_counter()
-    result = train.zero_shot_fine_tune(learn, mapping, args.epochs, args.lr, args.body_divisor, args.lwf)
+    result = zero_shot_fine_tune(learn, mapping, args.epochs, args.lr, args.body_divisor, args.lwf)
     seconds = time.perf_counter() - began
     tuned = copy.deepcopy(learn.model.state_dict())
     torch.save({"start": start, "tuned": tuned, "mapping": mapping.classes}, args.out / f"{name}.pt")

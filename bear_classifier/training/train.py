@@ -1,5 +1,6 @@
-"""Training and error analysis: the recipes (zero-shot head, linear probe, fine-tunes, WiSE-FT), the confusion
-matrix and top losses, as plain functions (`export` writes the model file)."""
+"""Training and error analysis, as plain functions that training.ipynb calls: its recipes' parts (the zero-shot head,
+the linear probe, the distillation that keeps the ImageNet reading while fine-tuning, WiSE-FT), the confusion matrix
+and top losses (`export` writes the model file). The notebook's cells hold the recipes themselves."""
 
 from __future__ import annotations
 
@@ -80,12 +81,6 @@ def find_lr(learn: Learner, num_it: int = 50) -> float:
     return float(learn.lr_find(num_it=num_it, show_plot=False).valley)
 
 
-def fine_tune(learn: Learner, epochs: int, lr: float | None = None, freeze_epochs: int = 1) -> TrainResult:
-    lr = lr if lr is not None else find_lr(learn)
-    learn.fine_tune(epochs, base_lr=lr, freeze_epochs=freeze_epochs)
-    return TrainResult(learn, lr, validation_accuracy(learn))
-
-
 def linear_probe(learn: Learner, epochs: int, lr: float | None = None) -> TrainResult:
     """Train the head only, on the frozen pretrained body (a learner from `make_learner(...,
     frozen_body=True)`): `freeze` + `fit_one_cycle`. The body keeps what pretraining knew, and one
@@ -153,25 +148,6 @@ class DistilImageNet(Callback):
     def after_fit(self):
         self._hook.remove()
         self._logits = None
-
-
-def zero_shot_fine_tune(
-    learn: Learner,
-    mapping,
-    epochs: int = 3,
-    lr: float = 1e-4,
-    body_divisor: float = 3.0,
-    lwf: float = 1.0,
-) -> TrainResult:
-    """Fine-tune from what the network knows: the head starts as the zero-shot reading (`zero_shot`), then
-    the whole network is trained, gently (low learning rates, BatchNorm statistics frozen), with the loss on
-    the mapped classes plus the distillation of the pretrained 1000-class output (`DistilImageNet`).
-    `learn`: from `make_learner(..., frozen_body=True)`. Interpolate with `wise_ft` afterwards."""
-    zero_shot(learn, mapping)
-    teacher = imagenet.pretrained_network(imagenet.arch_of(learn))
-    learn.unfreeze()
-    learn.fit_one_cycle(epochs, lr_max=slice(lr / body_divisor, lr), cbs=[DistilImageNet(teacher, lwf)])
-    return TrainResult(learn, lr, validation_accuracy(learn))
 
 
 def wise_ft(learn: Learner, start: dict[str, torch.Tensor], alpha: float) -> Learner:
