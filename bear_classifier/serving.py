@@ -1,5 +1,6 @@
-"""Everything app.py needs beyond the Interface itself: which model to load, and how to turn a
-prediction into what the page and the API show (in the words of `page`).
+"""The model behind the page: which model.pkl to load and how (checked first; from its served graphs or cache when it
+can), the answers remembered by content, and how a prediction becomes what the page and the API show (in the words
+of `page`). `launch` wires it into the app.
 """
 
 from __future__ import annotations

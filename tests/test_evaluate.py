@@ -330,3 +330,21 @@ def test_evaluate_measures_on_the_split_of_the_runs_own_seed(capsys):
     confusion = evaluation.model.valid.confusion
     assert {label: sum(confusion[label].values()) for label in VOCAB} == per_class
     assert evaluation.data.seed == 7 and f"{len(valid_7)} photos (seed 7, 20% of" in capsys.readouterr().out
+
+
+def test_evaluate_measures_on_the_split_the_run_wrote(tmp_path):
+    """Issue 29: a run folder's split.json is the split, whatever the notebook's cell 9 did (here: one validation photo
+    trained on); without one, the split is made again from the seed. The names are kept within the data folder, so a run's
+    split holds wherever the photos are."""
+    size = input_size(modelfile.load(serving.MODEL_PATH))
+    made_train, made_valid = evaluate.split(FIXTURE_BEARS, size)
+    train, valid = [*made_train, made_valid[0]], made_valid[1:]
+    written = data.write_split(tmp_path, FIXTURE_BEARS, train, valid)
+    assert str(FIXTURE_BEARS) not in written.read_text()
+    assert evaluate.split(FIXTURE_BEARS, size, run_dir=tmp_path) == (train, valid)
+    assert evaluate.split(FIXTURE_BEARS, size, run_dir=tmp_path / "no-run") == (made_train, made_valid)
+    model = tmp_path / "model.pkl"
+    model.symlink_to(serving.MODEL_PATH.resolve())
+    evaluation = evaluate.main(["--model", str(model), "--data", str(FIXTURE_BEARS), "--no-baselines"])
+    assert sum(sum(row.values()) for row in evaluation.model.valid.confusion.values()) == len(valid)
+    assert evaluation.data.n_train == len(train)

@@ -1,6 +1,6 @@
 """What both engines of `classify` share (the local one and `classify_ray`): the usage error, a photo
 file's bytes, and the model as the app loads it. Neither engine imports the other's module: both import this one
-(which imports only `images`, `settings` and, for its types, `predictor`)."""
+(which imports `images` and `settings`; `predictor` for its types; and `serving`, when the model is loaded)."""
 
 from __future__ import annotations
 

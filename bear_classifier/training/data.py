@@ -1,9 +1,12 @@
-"""Labelled image folders (`<root>/<label>/*.jpg`): checking them and turning them into fastai DataLoaders."""
+"""Labelled image folders (`<root>/<label>/*.jpg`): checking them, turning them into fastai DataLoaders, and the
+split a training run made (written beside its model, read by `evaluate`); the external folder's two halves."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,6 +133,33 @@ def image_files(root: Path, report: DataReport, max_per_class: int | None = None
             kept.append(path)
             taken[path.parent.name] += 1
     return kept
+
+
+SPLIT_FILE = "split.json"
+"""What training.ipynb writes in its run folder: the files it trained on and those it held out, so that `evaluate`
+measures on the split the notebook made, whatever cell 9 does (re-made from the seed, it would trust that the two
+agree)."""
+
+
+def write_split(run_dir: Path, data_dir: Path, train: Sequence[Path], valid: Sequence[Path]) -> Path:
+    """The split as two lists of file names within `data_dir` (`SPLIT_FILE` in `run_dir`): they hold wherever the
+    photos are copied (a Colab run, measured at home)."""
+
+    def names(paths: Sequence[Path]) -> list[str]:
+        return [Path(p).relative_to(data_dir).as_posix() for p in paths]
+
+    path = Path(run_dir) / SPLIT_FILE
+    path.write_text(json.dumps({"train": names(train), "valid": names(valid)}, indent=0))
+    return path
+
+
+def read_split(run_dir: Path, data_dir: Path) -> tuple[list[Path], list[Path]] | None:
+    """The split a run wrote (`write_split`), as paths under `data_dir`; None when `run_dir` holds none."""
+    path = Path(run_dir) / SPLIT_FILE
+    if not path.is_file():
+        return None
+    lists = json.loads(path.read_text())
+    return [Path(data_dir) / p for p in lists["train"]], [Path(data_dir) / p for p in lists["valid"]]
 
 
 def dataloaders(

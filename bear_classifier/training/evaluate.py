@@ -3,7 +3,8 @@
     python -m bear_classifier.training.evaluate --model model.pkl [--data data/bears] [--external data/external]
         [--seed 42] [--json runs/evaluation.json]
 
-The baseline ladder, each on the validation split (the training run's: its seed, 20%) and on the
+The baseline ladder, each on the validation split (the training run's: the split.json its run wrote beside the
+model, else made again from its seed, 20%) and on the
 external bears (`<external>/bears/<label>/`): pixel similarity (`baseline`), the ImageNet-pretrained
 network read zero-shot (`imagenet.ZeroShotMapping`, found from the training split), and the model.
 The out-of-domain guard: the share of validation photos and external bears flagged (should be low)
@@ -55,8 +56,13 @@ def split(
     seed: int = data.SEED,
     valid_pct: float = data.VALID_PCT,
     max_per_class: int | None = None,
+    run_dir: Path | None = None,
 ) -> tuple[list[Path], list[Path]]:
-    """The training run's split, recomputed the same way (`data.dataloaders`, same seed)."""
+    """The training run's split: the one it wrote in `run_dir` (`data.write_split`) when there is one; else made
+    again the way training.ipynb makes it by default (`data.dataloaders`, same seed), for a model without its run
+    folder (the committed one)."""
+    if run_dir is not None and (written := data.read_split(run_dir, data_dir)) is not None:
+        return written
     report = data.verify_folder(data_dir)
     dls = data.dataloaders(
         data_dir, report, size=size, valid_pct=valid_pct, seed=seed, batch_size=1, max_per_class=max_per_class
@@ -167,13 +173,15 @@ def evaluate_learner(
     max_per_class: int | None = None,
     seed: int = data.SEED,
     half: str | None = None,
+    run_dir: Path | None = None,
 ) -> Evaluation:
-    """The ladder (pixel similarity, zero-shot, the model) and the guards. `seed`: the training run's split
-    seed (training.ipynb's `seed`): another seed would measure on training photos. `half`: of the external folder,
-    only that half (`data.external_half`: "test" for what a choice on the "selection" half is reported on)."""
+    """The ladder (pixel similarity, zero-shot, the model) and the guards, on the training run's split (`split`:
+    the one written in `run_dir`, else made again from `seed`, training.ipynb's `seed`: another seed would measure
+    on training photos). `half`: of the external folder, only that half (`data.external_half`: "test" for what a
+    choice on the "selection" half is reported on)."""
     predictor = Predictor(learn)
     vocab = list(predictor.vocab)
-    train, valid = split(Path(data_dir), input_size(learn), seed=seed, max_per_class=max_per_class)
+    train, valid = split(Path(data_dir), input_size(learn), seed=seed, max_per_class=max_per_class, run_dir=run_dir)
     bears, not_bears = external_sets(Path(external) if external else None, half)
     pixels = zero_shot = None
     if baselines:
@@ -244,6 +252,7 @@ def evaluate_file(
     expected_sha256: str | None = None,
     file_sha256: str | None = None,
     half: str | None = None,
+    run_dir: Path | None = None,
 ) -> Evaluation:
     """`evaluate_learner` on an exported model.pkl (checked against `expected_sha256` when given): the record
     names the file measured and its SHA-256, which the model card then records. `file_sha256`: that SHA-256 when
@@ -251,7 +260,14 @@ def evaluate_file(
     sha = modelfile.verify(path, expected_sha256, file_sha256)
     learn = modelfile.load(path, expected_sha256=sha, file_sha256=sha)
     evaluation = evaluate_learner(
-        learn, data_dir, external, baselines=baselines, max_per_class=max_per_class, seed=seed, half=half
+        learn,
+        data_dir,
+        external,
+        baselines=baselines,
+        max_per_class=max_per_class,
+        seed=seed,
+        half=half,
+        run_dir=run_dir,
     )
     return replace(evaluation, model_file=ModelFile(str(path), sha))
 
@@ -362,7 +378,10 @@ def main(argv: Sequence[str] | None = None) -> Evaluation:
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--no-baselines", action="store_true", help="the model only")
     parser.add_argument(
-        "--seed", type=int, default=data.SEED, help="the training run's split seed (its card says which)"
+        "--seed",
+        type=int,
+        default=data.SEED,
+        help=f"the training run's split seed (its card says which), for a model whose folder holds no {data.SPLIT_FILE}",
     )
     args = parser.parse_args(argv)
     if not args.data.is_dir():
@@ -380,7 +399,13 @@ def main(argv: Sequence[str] | None = None) -> Evaluation:
     half = None if args.half == "all" else args.half
     try:
         evaluation = evaluate_file(
-            args.model, args.data, args.external, baselines=not args.no_baselines, seed=args.seed, half=half
+            args.model,
+            args.data,
+            args.external,
+            baselines=not args.no_baselines,
+            seed=args.seed,
+            half=half,
+            run_dir=args.model.parent,  # a run's model.pkl: the split its run wrote beside it
         )
     except data.DataError as error:
         parser.error(str(error))

@@ -223,7 +223,7 @@ def quantize_run(
     behind), and the comparison. `data_dir`, `select_dir`, `seed`,
     `max_per_class`: the run's."""
     learn = modelfile.load(run / "model.pkl", expected_sha256=facts.sha256)
-    train, valid = evaluate.split(data_dir, facts.image_size, seed=seed, max_per_class=max_per_class)
+    train, valid = evaluate.split(data_dir, facts.image_size, seed=seed, max_per_class=max_per_class, run_dir=run)
     photos = candidates.Photos.of(train, valid, select_dir)
     with tempfile.TemporaryDirectory() as scratch:
         graphs = make(learn, calibration_photos(train), Path(scratch))

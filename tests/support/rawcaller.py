@@ -5,6 +5,7 @@ oversized bodies, uploads dropped half-way. For tests/test_hostile.py, the soak 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import socket
 import time
@@ -20,6 +21,14 @@ import httpx
 from bear_classifier import page
 
 FILE_DATA = {"_type": "gradio.FileData"}
+_addresses = itertools.count()
+
+
+def fresh_address() -> str:
+    """A loopback address that no caller in this process has used yet: a client of its own, so its shares (joins,
+    predictions, decoding time, uploads, flags) on any server start untouched, whatever other tests spent."""
+    n = next(_addresses)
+    return f"127.100.{n // 250}.{n % 250 + 1}"
 
 
 @dataclass
