@@ -1,8 +1,9 @@
 """What app.py adds to the course's `Interface` to serve it in public: one call before gradio is imported
 (`prepare`), the model behind the page (`Service`: decoders under budgets, answers remembered, "Wrong?" flags kept
 for review) and the launch (`launch`: a bounded queue, the upload folder's lifetime and shares, the request limits).
-Gradio and torch (through `serving`) are imported only inside functions: `prepare` must run before them, since on
-ZeroGPU `spaces` must come first."""
+Gradio (through `feedback`, `limits` and `components`) and torch (through `serving`) are imported only inside
+functions: `prepare` must run before them, since some gradio modules read the upload folder when imported, and on
+ZeroGPU `spaces` must come first (tests/test_cold_start.py checks the order)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import sys
 from typing import TYPE_CHECKING
 
 from bear_classifier import page
-from bear_classifier.model.images import ImageError
 from bear_classifier.settings import Settings
-from bear_classifier.web import clients, feedback, limits, machine, uploads, zerogpu
+from bear_classifier.web import clients, machine, uploads, zerogpu
 
 if TYPE_CHECKING:
     import gradio as gr
 
+    from bear_classifier.model.images import ImageError
     from bear_classifier.model.predictor import Predictor
 
 
@@ -38,6 +39,7 @@ class Service:
 
     def __init__(self, model: Predictor, settings: Settings):
         from bear_classifier import serving
+        from bear_classifier.web import feedback
 
         host = machine.read()  # ZeroGPU documents neither its CPUs nor its memory: say what this one allows
         machine.share_malloc_arenas()  # before Gradio's request threads: each would keep a heap of its own
@@ -82,6 +84,7 @@ def launch(demo: gr.Blocks, service: Service) -> None:
     limits in front of Gradio's routes."""
     from gradio.utils import get_upload_folder
 
+    from bear_classifier.web import limits
     from bear_classifier.web.components import PAGE_CSS
 
     settings = service.settings

@@ -174,7 +174,7 @@ class Settings:
         """Gradio's concurrency limit: requests inside `classify_image` at once (decodes wait for the decoder pool,
         forward passes share batches). Each address may have `queued_per_client` events waiting on its decodes:
         with 16 slots, eight addresses' costly photos held them all and an honest photo waited in Gradio's queue
-        (`python -m bench.hostile crowd`). app.py gives Gradio threads of its own for them (`max_threads`)."""
+        (`python -m bench.hostile crowd`). `launch` gives Gradio threads of its own for them (`max_threads`)."""
         return 32
 
     @property

@@ -146,6 +146,24 @@ def test_the_record_is_not_trusted_when_its_key_differs_or_a_graph_is_missing(tm
     assert serving.load(settings)[0].learn is None
 
 
+def test_nothing_that_reads_the_upload_folder_comes_before_launch_prepare(tmp_path):
+    """app.py imports `launch`, then calls `launch.prepare()` (the app's own upload folder, ZeroGPU's `spaces`),
+    then imports gradio: so `launch` itself imports neither gradio (some of its modules read the upload folder when
+    imported) nor torch (which must come after `spaces` on ZeroGPU), and `prepare` sets the folder before gradio's
+    own default is read."""
+    script = (
+        "import json, os, sys\n"
+        "from bear_classifier import launch\n"
+        "before = sorted(m for m in ('gradio', 'torch', 'fastai', 'starlette') if m in sys.modules)\n"
+        "launch.prepare()\n"
+        "from gradio.utils import get_upload_folder\n"
+        "print(json.dumps({'before': before, 'folder': str(get_upload_folder())}))\n"
+    )
+    started = _import_app(script, {"GRADIO_TEMP_DIR": "", "TMPDIR": str(tmp_path)})
+    assert started["before"] == []
+    assert started["folder"].startswith(str(tmp_path / "bear-classifier-uploads-"))
+
+
 def _import_app(script: str, env: dict[str, str]) -> object:
     """What `script` (which imports app in a fresh process, as a start does) prints last, as JSON."""
     env = {**_env(), "GRADIO_ANALYTICS_ENABLED": "False", **env}

@@ -333,18 +333,22 @@ def test_evaluate_measures_on_the_split_of_the_runs_own_seed(capsys):
 
 
 def test_evaluate_measures_on_the_split_the_run_wrote(tmp_path):
-    """Issue 29: a run folder's split.json is the split, whatever the notebook's cell 9 did (here: one validation photo
-    trained on); without one, the split is made again from the seed. The names are kept within the data folder, so a run's
-    split holds wherever the photos are."""
+    """Issue 29: the split.json a run wrote beside its model.pkl is the split, whatever the notebook's cell 9 did (here:
+    one validation photo trained on), and the card's seed is the run's; without one, the split is made again from the
+    seed. The names are kept within the data folder, so a run's split holds wherever the photos are. A split written
+    for another model.pkl is refused: it would measure this model on someone else's split."""
     size = input_size(modelfile.load(serving.MODEL_PATH))
     made_train, made_valid = evaluate.split(FIXTURE_BEARS, size)
     train, valid = [*made_train, made_valid[0]], made_valid[1:]
-    written = data.write_split(tmp_path, FIXTURE_BEARS, train, valid)
-    assert str(FIXTURE_BEARS) not in written.read_text()
-    assert evaluate.split(FIXTURE_BEARS, size, run_dir=tmp_path) == (train, valid)
-    assert evaluate.split(FIXTURE_BEARS, size, run_dir=tmp_path / "no-run") == (made_train, made_valid)
     model = tmp_path / "model.pkl"
     model.symlink_to(serving.MODEL_PATH.resolve())
+    sha = files.sha256(model)
+    written = data.write_split(tmp_path, FIXTURE_BEARS, train, valid, seed=7, valid_pct=0.2, model_sha256=sha)
+    assert str(FIXTURE_BEARS) not in written.read_text()
+    assert evaluate.split(FIXTURE_BEARS, size, written=data.read_split(tmp_path, FIXTURE_BEARS, sha)) == (train, valid)
+    assert data.read_split(tmp_path / "no-run", FIXTURE_BEARS, sha) is None
     evaluation = evaluate.main(["--model", str(model), "--data", str(FIXTURE_BEARS), "--no-baselines"])
     assert sum(sum(row.values()) for row in evaluation.model.valid.confusion.values()) == len(valid)
-    assert evaluation.data.n_train == len(train)
+    assert (evaluation.data.n_train, evaluation.data.seed) == (len(train), 7)
+    with pytest.raises(data.DataError, match="another model.pkl"):
+        data.read_split(tmp_path, FIXTURE_BEARS, "0" * 64)

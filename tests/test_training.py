@@ -47,10 +47,9 @@ def test_smoke_training_writes_everything(smoke_run):
     evaluation = Evaluation.from_dict(json.loads((smoke_run / "run" / "evaluation.json").read_text()))
     assert facts.valid_accuracy == evaluation.model.valid.rate and facts.counts == evaluation.data.counts
     assert facts.baseline_accuracy == evaluation.pixels.valid.rate and facts.sha256 == evaluation.model_file.sha256
-    train_files, valid_files = data.read_split(smoke_run / "run", FIXTURE_BEARS)  # what evaluate measured on
-    assert (len(train_files), len(valid_files)) == (facts.n_train, facts.n_valid) and not set(train_files) & set(
-        valid_files
-    )
+    written = data.read_split(smoke_run, FIXTURE_BEARS, facts.sha256)  # beside model.pkl: what evaluate measured on
+    assert (len(written.train), len(written.valid)) == (facts.n_train, facts.n_valid)
+    assert not set(written.train) & set(written.valid)
     assert facts.versions["python"].startswith(f"{sys.version_info.major}.{sys.version_info.minor}.")
     header = (smoke_run / "run" / "top_losses.csv").read_text().splitlines()[0]
     assert header == "file,label,predicted,confidence,loss"

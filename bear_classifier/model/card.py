@@ -57,7 +57,7 @@ class TrainingFacts:
     sha256: str = ""
     recipe: str = ""
     """How the network was trained, e.g. "linear probe" (see training.ipynb)."""
-    # From `python -m bear_classifier.training.evaluate` (see `facts`); None where not measured.
+    # From `python -m bear_classifier.training.evaluate` (see `card_writer.facts`); None where not measured.
     zero_shot_accuracy: float | None = None
     zero_shot_mapping: dict = field(default_factory=dict)
     external_accuracy: float | None = None
@@ -95,7 +95,7 @@ class TrainingFacts:
 
 
 def read(path: Path) -> TrainingFacts:
-    """The facts written by `write`, e.g. for the app's description."""
+    """The facts `training.card_writer.write` wrote, e.g. for the app's description."""
     card = ModelCard.load(Path(path))
     facts = card.data.to_dict().get("bear_classifier")
     if not isinstance(facts, dict):
@@ -111,4 +111,4 @@ def read(path: Path) -> TrainingFacts:
 
 
 class MissingFactsError(ValueError):
-    """A model card without the facts that `write` records."""
+    """A model card without the facts that `training.card_writer.write` records."""

@@ -136,30 +136,67 @@ def image_files(root: Path, report: DataReport, max_per_class: int | None = None
 
 
 SPLIT_FILE = "split.json"
-"""What training.ipynb writes in its run folder: the files it trained on and those it held out, so that `evaluate`
-measures on the split the notebook made, whatever cell 9 does (re-made from the seed, it would trust that the two
-agree)."""
 
 
-def write_split(run_dir: Path, data_dir: Path, train: Sequence[Path], valid: Sequence[Path]) -> Path:
-    """The split as two lists of file names within `data_dir` (`SPLIT_FILE` in `run_dir`): they hold wherever the
-    photos are copied (a Colab run, measured at home)."""
+@dataclass(frozen=True)
+class WrittenSplit:
+    """The split a training run made, as it wrote it beside its model.pkl (`write_split`): `evaluate` measures on it,
+    whatever the notebook's cell 9 did (made again from the seed, it would trust that the two agree)."""
+
+    train: list[Path]
+    valid: list[Path]
+    seed: int
+    valid_pct: float
+
+
+def write_split(
+    folder: Path,
+    data_dir: Path,
+    train: Sequence[Path],
+    valid: Sequence[Path],
+    *,
+    seed: int,
+    valid_pct: float,
+    model_sha256: str,
+) -> Path:
+    """The split beside the model.pkl it trained (`SPLIT_FILE` in `folder`), for that file only (`model_sha256`). The
+    photos are named within `data_dir`, so the split holds wherever they are copied (a Colab run, measured at home)."""
 
     def names(paths: Sequence[Path]) -> list[str]:
         return [Path(p).relative_to(data_dir).as_posix() for p in paths]
 
-    path = Path(run_dir) / SPLIT_FILE
-    path.write_text(json.dumps({"train": names(train), "valid": names(valid)}, indent=0))
+    record = {"model_sha256": model_sha256, "seed": seed, "valid_pct": valid_pct, "train": names(train)}
+    path = Path(folder) / SPLIT_FILE
+    path.write_text(json.dumps({**record, "valid": names(valid)}, indent=0))
     return path
 
 
-def read_split(run_dir: Path, data_dir: Path) -> tuple[list[Path], list[Path]] | None:
-    """The split a run wrote (`write_split`), as paths under `data_dir`; None when `run_dir` holds none."""
-    path = Path(run_dir) / SPLIT_FILE
+def read_split(folder: Path, data_dir: Path, model_sha256: str) -> WrittenSplit | None:
+    """The split written beside the model.pkl whose SHA-256 is `model_sha256`, as paths under `data_dir`; None when
+    `folder` holds none. A split written for another file (a run that stopped before its export, another run's
+    output in the same folder) is an error: it would measure this model on someone else's split."""
+    path = Path(folder) / SPLIT_FILE
     if not path.is_file():
         return None
-    lists = json.loads(path.read_text())
-    return [Path(data_dir) / p for p in lists["train"]], [Path(data_dir) / p for p in lists["valid"]]
+    record = json.loads(path.read_text())
+    if record.get("model_sha256") != model_sha256:
+        raise DataError(
+            f"{path} was written for another model.pkl (SHA-256 {str(record.get('model_sha256'))[:12]}…, not "
+            f"{model_sha256[:12]}…). Delete it to measure on the split made again from the seed, or measure the model "
+            "its run exported."
+        )
+    missing = [name for name in record["train"] + record["valid"] if not (Path(data_dir) / name).is_file()]
+    if missing:
+        raise DataError(
+            f"{path} names {len(missing)} photos missing from {data_dir}, e.g. {missing[0]}: pass --data "
+            "the folder that run trained on."
+        )
+    return WrittenSplit(
+        [Path(data_dir) / p for p in record["train"]],
+        [Path(data_dir) / p for p in record["valid"]],
+        record["seed"],
+        record["valid_pct"],
+    )
 
 
 def dataloaders(

@@ -56,13 +56,13 @@ def split(
     seed: int = data.SEED,
     valid_pct: float = data.VALID_PCT,
     max_per_class: int | None = None,
-    run_dir: Path | None = None,
+    written: data.WrittenSplit | None = None,
 ) -> tuple[list[Path], list[Path]]:
-    """The training run's split: the one it wrote in `run_dir` (`data.write_split`) when there is one; else made
-    again the way training.ipynb makes it by default (`data.dataloaders`, same seed), for a model without its run
-    folder (the committed one)."""
-    if run_dir is not None and (written := data.read_split(run_dir, data_dir)) is not None:
-        return written
+    """The training run's split: the one it wrote beside its model (`written`, `data.read_split`) when there is one;
+    else made again the way training.ipynb makes it by default (`data.dataloaders`, same seed), for a model without
+    its run folder (the committed one)."""
+    if written is not None:
+        return written.train, written.valid
     report = data.verify_folder(data_dir)
     dls = data.dataloaders(
         data_dir, report, size=size, valid_pct=valid_pct, seed=seed, batch_size=1, max_per_class=max_per_class
@@ -173,15 +173,16 @@ def evaluate_learner(
     max_per_class: int | None = None,
     seed: int = data.SEED,
     half: str | None = None,
-    run_dir: Path | None = None,
+    written: data.WrittenSplit | None = None,
 ) -> Evaluation:
     """The ladder (pixel similarity, zero-shot, the model) and the guards, on the training run's split (`split`:
-    the one written in `run_dir`, else made again from `seed`, training.ipynb's `seed`: another seed would measure
+    `written`, the one its run wrote, else made again from `seed`, training.ipynb's `seed`: another seed would measure
     on training photos). `half`: of the external folder, only that half (`data.external_half`: "test" for what a
     choice on the "selection" half is reported on)."""
     predictor = Predictor(learn)
     vocab = list(predictor.vocab)
-    train, valid = split(Path(data_dir), input_size(learn), seed=seed, max_per_class=max_per_class, run_dir=run_dir)
+    train, valid = split(Path(data_dir), input_size(learn), seed=seed, max_per_class=max_per_class, written=written)
+    seed, valid_pct = (written.seed, written.valid_pct) if written else (seed, data.VALID_PCT)
     bears, not_bears = external_sets(Path(external) if external else None, half)
     pixels = zero_shot = None
     if baselines:
@@ -214,7 +215,7 @@ def evaluate_learner(
         data=DataSplit(
             dir=str(data_dir),
             seed=seed,
-            valid_pct=data.VALID_PCT,
+            valid_pct=valid_pct,
             n_train=len(train),
             n_valid=len(valid),
             counts={label: sum(p.parent.name == label for p in train + valid) for label in vocab},
@@ -256,7 +257,8 @@ def evaluate_file(
 ) -> Evaluation:
     """`evaluate_learner` on an exported model.pkl (checked against `expected_sha256` when given): the record
     names the file measured and its SHA-256, which the model card then records. `file_sha256`: that SHA-256 when
-    the caller has just computed it (the notebook's `export.check_export`), so the file is not read again."""
+    the caller has just computed it (the notebook's `export.save`), so the file is not read again. `run_dir`: the
+    folder where its run wrote the split beside it (`data.write_split`), if any."""
     sha = modelfile.verify(path, expected_sha256, file_sha256)
     learn = modelfile.load(path, expected_sha256=sha, file_sha256=sha)
     evaluation = evaluate_learner(
@@ -267,7 +269,7 @@ def evaluate_file(
         max_per_class=max_per_class,
         seed=seed,
         half=half,
-        run_dir=run_dir,
+        written=data.read_split(run_dir, data_dir, sha) if run_dir is not None else None,
     )
     return replace(evaluation, model_file=ModelFile(str(path), sha))
 

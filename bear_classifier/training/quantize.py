@@ -223,7 +223,8 @@ def quantize_run(
     behind), and the comparison. `data_dir`, `select_dir`, `seed`,
     `max_per_class`: the run's."""
     learn = modelfile.load(run / "model.pkl", expected_sha256=facts.sha256)
-    train, valid = evaluate.split(data_dir, facts.image_size, seed=seed, max_per_class=max_per_class, run_dir=run)
+    written = data.read_split(run, data_dir, facts.sha256)  # the split the run wrote beside its model
+    train, valid = evaluate.split(data_dir, facts.image_size, seed=seed, max_per_class=max_per_class, written=written)
     photos = candidates.Photos.of(train, valid, select_dir)
     with tempfile.TemporaryDirectory() as scratch:
         graphs = make(learn, calibration_photos(train), Path(scratch))

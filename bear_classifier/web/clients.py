@@ -6,7 +6,7 @@ a caller cannot choose. Where it comes from (README "Client addresses"):
   (`Settings.trusted_proxies`, BEAR_TRUSTED_PROXIES: on a Space, loopback for Gradio's SSR Node proxy and the
   private ranges Hugging Face's proxies use; locally nothing, so a caller's own header is ignored). That walk is
   uvicorn's `forwarded_allow_ips` (its ProxyHeadersMiddleware, which joins several header lines in order and
-  rewrites the connection's client before Gradio or we see it): app.py hands it our setting, so Gradio's
+  rewrites the connection's client before Gradio or we see it): `launch` hands it our setting, so Gradio's
   `gr.Request` and our shares agree. HF documents no X-Forwarded-For contract; `log_shape` tells us what a real
   Space sends.
 - `X-IP-Token` never names a client. Gradio's own page asks huggingface.co for it and attaches it to queue joins

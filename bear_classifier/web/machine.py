@@ -3,7 +3,7 @@
 ZeroGPU documents neither its CPUs nor its RAM, and `os.cpu_count()` counts the host's CPUs, not the container's.
 The CPUs are those `os.sched_getaffinity` allows, fewer where a cgroup quota (cgroup v2 `cpu.max`, v1
 `cpu.cfs_quota_us`) caps the time; the memory is the cgroup's limit (v2 `memory.max`, v1 `memory.limit_in_bytes`)
-or the machine's. app.py logs both at start and sizes the decoder workers from them.
+or the machine's. `launch.Service` logs both at start and sizes the decoder workers from them.
 """
 
 from __future__ import annotations
