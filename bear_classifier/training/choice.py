@@ -108,6 +108,10 @@ class Candidate:
         rates = {name: k / n for name, (k, n) in self.out_of_domain.items() if n}
         return min(rates.items(), key=lambda item: item[1]) if rates else None
 
+    def to_dict(self) -> dict:
+        """Plain lists and dicts, for a card's YAML front matter."""
+        return {**asdict(self), "out_of_domain": {k: list(v) for k, v in self.out_of_domain.items()}}
+
     def guard_misses(self) -> list[str]:
         """The guard targets this candidate misses, in words (empty: it meets them)."""
         misses = []
@@ -131,9 +135,7 @@ class Choice:
 
     def to_dict(self) -> dict:
         """Plain lists and dicts (the card's YAML front matter holds it; `from_dict` reads it back)."""
-        candidates = [
-            {**asdict(c), "out_of_domain": {k: list(v) for k, v in c.out_of_domain.items()}} for c in self.candidates
-        ]
+        candidates = [c.to_dict() for c in self.candidates]
         return {"candidates": candidates, "chosen": self.chosen.name, "reason": self.reason, "on": self.on}
 
     @classmethod

@@ -97,10 +97,15 @@ def make(learn, calibration: Sequence[Path], folder: Path) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         fp32 = Predictor(learn, backend="onnx", onnx_cache=Path(scratch) / "fp32")
+        passes = list(zip(fp32.passes(), fp32.graphs))
+        inputs: dict[str, list[np.ndarray]] = {name: [] for _, name in passes}
+        for path in calibration:  # each photo decoded once for every pass, and not kept: phone photos are large
+            picture = open_image(path)
+            for (_, _, transform, _), name in passes:
+                inputs[name].append(transform([picture]).numpy())
         made = {}
-        for (size, guard, transform, _), name in zip(fp32.passes(), fp32.graphs):
-            inputs = [transform([open_image(p)]).numpy() for p in calibration]
-            out = int8_graph(Path(scratch) / name, inputs, folder / int8_name(size, guard))
+        for (size, guard, _, _), name in passes:
+            out = int8_graph(Path(scratch) / name, inputs[name], folder / int8_name(size, guard))
             made[out.name] = hashlib.sha256(out.read_bytes()).hexdigest()
     return made
 
@@ -124,10 +129,9 @@ class Comparison:
         """What the model card keeps: the two candidates, how many answers differ, the decision (no photo names)."""
         labels = sum(any(d.startswith("label") for d in found) for found in self.differing.values())
         flags = sum(any(d.startswith("flagged") for d in found) for found in self.differing.values())
-        both = choice.Choice([self.fp32, self.int8], self.fp32, "", "").to_dict()["candidates"]
         return {
-            "fp32": both[0],
-            "int8": both[1],
+            "fp32": self.fp32.to_dict(),
+            "int8": self.int8.to_dict(),
             "labels_differ": labels,
             "flags_differ": flags,
             "photos": self.photos,
