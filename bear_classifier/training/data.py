@@ -165,9 +165,15 @@ def write_split(
     def names(paths: Sequence[Path]) -> list[str]:
         return [Path(p).relative_to(data_dir).as_posix() for p in paths]
 
-    record = {"model_sha256": model_sha256, "seed": seed, "valid_pct": valid_pct, "train": names(train)}
+    record = {
+        "model_sha256": model_sha256,
+        "seed": seed,
+        "valid_pct": valid_pct,
+        "train": names(train),
+        "valid": names(valid),
+    }
     path = Path(folder) / SPLIT_FILE
-    path.write_text(json.dumps({**record, "valid": names(valid)}, indent=0))
+    path.write_text(json.dumps(record, indent=0))
     return path
 
 
@@ -185,18 +191,14 @@ def read_split(folder: Path, data_dir: Path, model_sha256: str) -> WrittenSplit 
             f"{model_sha256[:12]}…). Delete it to measure on the split made again from the seed, or measure the model "
             "its run exported."
         )
-    missing = [name for name in record["train"] + record["valid"] if not (Path(data_dir) / name).is_file()]
+    train, valid = ([Path(data_dir) / name for name in record[part]] for part in ("train", "valid"))
+    missing = [photo for photo in train + valid if not photo.is_file()]
     if missing:
         raise DataError(
             f"{path} names {len(missing)} photos missing from {data_dir}, e.g. {missing[0]}: pass --data "
             "the folder that run trained on."
         )
-    return WrittenSplit(
-        [Path(data_dir) / p for p in record["train"]],
-        [Path(data_dir) / p for p in record["valid"]],
-        record["seed"],
-        record["valid_pct"],
-    )
+    return WrittenSplit(train, valid, record["seed"], record["valid_pct"])
 
 
 def dataloaders(
