@@ -150,8 +150,9 @@ class Choice:
 
 def best_guard(readings: Sequence[Candidate]) -> Candidate:
     """Of one candidate measured with each guard tried (in `imagenet.GUARD_RULES`' order, same answers), the first
-    that meets the guard's targets; when none does, the one that misses them by the least (in-domain photos flagged
-    above the limit plus not-in-domain photos let through below it, as shares). Without not-in-domain photos
+    that meets the guard's targets; when none does, the one that misses them by the least: the in-domain photos flagged
+    past what `guard_misses` allows (its one-photo give included) plus the not-in-domain photos let through below the
+    target, each as a share of its folder. Without not-in-domain photos
     (validation, or a `select_dir` of plain `<label>/` folders) nothing says what a guard should flag, and the
     loosest would always win: the first way then, the default."""
     if not any(c.out_of_domain for c in readings):
@@ -159,7 +160,8 @@ def best_guard(readings: Sequence[Candidate]) -> Candidate:
 
     def shortfall(c: Candidate) -> float:
         below = sum(max(0.0, MIN_OUT_OF_DOMAIN_FLAGGED - k / n) for k, n in c.out_of_domain.values() if n)
-        return max(0.0, c.flagged_rate - MAX_IN_DOMAIN_FLAGGED) + below
+        over = max(0.0, c.flagged - MAX_IN_DOMAIN_FLAGGED * c.n - TIE) / c.n if c.n else 0.0
+        return over + below
 
     return next((c for c in readings if not c.guard_misses()), None) or min(readings, key=shortfall)
 
