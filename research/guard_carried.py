@@ -28,7 +28,7 @@ PIGS = ("boar", "hog")
 
 
 def mass_carried(probabilities: torch.Tensor, labels: list[str], vocab: list[str]) -> imagenet.ImageNetGuard:
-    """"mass, highest", less the classes that no training photo of the label gives `GUARD_CARRY` or more."""
+    """The "mass, highest" guard, less the classes that no training photo of the label gives `GUARD_CARRY` or more."""
     means = imagenet.class_means(probabilities, labels, vocab)
     in_domain = set(means.argmax(1).tolist())
     for row, name in enumerate(vocab):
@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{half} half: in-domain photos flagged; not-in-domain photos flagged, by folder")
         for rule, guard in guards.items():
             folders = " ".join(f"{name} {int(guard.is_out(p).sum())}/{len(p)}" for name, p in others.items())
-            print(f"  {rule:<24} threshold {guard.threshold:.4f}  {int(guard.is_out(ours).sum())}/{len(ours)}  {folders}")
+            print(
+                f"  {rule:<24} threshold {guard.threshold:.4f}  {int(guard.is_out(ours).sum())}/{len(ours)}  {folders}"
+            )
         pigs = [p for paths in out_of_domain.values() for p in paths if any(word in p.name for word in PIGS)]
         for rule, guard in guards.items() if pigs else ():
             scores = guard.score(read(pigs))
