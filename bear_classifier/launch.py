@@ -42,7 +42,7 @@ class Service:
         from bear_classifier.web import feedback
 
         host = machine.read()  # ZeroGPU documents neither its CPUs nor its memory: say what this one allows
-        machine.share_malloc_arenas()  # before Gradio's request threads: each would keep a heap of its own
+        machine.tune_malloc()  # before Gradio's request threads: each would keep a heap of its own
         workers = settings.decode_workers or host.decoders(settings.decode_memory_mb)
         print(f"{host.describe()}; {workers} decoder workers", file=sys.stderr, flush=True)
         self.settings = settings

@@ -59,7 +59,7 @@ import ctypes, sys, threading
 from bear_classifier.web import machine
 from tests.conftest import ROOT
 if sys.argv[1] == "shared":
-    machine.share_malloc_arenas()
+    machine.tune_malloc()
 held, together = [], threading.Barrier(8)
 def allocate():
     held.append([bytearray(64 * 1024) for _ in range(16)])  # above pymalloc's sizes: from malloc
@@ -76,7 +76,7 @@ ctypes.CDLL("libc.so.6").malloc_stats()  # one "Arena N:" block per arena, on st
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc arenas are glibc's")
 def test_request_threads_share_two_malloc_arenas():
     """Each thread that allocates gets an arena of its own, which keeps what it freed; the app's request threads
-    share two (`machine.share_malloc_arenas`)."""
+    share two (`machine.tune_malloc`)."""
 
     def arenas(mode: str) -> int:
         run = subprocess.run(
@@ -85,3 +85,34 @@ def test_request_threads_share_two_malloc_arenas():
         return run.stderr.count("Arena ")
 
     assert arenas("shared") == machine.MALLOC_ARENAS < arenas("own")
+
+
+MAPPED_SCRIPT = """
+import ctypes, sys
+from bear_classifier.web import machine
+class Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Mallinfo2
+if sys.argv[1] == "tuned":
+    machine.tune_malloc()
+first = bytearray(8 * 2**20)  # a photo's buffer, mapped on its own...
+del first  # ...and freed: by default glibc now maps only blocks over 8 MB
+later = bytearray(2**20)
+print(libc.mallinfo2().hblkhd)  # bytes in blocks mapped on their own
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_large_blocks_go_back_to_the_system_after_the_first_one_is_freed():
+    """A freed 8 MB block raises glibc's mapping threshold to 8 MB, so a later 1 MB block comes from an arena, which
+    keeps it; tuned, it is mapped on its own and unmapped when freed (`machine.MMAP_THRESHOLD`)."""
+
+    def mapped(mode: str) -> int:
+        run = subprocess.run(
+            [sys.executable, "-c", MAPPED_SCRIPT, mode], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        return int(run.stdout)
+
+    assert mapped("default") < 2**20 <= mapped("tuned")
