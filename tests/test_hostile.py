@@ -5,6 +5,7 @@ runs the full sizes)."""
 import json
 import os
 import resource
+import socket
 import subprocess
 import sys
 import threading
@@ -404,6 +405,28 @@ def test_no_temp_file_outlives_its_request(fair_server):
     assert over.status_code == 413
     rawcaller.dropped_upload(fair_server.url, source=rawcaller.fresh_address())
     wait_until(lambda: top_level_files(fair_server) == [], 30, "a temp file outlived its request")
+
+
+def test_a_many_part_upload_is_refused_while_it_streams(fair_server):
+    """Gradio's parser takes up to 1,000 file parts in one upload and holds a temp file and a descriptor for each until
+    the body ends, so one such upload held open could take most of a container's 1,024 descriptors. The sixth part
+    is refused as it arrives, with the body still open (before, the server waited for the rest), and leaves nothing
+    in the upload folder."""
+    target = httpx.URL(fair_server.url)
+    part = b"--b\r\nContent-Disposition: form-data; name=files; filename=p.jpg\r\n\r\n" + b"x" * 100 + b"\r\n"
+    head = (
+        f"POST /gradio_api/upload HTTP/1.1\r\nHost: {target.host}\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 1000000\r\n\r\n"
+    ).encode()
+    with socket.create_connection((target.host, target.port), source_address=(rawcaller.fresh_address(), 0)) as held:
+        held.sendall(head + part * 20)  # 20 of the 1,000 parts the body announces; the rest never comes
+        held.settimeout(30)
+        answer = b""
+        while chunk := held.recv(65536):  # the server closes the connection after its answer
+            answer += chunk
+    answer = answer.decode("latin-1")
+    assert answer.startswith("HTTP/1.1 400") and page.ONE_IMAGE in answer, answer[:300]
+    wait_until(lambda: top_level_files(fair_server) == [], 30, "a part's temp file outlived its refused request")
 
 
 # Filling the disk (issues 17 and 28): a server of its own with a small upload folder (30 MB, a twentieth of it per

@@ -9,7 +9,8 @@ to `launch(app_kwargs={"middleware": [...]})`):
   not parse 400/422 (never a 500);
 - a body over its cap is refused with 413 (by Content-Length, or while it streams in without one); an
   upload that streams for longer than `uploads.UPLOAD_SECONDS` is cut off (408);
-- an upload request must carry exactly one file, the upload folder has a total cap, and whatever Gradio's
+- an upload request must carry exactly one file (more than `MAX_UPLOAD_PARTS` parts are refused while they stream
+  in, before Gradio's parser opens a file for each), the upload folder has a total cap, and whatever Gradio's
   parser wrote for a failed, cut-off or many-part request is deleted (`uploads.UploadFolder`);
 - a JSON payload that names a web address as a file path is refused: photos arrive as uploads only;
 - each client address has its share of queue joins and uploaded bytes a minute (`clients.Quotas`), of the
@@ -60,6 +61,9 @@ MAX_FILE_BYTES = 10 * 2**20
 API_BODY_BYTES = 64 * 1024
 """A prediction or flag request is a few hundred bytes of JSON: the photo itself arrives through an upload."""
 MULTIPART_OVERHEAD = 64 * 1024
+MAX_UPLOAD_PARTS = 4
+"""Parts an upload request may carry (the photo, and form fields the page never sends): Gradio's parser holds a
+temp file, and a file descriptor, for each file part until it ends, and allows 1,000 of them."""
 UPLOAD_FLOOR = 256 * 1024
 """What an upload costs of its client's upload share at least (bytes): a 16-byte upload leaves as much behind."""
 PROGRESS_AFTER_S = 10
@@ -94,6 +98,31 @@ class _TooLarge(Exception):
 
 class _TooSlow(Exception):
     pass
+
+
+class _TooManyParts(Exception):
+    pass
+
+
+class _Parts:
+    """Counts a multipart body's part delimiters as it streams in, across chunk edges."""
+
+    def __init__(self, content_type: str | None):
+        found = re.search(r'boundary="?([^";]+)"?', content_type or "")
+        self.delimiter = b"--" + found.group(1).encode("latin-1") if found else None
+        self.seen, self.tail = 0, b""
+
+    def more_than(self, limit: int, chunk: bytes) -> bool:
+        """Whether the body so far, `chunk` its newest part, holds more than `limit` parts (the closing delimiter
+        is one more than the parts)."""
+        if self.delimiter is None:
+            return False  # not multipart: Gradio's parser refuses it
+        window = self.tail + chunk
+        self.seen += window.count(self.delimiter)
+        # A delimiter cut by the chunk's edge is counted with the next chunk; a tail one byte shorter than a
+        # delimiter cannot hold one already counted.
+        self.tail = window[-(len(self.delimiter) - 1) :]
+        return self.seen > limit + 1
 
 
 @dataclass(frozen=True)
@@ -358,6 +387,7 @@ class BodyLimits:
     async def _upload(self, scope: Scope, receive: Receive, send: Send, cap: int, client: str) -> None:
         """AtOnce the upload to Gradio (counting bytes and time), then checks its answer: one file per request."""
         received, deadline = 0, time.monotonic() + UPLOAD_SECONDS
+        parts = _Parts(_header(scope, b"content-type"))
 
         async def counted() -> Message:
             nonlocal received
@@ -365,9 +395,12 @@ class BodyLimits:
                 message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
             except TimeoutError:
                 raise _TooSlow from None
-            received += len(message.get("body", b""))
+            chunk = message.get("body", b"")
+            received += len(chunk)
             if received > cap:
                 raise _TooLarge
+            if parts.more_than(MAX_UPLOAD_PARTS, chunk):
+                raise _TooManyParts
             return message
 
         answer: dict[str, Any] = {"body": b""}
@@ -384,6 +417,8 @@ class BodyLimits:
             return await _too_large(send, cap)
         except _TooSlow:
             return await _refuse(send, 408, page.upload_too_slow(UPLOAD_SECONDS))
+        except _TooManyParts:
+            return await _refuse(send, 400, page.ONE_IMAGE)
         except ClientDisconnect:  # the caller went away mid-upload: nobody to answer; the leftovers go with `upload()`
             return
         except OSError as error:  # a reset connection, or the disk: answered in words (it was a bare 500)
