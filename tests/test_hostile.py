@@ -914,6 +914,18 @@ def test_ordinary_decoders_run_below_the_servers_priority(express_pool, tmp_path
     assert niceness == {decoding.ORDINARY: [own + decoding.ORDINARY_NICENESS], decoding.EXPRESS: [own]}
 
 
+def test_a_decoder_yields_from_its_first_instruction():
+    """A worker restarted after each budget kill imported Pillow at the server's priority before lowering its own."""
+    worker = decoding._Worker(decoding.Budget(3.0, 512), decoding.ORDINARY_NICENESS, decoding.ORDINARY)
+    worker.start()
+    try:  # at once: the new process is still starting Python
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, worker.process.pid) == own + decoding.ORDINARY_NICENESS
+    finally:
+        worker.process.stdin.close()
+        worker.stop()
+
+
 def test_requests_are_kept_for_quick_visitors_however_many_addresses_queue_costly_photos(tmp_path):
     """Sixteen or more addresses, each with two photos queued that decode within every share (no budget kill, no
     pause), held all of the app's requests at once, and Gradio's first-come queue kept an honest photo behind them.

@@ -318,12 +318,16 @@ class _Worker:
                 sys.executable,
                 "-m",
                 __name__,
-                *map(str, (self.budget.cpu_seconds, self.budget.memory_mb, self.niceness)),
+                *map(str, (self.budget.cpu_seconds, self.budget.memory_mb)),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
         )
+        # Set from here, at once, so that the worker's own imports (Pillow's) yield to the server too: a worker
+        # restarted after every budget kill spent them at the server's priority.
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, self.process.pid, own + self.niceness)
 
     def alive(self) -> bool:
         return self.process is not None and not self.retiring and self.process.poll() is None
@@ -363,8 +367,7 @@ class _Worker:
 
 
 # The worker process.
-def _serve(cpu_seconds: float, memory_mb: int, niceness: int, requests: BinaryIO, answers: BinaryIO) -> None:
-    os.nice(niceness)
+def _serve(cpu_seconds: float, memory_mb: int, requests: BinaryIO, answers: BinaryIO) -> None:
     # No core dumps: SIGXCPU's default action writes one (about 112 MB) wherever containers allow them.
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     # Ctrl-C reaches the whole process group: the parent decides what stops (the worker ends when its stdin does).
@@ -441,4 +444,4 @@ def _status_kb(field: str) -> int:
 
 
 if __name__ == "__main__":
-    _serve(float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.stdin.buffer, sys.stdout.buffer)
+    _serve(float(sys.argv[1]), int(sys.argv[2]), sys.stdin.buffer, sys.stdout.buffer)
