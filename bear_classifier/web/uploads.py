@@ -103,11 +103,12 @@ class UploadFolder:
         first, beyond its share; then the heaviest holder's oldest); yields None, or why there is no room for
         it. When the last upload in flight ends, its leftovers go."""
         with self._lock:
-            refusal = self._make_room(client, size)
+            refusal, evicted = self._make_room(client, size)
             reserved = 0 if refusal else size
             self._reserved += reserved
             self._client_reserved[client] += reserved
             self._in_flight += 1
+        _remove_all(evicted)  # outside the lock: the sweep's thread and other uploads need not wait for the disk
         try:
             yield refusal
         finally:
@@ -157,6 +158,7 @@ class UploadFolder:
             ]
             for path in expired:
                 self._forget(path)
+        _remove_all(expired)
         # Untracked files: an upload Gradio stored and then refused (400, so never recorded) is a leftover once no
         # upload can still be in flight; waiting the full lifetime let refused uploads fill the disk uncounted.
         for path, _, changed in self._files():
@@ -186,19 +188,21 @@ class UploadFolder:
         """Delete the folder and everything in it: on exit, so that no visitor's photo outlives the app."""
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def _make_room(self, client: str, size: int) -> str | None:
-        """Under the lock: evict until `size` more bytes fit in `client`'s share and in the folder; or why not."""
+    def _make_room(self, client: str, size: int) -> tuple[str | None, list[str]]:
+        """Under the lock: evict until `size` more bytes fit in `client`'s share and in the folder; or why not. The
+        files evicted are forgotten here and deleted by the caller, after the lock."""
         share = self.share * self.max_bytes
         if self._client_reserved[client] + size > max(share, size):
-            return page.MANY_AT_ONCE  # its uploads in flight alone fill its share
+            return page.MANY_AT_ONCE, []  # its uploads in flight alone fill its share
         if self._reserved + size > self.max_bytes:
-            return page.UPLOADS_FULL  # in flight alone: nothing to evict makes room
+            return page.UPLOADS_FULL, []  # in flight alone: nothing to evict makes room
+        evicted = []
         while self._client_bytes[client] and self._client_bytes[client] + self._client_reserved[client] + size > share:
-            self._forget(self._oldest_of(client))
+            evicted.append(self._forget(self._oldest_of(client)))
         while self._bytes and self.used_bytes() + size > self.max_bytes:
             heaviest = max(self._client_bytes, key=self._client_bytes.__getitem__)
-            self._forget(self._oldest_of(heaviest))
-        return None
+            evicted.append(self._forget(self._oldest_of(heaviest)))
+        return None, evicted
 
     def _oldest_of(self, client: str) -> str:
         return next(path for path, held in self._held.items() if held.client == client)
@@ -206,13 +210,14 @@ class UploadFolder:
     def _kept(self) -> set[str]:
         return {str(Path(path).resolve()) for path in self.keep()}
 
-    def _forget(self, path: str) -> None:
+    def _forget(self, path: str) -> str:
+        """Under the lock: no longer count the file at `path` (the caller deletes it after the lock)."""
         held = self._held.pop(path)
         self._client_bytes[held.client] -= held.size
         if not self._client_bytes[held.client]:
             del self._client_bytes[held.client]
         self._bytes -= held.size
-        _remove(Path(path))
+        return path
 
     def _delete_temp_files(self, older_than: float) -> None:
         now = time.time()
@@ -235,6 +240,11 @@ class UploadFolder:
 @contextmanager
 def _nothing() -> Iterator[list]:
     yield []
+
+
+def _remove_all(paths: list[str]) -> None:
+    for path in paths:
+        _remove(Path(path))
 
 
 def _remove(path: Path) -> None:
