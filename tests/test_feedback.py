@@ -1,6 +1,8 @@
 """Human in the loop: flags stored by the app's ReviewLog become training data for a further fine-tune of an
 exported model; a flag is stored only for an answer the server gave in the caller's own session."""
 
+import threading
+import time
 from types import SimpleNamespace
 
 import gradio as gr
@@ -58,6 +60,24 @@ def test_flags_are_read_back_with_their_corrections(tmp_path):
     assert all(path.is_relative_to(folder) for path, _ in reviewed)  # copies inside the review folder
     rows = feedback.flags(folder)
     assert rows[0]["label"] == "teddy" and rows[0]["correction"] == "black"  # the server's answer, the user's fix
+
+
+def test_a_slow_flag_write_holds_up_no_prediction(tmp_path):
+    """Every prediction records its answer under the log's lock (`remember`); a flag's write, slow on a mounted
+    bucket or while the Hub sync holds its lock, was made under that same lock, so every visitor's answer waited."""
+    log = review_log(tmp_path / "review")
+    log.scheduler = SimpleNamespace(lock=threading.Lock())  # CommitScheduler's lock, which a sync to the Hub holds
+    log.remember(visitor("flagger"), str(example("black")), *ANSWER)
+    with log.scheduler.lock:  # a sync in progress: the flag's write waits for it
+        flagging = threading.Thread(target=log.flag_answer, args=("flagger", str(example("black")), "black", "a"))
+        flagging.start()
+        time.sleep(0.5)  # the flag is now waiting to write
+        answering = threading.Thread(target=log.remember, args=(visitor("other"), str(example("teddy")), *ANSWER))
+        answering.start()
+        answering.join(5)
+        assert flagging.is_alive() and not answering.is_alive()
+    flagging.join(5)
+    assert [row["correction"] for row in feedback.flags(tmp_path / "review")] == ["black"]
 
 
 def test_flags_are_stored_on_a_bucket_mount_that_refuses_appends(tmp_path):

@@ -46,6 +46,8 @@ REVIEW_SIDE = 1024
 of an upload's size, and without the EXIF block (a phone photo's GPS position)."""
 CLIENT_SHARE = 0.1
 """The most of the review folder's capacity one client address can fill: the rest stays for everyone else."""
+ROW_BYTES = 200
+"""About what a flag's JSON row takes beside its photo."""
 RESERVE = 0.25
 """The last part of the review folder, kept for the first flag of each client: addresses that flag junk photos
 again and again cannot keep the next honest visitor's first flag out."""
@@ -163,10 +165,22 @@ class ReviewLog(gr.FlaggingCallback):
             first = not self._client_flags[client]
             if self._bytes + len(jpeg) > self.max_bytes * (1 if first else 1 - RESERVE):
                 raise FlagRefused(page.FLAG_FOLDER_FULL if first else page.FLAG_NEARLY_FULL)
-            self._client_bytes[client] += len(jpeg)
-            self._client_flags[client] += 1
+            self._count(client, digest, len(jpeg), +1)  # counted before the write, so that no twin passes the checks
+        # Written outside the lock: every prediction takes it (`remember`), and a mounted bucket can be slow.
+        try:
             self._store(digest, jpeg, correction, answered)
-            return len(self._stored)
+        except BaseException:
+            with self._lock:
+                self._count(client, digest, len(jpeg), -1)
+            raise
+        return len(self._stored)
+
+    def _count(self, client: str, digest: str, size: int, sign: int) -> None:
+        """Under the lock: count one stored flag of `size` bytes (sign 1), or take it back (-1)."""
+        self._client_bytes[client] += sign * size
+        self._client_flags[client] += sign
+        self._bytes += sign * (size + ROW_BYTES)
+        (self._stored.add if sign > 0 else self._stored.discard)(digest)
 
     def _store(self, digest: str, jpeg: bytes, correction: str, answered: _Answered) -> None:
         image = Path("images") / f"{digest[:32]}.jpg"
@@ -185,8 +199,6 @@ class ReviewLog(gr.FlaggingCallback):
         with self.scheduler.lock if self.scheduler else nullcontext():
             _write_new(self.folder / image, jpeg)
             _write_new(self.folder / flag, json.dumps(row).encode())
-        self._stored.add(digest)
-        self._bytes += len(jpeg) + 200
 
 
 def _write_new(path: Path, content: bytes) -> None:
