@@ -2,7 +2,6 @@
 exported model; a flag is stored only for an answer the server gave in the caller's own session."""
 
 import threading
-import time
 from types import SimpleNamespace
 
 import gradio as gr
@@ -62,16 +61,31 @@ def test_flags_are_read_back_with_their_corrections(tmp_path):
     assert rows[0]["label"] == "teddy" and rows[0]["correction"] == "black"  # the server's answer, the user's fix
 
 
+class WatchedLock:
+    """A lock that says when it is asked for."""
+
+    def __init__(self):
+        self.held, self.asked = threading.Lock(), threading.Event()
+
+    def __enter__(self):
+        self.asked.set()
+        self.held.acquire()
+
+    def __exit__(self, *exc):
+        self.held.release()
+
+
 def test_a_slow_flag_write_holds_up_no_prediction(tmp_path):
     """Every prediction records its answer under the log's lock (`remember`); a flag's write, slow on a mounted
     bucket or while the Hub sync holds its lock, was made under that same lock, so every visitor's answer waited."""
     log = review_log(tmp_path / "review")
-    log.scheduler = SimpleNamespace(lock=threading.Lock())  # CommitScheduler's lock, which a sync to the Hub holds
+    sync = WatchedLock()
+    log.scheduler = SimpleNamespace(lock=sync)  # CommitScheduler's lock, which a sync to the Hub holds
     log.remember(visitor("flagger"), str(example("black")), *ANSWER)
-    with log.scheduler.lock:  # a sync in progress: the flag's write waits for it
+    with sync.held:  # a sync in progress: the flag's write waits for it
         flagging = threading.Thread(target=log.flag_answer, args=("flagger", str(example("black")), "black", "a"))
         flagging.start()
-        time.sleep(0.5)  # the flag is now waiting to write
+        assert sync.asked.wait(30)  # the flag is now waiting to write
         answering = threading.Thread(target=log.remember, args=(visitor("other"), str(example("teddy")), *ANSWER))
         answering.start()
         answering.join(5)

@@ -96,6 +96,8 @@ EXPRESS_MEMORY = 65536
 cheap photo each must not push the honest visitors out."""
 ORDINARY_NICENESS = 10
 """The ordinary workers' niceness: under a storm of costly photos the server's own threads go first."""
+MAX_NICENESS = 19
+"""The kernel's lowest priority: a server already running nice keeps its workers at most there."""
 
 
 class DecoderPool:
@@ -326,8 +328,13 @@ class _Worker:
         )
         # Set from here, at once, so that the worker's own imports (Pillow's) yield to the server too: a worker
         # restarted after every budget kill spent them at the server's priority.
-        own = os.getpriority(os.PRIO_PROCESS, 0)
-        os.setpriority(os.PRIO_PROCESS, self.process.pid, own + self.niceness)
+        try:
+            own = os.getpriority(os.PRIO_PROCESS, 0)
+            os.setpriority(os.PRIO_PROCESS, self.process.pid, min(MAX_NICENESS, own + self.niceness))
+        except OSError:  # not lowered: not started (the pool puts a placeholder back, started on next use)
+            self.stop()
+            self.process = None
+            raise
 
     def alive(self) -> bool:
         return self.process is not None and not self.retiring and self.process.poll() is None

@@ -198,7 +198,11 @@ class ReviewLog(gr.FlaggingCallback):
         # Hold the scheduler's lock so a sync never sees a photo without its flag.
         with self.scheduler.lock if self.scheduler else nullcontext():
             _write_new(self.folder / image, jpeg)
-            _write_new(self.folder / flag, json.dumps(row).encode())
+            try:
+                _write_new(self.folder / flag, json.dumps(row).encode())
+            except BaseException:
+                (self.folder / image).unlink(missing_ok=True)  # a photo without its flag is nobody's
+                raise
 
 
 def _write_new(path: Path, content: bytes) -> None:

@@ -9,8 +9,8 @@ to `launch(app_kwargs={"middleware": [...]})`):
   not parse 400/422 (never a 500);
 - a body over its cap is refused with 413 (by Content-Length, or while it streams in without one); an
   upload that streams for longer than `uploads.UPLOAD_SECONDS` is cut off (408);
-- an upload request must carry exactly one file (more than `MAX_UPLOAD_PARTS` parts are refused while they stream
-  in, before Gradio's parser opens a file for each), the upload folder has a total cap, and whatever Gradio's
+- an upload request must carry exactly one file (more than `MAX_UPLOAD_DELIMITERS` part delimiters are refused while
+  they stream in, before Gradio's parser opens a file for each), the upload folder has a total cap, and whatever Gradio's
   parser wrote for a failed, cut-off or many-part request is deleted (`uploads.UploadFolder`);
 - a JSON payload that names a web address as a file path is refused: photos arrive as uploads only;
 - each client address has its share of queue joins and uploaded bytes a minute (`clients.Quotas`), of the
@@ -43,6 +43,7 @@ from urllib.parse import parse_qs
 
 from gradio.data_classes import CancelBody, PredictBody, ResetBody, SimplePredictBody
 from pydantic import BaseModel, ValidationError
+from python_multipart.multipart import parse_options_header
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect
 
@@ -61,9 +62,10 @@ MAX_FILE_BYTES = 10 * 2**20
 API_BODY_BYTES = 64 * 1024
 """A prediction or flag request is a few hundred bytes of JSON: the photo itself arrives through an upload."""
 MULTIPART_OVERHEAD = 64 * 1024
-MAX_UPLOAD_PARTS = 4
-"""Parts an upload request may carry (the photo, and form fields the page never sends): Gradio's parser holds a
-temp file, and a file descriptor, for each file part until it ends, and allows 1,000 of them."""
+MAX_UPLOAD_DELIMITERS = 4
+"""Multipart delimiters an upload may carry: one before each part and one closing the body, so the photo and up to
+two form fields the page never sends. Gradio's parser holds a temp file, and a file descriptor, for each file part
+until the body ends, and allows 1,000 of them; refused at the next delimiter, at most this many parts are ever open."""
 UPLOAD_FLOOR = 256 * 1024
 """What an upload costs of its client's upload share at least (bytes): a 16-byte upload leaves as much behind."""
 PROGRESS_AFTER_S = 10
@@ -105,24 +107,26 @@ class _TooManyParts(Exception):
 
 
 class _Parts:
-    """Counts a multipart body's part delimiters as it streams in, across chunk edges."""
+    """Counts a multipart body's delimiters as it streams in, across chunk edges. The boundary is read from the
+    Content-Type header as Gradio's parser reads it (python-multipart's `parse_options_header`), so that no spelling
+    of the header gives the two of them different boundaries."""
 
     def __init__(self, content_type: str | None):
-        found = re.search(r'boundary="?([^";]+)"?', content_type or "")
-        self.delimiter = b"--" + found.group(1).encode("latin-1") if found else None
+        _, options = parse_options_header(content_type or "")
+        boundary = options.get(b"boundary")
+        self.delimiter = None if boundary is None else b"--" + boundary
         self.seen, self.tail = 0, b""
 
     def more_than(self, limit: int, chunk: bytes) -> bool:
-        """Whether the body so far, `chunk` its newest part, holds more than `limit` parts (the closing delimiter
-        is one more than the parts)."""
+        """Whether the body so far, `chunk` its newest part, holds more than `limit` delimiters."""
         if self.delimiter is None:
-            return False  # not multipart: Gradio's parser refuses it
+            return False  # no boundary: Gradio's parser refuses the body before it stores anything
         window = self.tail + chunk
         self.seen += window.count(self.delimiter)
         # A delimiter cut by the chunk's edge is counted with the next chunk; a tail one byte shorter than a
         # delimiter cannot hold one already counted.
-        self.tail = window[-(len(self.delimiter) - 1) :]
-        return self.seen > limit + 1
+        self.tail = window[-(len(self.delimiter) - 1) :] if len(self.delimiter) > 1 else b""
+        return self.seen > limit
 
 
 @dataclass(frozen=True)
@@ -399,7 +403,7 @@ class BodyLimits:
             received += len(chunk)
             if received > cap:
                 raise _TooLarge
-            if parts.more_than(MAX_UPLOAD_PARTS, chunk):
+            if parts.more_than(MAX_UPLOAD_DELIMITERS, chunk):
                 raise _TooManyParts
             return message
 

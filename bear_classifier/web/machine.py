@@ -34,7 +34,8 @@ def tune_malloc(arenas: int = MALLOC_ARENAS, mmap_threshold: int = MMAP_THRESHOL
     (nothing changed)."""
     try:
         libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_ARENA_MAX, arenas)) and bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold))
+        done = [libc.mallopt(_M_ARENA_MAX, arenas), libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)]
+        return all(done)
     except (OSError, AttributeError):
         return False
 

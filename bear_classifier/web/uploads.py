@@ -108,8 +108,8 @@ class UploadFolder:
             self._reserved += reserved
             self._client_reserved[client] += reserved
             self._in_flight += 1
-        _remove_all(evicted)  # outside the lock: the sweep's thread and other uploads need not wait for the disk
         try:
+            self._delete(evicted)
             yield refusal
         finally:
             with self._lock:
@@ -158,7 +158,7 @@ class UploadFolder:
             ]
             for path in expired:
                 self._forget(path)
-        _remove_all(expired)
+        self._delete(expired)
         # Untracked files: an upload Gradio stored and then refused (400, so never recorded) is a leftover once no
         # upload can still be in flight; waiting the full lifetime let refused uploads fill the disk uncounted.
         for path, _, changed in self._files():
@@ -210,6 +210,18 @@ class UploadFolder:
     def _kept(self) -> set[str]:
         return {str(Path(path).resolve()) for path in self.keep()}
 
+    def _delete(self, paths: list[str]) -> None:
+        """Delete files already forgotten, outside the lock: the sweep's thread and the uploads on the event loop need
+        not wait for the disk. A new upload of the same bytes under the same name lands on the same path and may be
+        recorded meanwhile, and then deleted here: it is forgotten again, so that no share counts a file that is gone
+        (its visitor is told to upload it again)."""
+        for path in paths:
+            _remove(Path(path))
+        with self._lock:
+            for path in paths:
+                if path in self._held and not os.path.lexists(path):
+                    self._forget(path)
+
     def _forget(self, path: str) -> str:
         """Under the lock: no longer count the file at `path` (the caller deletes it after the lock)."""
         held = self._held.pop(path)
@@ -242,13 +254,9 @@ def _nothing() -> Iterator[list]:
     yield []
 
 
-def _remove_all(paths: list[str]) -> None:
-    for path in paths:
-        _remove(Path(path))
-
-
 def _remove(path: Path) -> None:
+    """Unlink `path`; a file that will not go (an error of a mounted bucket) stays for the next sweep to try again."""
     try:
         path.unlink()
-    except FileNotFoundError:
+    except OSError:
         pass
