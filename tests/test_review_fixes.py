@@ -1,6 +1,6 @@
 """Holes an attacker's-eye review of issues 27/28/31 found, each closed: examples that a re-upload of their own
 bytes could delete, refused uploads left on disk for the whole lifetime, a photo deleted before its turn, upload ids
-as a memory sink, and a body of the wrong shape answered as if it were not JSON."""
+as a memory sink, a body of the wrong shape answered as if it were not JSON, and an eviction whose delete failed."""
 
 import time
 
@@ -55,3 +55,20 @@ def test_upload_ids_and_body_shapes_are_checked_in_the_raw_protocol(server):
     wrong = httpx.post(api + "/queue/join", json={"data": "not a list", "fn_index": "x", "session_hash": 5})
     assert wrong.status_code == 422 and "/queue/join" in wrong.text
     assert httpx.post(api + "/queue/join", content=b"{not json").status_code == 400
+
+
+def test_an_eviction_whose_delete_fails_keeps_no_reservation(tmp_path):
+    """The files an upload evicts are deleted after the lock; an unlink error there (a mounted bucket's, here a
+    directory where the file was) escaped after the upload's bytes were reserved, and kept them reserved for good."""
+    first = tmp_path / "abc" / "a.jpg"
+    first.parent.mkdir()
+    first.write_bytes(b"x" * 600 * 1024)
+    folder = uploads.UploadFolder(tmp_path, max_bytes=2**20, ttl=600, share=1.0)
+    folder.add("198.51.100.7", str(first))
+    first.unlink()
+    first.mkdir()  # unlink() now fails with IsADirectoryError
+    with folder.upload("198.51.100.8", 600 * 1024) as refusal:  # makes room: the first file is evicted
+        assert refusal is None
+    assert folder.used_bytes() == 0
+    with folder.upload("198.51.100.8", 2**20) as refusal:  # the whole folder is free again
+        assert refusal is None
