@@ -125,7 +125,7 @@ class _Parts:
         self.seen += window.count(self.delimiter)
         # A delimiter cut by the chunk's edge is counted with the next chunk; a tail one byte shorter than a
         # delimiter cannot hold one already counted.
-        self.tail = window[-(len(self.delimiter) - 1) :] if len(self.delimiter) > 1 else b""
+        self.tail = window[-(len(self.delimiter) - 1) :]  # "--" and the boundary: never shorter than 2
         return self.seen > limit
 
 

@@ -23,8 +23,8 @@ each arena keeps what its requests freed: the server's memory grew photo after p
 MMAP_THRESHOLD = 128 * 1024
 """Blocks this large or larger are mapped on their own and go back to the system when freed. It is glibc's default,
 made fixed: by default glibc raises the threshold to the size of each mapped block freed (up to 32 MB), so after
-the first photo's buffers were freed, every later photo's came from the arenas and stayed there (`bench.soak`:
-+177 MB over a run before, +76 MB after)."""
+the first photo's buffers were freed, every later photo's came from the arenas and stayed there (`bench.soak`, 400
+requests: +177 MB before, +71 MB after)."""
 _M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8  # mallopt's parameter numbers (glibc malloc.h)
 
 

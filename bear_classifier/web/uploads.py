@@ -215,6 +215,8 @@ class UploadFolder:
         not wait for the disk. A new upload of the same bytes under the same name lands on the same path and may be
         recorded meanwhile, and then deleted here: it is forgotten again, so that no share counts a file that is gone
         (its visitor is told to upload it again)."""
+        if not paths:  # the usual upload evicts nothing: no second turn of the lock for it
+            return
         for path in paths:
             _remove(Path(path))
         with self._lock:
